@@ -1,0 +1,77 @@
+"""The episode loop: reset, then query the policy and step until done or out of budget.
+
+It never raises for a harness problem: whatever stops an episode becomes its ``terminal_reason``
+and ``error_message``, so a finished result is never lost to an exception.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from pytest_vla.errors import one_line
+from pytest_vla.policy import PolicyError
+from pytest_vla.suites.base import EnvFailure, Observation, SuiteEnv
+
+SUCCESS = "success"
+TIMEOUT = "timeout"  # the step budget ran out (report schema v1 name)
+ADAPTER_ERROR = "adapter_error"
+HARNESS_ERRORS = frozenset({"bddl_failure", "rendering_failure", ADAPTER_ERROR})
+
+
+class Policy(Protocol):
+    def act(self, observation: Observation) -> np.ndarray:
+        """The ``(K, action_dim)`` actions to run before the policy is asked again."""
+
+
+@dataclass
+class EpisodeOutcome:
+    terminal_reason: str
+    n_steps: int
+    wall_clock_s: float
+    error_message: str | None = None
+    actions: list[np.ndarray] = field(default_factory=list)  # what env.step received, after settling
+    states: list[np.ndarray] = field(default_factory=list)  # the state observed before each action
+
+    @property
+    def success(self) -> bool:
+        return self.terminal_reason == SUCCESS
+
+
+def run_episode(env: SuiteEnv, policy: Policy, episode_index: int, max_steps: int) -> EpisodeOutcome:
+    """Run one episode; ``wall_clock_s`` covers the reset (with its settle steps) to the end."""
+    started = time.perf_counter()
+    outcome = EpisodeOutcome(terminal_reason=TIMEOUT, n_steps=0, wall_clock_s=0.0)
+    try:
+        observation = env.reset(episode_index)
+        plan: deque[np.ndarray] = deque()
+        while outcome.n_steps < max_steps:
+            if not plan:
+                plan.extend(_query(policy, observation, outcome.n_steps))
+            action = plan.popleft()
+            outcome.states.append(np.asarray(observation.state, dtype=np.float64))
+            outcome.actions.append(action)
+            observation, done = env.step(action)
+            outcome.n_steps += 1
+            if done:
+                outcome.terminal_reason = SUCCESS
+                break
+    except EnvFailure as exc:
+        outcome.terminal_reason, outcome.error_message = exc.terminal_reason, str(exc)
+    except PolicyError as exc:
+        outcome.terminal_reason, outcome.error_message = ADAPTER_ERROR, f"policy: {exc}"
+    outcome.wall_clock_s = time.perf_counter() - started
+    return outcome
+
+
+def _query(policy: Policy, observation: Observation, step: int) -> np.ndarray:
+    try:
+        return policy.act(observation)
+    except PolicyError as exc:
+        raise PolicyError(f"at step {step}: {exc}") from exc
+    except Exception as exc:  # onnxruntime raises its own unrelated exception types
+        raise PolicyError(f"at step {step}: inference failed: {one_line(exc)}") from exc

@@ -1,0 +1,103 @@
+"""Command-line options and ini keys, and the checked :class:`Settings` read from them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+DEFAULT_SUITE = "libero"
+DEFAULT_NUM_EPISODES = 3
+DEFAULT_SEED = 7  # the published protocol's (openpi, OpenVLA-OFT, vla-eval)
+DEFAULT_OUTPUT = "eval_output"
+
+# (option, help, metavar or None for a flag); each is also the ini key with dashes as underscores.
+_OPTIONS = (
+    ("--vla-export", "ONNX export directory to evaluate (vla_export.json + model); enables pytest-vla", "PATH"),
+    ("--vla-suite", f"benchmark suite (default: {DEFAULT_SUITE})", "NAME"),
+    (
+        "--vla-tasks",
+        "comma-separated families (libero_spatial, libero_object, libero_goal, libero_10, libero_90) "
+        "or single tasks FAMILY:INDEX (default: spatial, object, goal, 10)",
+        "LIST",
+    ),
+    ("--vla-num-episodes", f"episodes per task, init states 0..N-1 (default: {DEFAULT_NUM_EPISODES})", "N"),
+    ("--vla-seed", f"environment seed (default: {DEFAULT_SEED})", "N"),
+    ("--vla-output", f"directory for report.json and trajectories (default: ./{DEFAULT_OUTPUT})", "DIR"),
+    ("--vla-max-steps", "override the suite's policy-step budget per episode (for smoke runs)", "N"),
+    ("--vla-save-trajectories", "save each episode's actions and states as .npz", None),
+)
+
+
+def add_options(parser: pytest.Parser) -> None:
+    group = parser.getgroup("vla", "VLA policy evaluation (pytest-vla)")
+    for option, help_text, metavar in _OPTIONS:
+        dest = _dest(option)
+        if metavar is None:
+            group.addoption(option, action="store_true", default=None, dest=dest, help=help_text)
+            parser.addini(dest, help_text, type="bool", default=False)
+        else:
+            group.addoption(option, default=None, dest=dest, metavar=metavar, help=help_text)
+            parser.addini(dest, help_text, default=None)
+
+
+@dataclass(frozen=True)
+class Settings:
+    export: Path
+    suite: str
+    tasks: tuple[str, ...]
+    num_episodes: int
+    seed: int
+    output: Path
+    max_steps: int | None
+    save_trajectories: bool
+
+
+def is_active(config: pytest.Config) -> bool:
+    """pytest-vla does nothing unless an export is named."""
+    return _value(config, "--vla-export") is not None
+
+
+def read_settings(config: pytest.Config) -> Settings:
+    """The options as typed values; raises :class:`pytest.UsageError` naming the bad option."""
+    export = _value(config, "--vla-export")
+    assert export is not None
+    tasks = _value(config, "--vla-tasks") or ""
+    max_steps = _int(config, "--vla-max-steps", None)
+    if max_steps is not None and max_steps < 1:
+        raise pytest.UsageError(f"--vla-max-steps must be at least 1, got {max_steps}")
+    save = _value(config, "--vla-save-trajectories")
+    return Settings(
+        export=Path(export).expanduser().resolve(),
+        suite=_value(config, "--vla-suite") or DEFAULT_SUITE,
+        tasks=tuple(entry.strip() for entry in tasks.split(",") if entry.strip()),
+        num_episodes=_int(config, "--vla-num-episodes", DEFAULT_NUM_EPISODES),
+        seed=_int(config, "--vla-seed", DEFAULT_SEED),
+        output=Path(_value(config, "--vla-output") or DEFAULT_OUTPUT).expanduser().resolve(),
+        max_steps=max_steps,
+        save_trajectories=bool(save),
+    )
+
+
+def _dest(option: str) -> str:
+    return option.lstrip("-").replace("-", "_")
+
+
+def _value(config: pytest.Config, option: str) -> str | bool | None:
+    """The command line wins over the ini file."""
+    dest = _dest(option)
+    value = config.getoption(dest)
+    if value is None:
+        value = config.getini(dest) or None
+    return value
+
+
+def _int(config: pytest.Config, option: str, default: int | None) -> int | None:
+    value = _value(config, option)
+    if value is None:
+        return default
+    try:
+        return int(str(value))
+    except ValueError:
+        raise pytest.UsageError(f"{option} must be an integer, got {value!r}") from None

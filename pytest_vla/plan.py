@@ -1,0 +1,49 @@
+"""What one run evaluates, decided once on the controller and shipped to every xdist worker.
+
+Workers never re-decide: they collect exactly the plan's items, so every worker's collection is
+identical (xdist's collection invariant) and the controller's checks hold for all of them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pytest_vla.suites.base import TaskSpec
+
+
+@dataclass(frozen=True)
+class EvalPlan:
+    suite: str
+    export: Path
+    output: Path
+    tasks: tuple[TaskSpec, ...]
+    num_episodes: int
+    seed: int
+    max_steps_override: int | None
+    save_trajectories: bool
+    cameras: tuple[str, ...]  # the cameras the export binds: the only ones rendered
+    provider: str  # the onnxruntime execution provider the controller's preflight got
+    collect_paths: bool  # also collect the test paths the user named; without any, episodes only
+
+    def max_steps(self, task: TaskSpec) -> int:
+        return self.max_steps_override or task.max_steps
+
+    @property
+    def families(self) -> list[str]:
+        return list(dict.fromkeys(task.family for task in self.tasks))
+
+    def to_json(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["export"], data["output"] = str(self.export), str(self.output)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> EvalPlan:
+        fields = dict(data)
+        fields["export"], fields["output"] = Path(data["export"]), Path(data["output"])
+        fields["tasks"] = tuple(TaskSpec(**task) for task in data["tasks"])
+        fields["cameras"] = tuple(data["cameras"])
+        return cls(**fields)

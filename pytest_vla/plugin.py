@@ -1,0 +1,105 @@
+"""pytest hooks of pytest-vla. They only wire pytest to the modules that do the work."""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import Any
+
+import pytest
+
+from pytest_vla import hookspecs, options, suites
+from pytest_vla.collect import PLAN_KEY, ROW_KEY, RUNNER_KEY, EpisodeItem, SuiteCollector
+from pytest_vla.plan import EvalPlan
+from pytest_vla.session import ControllerSession
+
+CONTROLLER_KEY = pytest.StashKey["ControllerHooks"]()
+_WORKER_PLAN = "vla_plan"
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    pluginmanager.add_hookspecs(hookspecs)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    options.add_options(parser)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not options.is_active(config):
+        return
+    config.pluginmanager.register(suites, "vla-suites")
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is not None:
+        config.stash[PLAN_KEY] = EvalPlan.from_json(workerinput[_WORKER_PLAN])
+        return
+    config.stash[CONTROLLER_KEY] = hooks = ControllerHooks(config)
+    config.pluginmanager.register(hooks, "vla-controller")
+    if config.pluginmanager.hasplugin("xdist"):
+        config.pluginmanager.register(XdistHooks(config), "vla-xdist")
+
+
+class ControllerHooks:
+    """Hooks that only the controller (the single process without xdist) implements."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.session: ControllerSession | None = None
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        # Before xdist starts workers (its sessionstart is trylast) and before the header prints.
+        self.session = ControllerSession.start(self.config)
+        self.config.stash[PLAN_KEY] = self.session.plan
+
+    def pytest_report_header(self, config: pytest.Config) -> list[str]:
+        return self.session.header_lines() if self.session else []
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if self.session:
+            self.session.record(report)
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if self.session:
+            self.session.finish()
+
+    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
+        if self.session:
+            terminalreporter.section("pytest-vla")
+            for line in self.session.summary():
+                terminalreporter.write_line(line)
+
+
+class XdistHooks:
+    """Registered only when pytest-xdist is installed: ship the controller's plan to each worker."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+
+    def pytest_configure_node(self, node: Any) -> None:
+        node.workerinput[_WORKER_PLAN] = self.config.stash[PLAN_KEY].to_json()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> Generator[None, Any, Any]:
+    report = yield
+    plan = collector.config.stash.get(PLAN_KEY, None)
+    if plan is not None and isinstance(collector, pytest.Session):
+        episodes = SuiteCollector.for_session(collector, plan)
+        report.result = [*report.result, episodes] if plan.collect_paths else [episodes]
+    return report
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+    report = yield
+    row = item.stash.get(ROW_KEY, None) if isinstance(item, EpisodeItem) else None
+    # The row travels on the report (xdist serialises extra attributes) to the controller.
+    if row is not None and (call.when == "call" or (call.when == "setup" and report.failed)):
+        report.vla_episode = row
+    return report
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    runner = session.config.stash.get(RUNNER_KEY, None)
+    if runner is not None:
+        runner.close()

@@ -1,0 +1,79 @@
+"""The interface every benchmark suite implements; LIBERO is the first."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+
+class SuiteError(Exception):
+    """A task list or setting the suite cannot honour; the message is one line."""
+
+
+class EnvFailure(Exception):
+    """The simulator could not do its part; ``terminal_reason`` says which part (report schema v1 enum)."""
+
+    def __init__(self, terminal_reason: str, message: str) -> None:
+        super().__init__(message)
+        self.terminal_reason = terminal_reason
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One task of a suite: the unit that owns an environment and a step budget."""
+
+    family: str
+    index: int
+    instruction: str
+    max_steps: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.family}:{self.index}"
+
+
+@dataclass
+class Observation:
+    """What the simulator shows the policy at one step, already in the protocol's conventions."""
+
+    images: Mapping[str, np.ndarray]  # camera -> HxWx3 uint8, upright
+    state: np.ndarray  # float32 proprioceptive vector
+    raw: Mapping[str, Any] = field(default_factory=dict)
+
+
+class SuiteEnv(Protocol):
+    """One task's environment, reused across that task's episodes within one process."""
+
+    def reset(self, episode_index: int) -> Observation:
+        """Put the env in the episode's initial state, ready for the first policy step."""
+
+    def step(self, action: np.ndarray) -> tuple[Observation, bool]:
+        """Apply one action; return the next observation and whether the task is done."""
+
+    def close(self) -> None: ...
+
+
+class Suite(Protocol):
+    """A benchmark: which tasks exist, the protocol it is run under, and how to build an env."""
+
+    name: str
+    state_dim: int
+    action_dim: int
+    render_size: tuple[int, int]
+    cameras: Sequence[str]
+    max_episodes: int
+
+    def resolve_tasks(self, selection: Sequence[str]) -> list[TaskSpec]:
+        """Expand a ``--vla-tasks`` selection (or the default when empty); raise :class:`SuiteError`."""
+
+    def protocol(self) -> dict[str, Any]:
+        """The facts of the evaluation protocol and library versions, for the report."""
+
+    def check_rendering(self) -> None:
+        """Raise :class:`SuiteError` if the rendering backend cannot render at all."""
+
+    def make_env(self, task: TaskSpec, cameras: Sequence[str], seed: int) -> SuiteEnv:
+        """Build the env for ``task`` rendering only ``cameras``; raise :class:`EnvFailure`."""

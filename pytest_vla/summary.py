@@ -1,0 +1,25 @@
+"""The terminal summary: success per task, per family and overall, and where the report went."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def summary_lines(report: dict[str, Any], report_path: Path) -> list[str]:
+    lines = [
+        f"{result['task_id']:<15} task {result['task_index']:<3} {_rate(result)}   {result['instruction']}"
+        for result in report["task_results"]
+        if result["n_total"]
+    ]
+    lines.append("")
+    lines.extend(f"{result['task_id']:<15} {'all':<8} {_rate(result)}" for result in report["results"])
+    lines.append(f"{'aggregate':<15} {'':<8} {_rate(report['aggregate'])}")
+    lines.append("")
+    lines.append(f"provider: {report['execution_provider']}   report: {report_path}")
+    return lines
+
+
+def _rate(tally: dict[str, Any]) -> str:
+    fraction = f"{tally['n_success']}/{tally['n_total']}"
+    return f"{fraction:>7}  {100 * tally['success_rate']:5.1f}%"
