@@ -58,8 +58,14 @@ def main() -> None:
         "format": "vla-export/1",
         "model": "model.onnx",
         "inputs": {
-            "image": {"source": "image", "camera": "agentview", "size": [SIZE, SIZE], "layout": "NCHW",
-                      "dtype": "float32", "range": [0, 1]},
+            "image": {
+                "source": "image",
+                "camera": "agentview",
+                "size": [SIZE, SIZE],
+                "layout": "NCHW",
+                "dtype": "float32",
+                "range": [0, 1],
+            },
             "state": {"source": "state"},
         },
         "action": {"output": "actions", "dim": ACTION_DIM, "execute": CHUNK},

@@ -86,5 +86,12 @@ class EpisodeItem(pytest.Item):
         runner = self.config.stash.get(RUNNER_KEY, None)
         if runner is None:
             plan = self.config.stash[PLAN_KEY]
-            runner = self.config.stash[RUNNER_KEY] = EpisodeRunner(plan, make_suite(self.config, plan.suite))
+            # From xdist's workerinput, not the environment: a nested pytest inherits its parent's variables.
+            workerinput = getattr(self.config, "workerinput", {"workerid": "main", "workercount": 1})
+            runner = self.config.stash[RUNNER_KEY] = EpisodeRunner(
+                plan,
+                make_suite(self.config, plan.suite),
+                worker=workerinput["workerid"],
+                workers=workerinput["workercount"],
+            )
         return runner

@@ -59,11 +59,11 @@ class ControllerHooks:
             self.session.record(report)
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        if self.session:
+        if self.session and not self.config.option.collectonly:
             self.session.finish()
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
-        if self.session:
+        if self.session and not self.config.option.collectonly:
             terminalreporter.section("pytest-vla")
             for line in self.session.summary():
                 terminalreporter.write_line(line)
@@ -92,7 +92,12 @@ def pytest_make_collect_report(collector: pytest.Collector) -> Generator[None, A
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
     report = yield
-    row = item.stash.get(ROW_KEY, None) if isinstance(item, EpisodeItem) else None
+    if not isinstance(item, EpisodeItem):
+        return report
+    if call.when == "setup" and call.excinfo is not None:
+        # pytest shows setup errors as tracebacks; a harness error is one line that names the cause.
+        report.longrepr = item.repr_failure(call.excinfo)
+    row = item.stash.get(ROW_KEY, None)
     # The row travels on the report (xdist serialises extra attributes) to the controller.
     if row is not None and (call.when == "call" or (call.when == "setup" and report.failed)):
         report.vla_episode = row

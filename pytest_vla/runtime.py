@@ -6,7 +6,6 @@ of a task is kept for that task's following episodes, since building one costs s
 
 from __future__ import annotations
 
-import os
 import time
 from typing import Any
 
@@ -20,14 +19,12 @@ from pytest_vla.policy import OnnxPolicy
 from pytest_vla.suites.base import EnvFailure, Suite, SuiteEnv, TaskSpec
 
 
-def worker_name() -> str:
-    return os.environ.get("PYTEST_XDIST_WORKER", "main")
-
-
 class EpisodeRunner:
-    def __init__(self, plan: EvalPlan, suite: Suite) -> None:
+    def __init__(self, plan: EvalPlan, suite: Suite, *, worker: str, workers: int) -> None:
         self.plan = plan
         self.suite = suite
+        self.worker = worker  # "gw0", ... under xdist, else "main"
+        self.workers = workers
         self._policy: OnnxPolicy | None = None
         self._env: SuiteEnv | None = None
         self._env_task: TaskSpec | None = None
@@ -59,12 +56,11 @@ class EpisodeRunner:
 
     def _load_policy(self) -> OnnxPolicy:
         if self._policy is None:
-            workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
             # Several workers share the cores: one inference thread each keeps them from thrashing.
             self._policy = OnnxPolicy(
                 load_manifest(self.plan.export),
                 state_dim=self.suite.state_dim,
-                intra_op_threads=1 if workers > 1 else 0,
+                intra_op_threads=1 if self.workers > 1 else 0,
             )
         return self._policy
 
@@ -91,7 +87,7 @@ class EpisodeRunner:
             "task_index": task.index,
             "instruction": task.instruction,
             "max_steps": self.plan.max_steps(task),
-            "worker": worker_name(),
+            "worker": self.worker,
             "env_construction_s": round(env_construction_s, 4),
             "provider": self._policy.provider if self._policy else None,
         }

@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+
+pytest_plugins = ["pytester"]
+
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "shared" / "schema" / "report-v1.schema.json"
+VENDORED_SCHEMA = Path(__file__).parent / "report-v1.schema.json"
+
+
+@pytest.fixture(scope="session")
+def report_schema() -> dict[str, Any]:
+    """The report contract: ../shared/schema when present (the source of truth), else the vendored copy."""
+    path = SCHEMA_PATH if SCHEMA_PATH.is_file() else VENDORED_SCHEMA
+    return json.loads(path.read_text())
+
+
+@pytest.fixture
+def validate_report(report_schema: dict[str, Any]):
+    def validate(path: Path) -> dict[str, Any]:
+        report = json.loads(path.read_text())
+        jsonschema.Draft202012Validator(report_schema).validate(report)
+        return report
+
+    return validate

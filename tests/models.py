@@ -1,0 +1,115 @@
+"""Small ONNX policies built in the tests (no downloads), and exports around them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+STATE_DIM, ACTION_DIM = 8, 7
+_ONNX_TYPES = {"float32": TensorProto.FLOAT, "uint8": TensorProto.UINT8, "int64": TensorProto.INT64}
+
+
+def linear_policy(
+    *,
+    image_shape: tuple[int, ...] | None = None,
+    image_dtype: str = "float32",
+    state: bool = True,
+    chunk: int | None = 4,
+    width: int = ACTION_DIM,
+    seed: int = 0,
+    output: str = "actions",
+    fill: float | None = None,
+    overflow: bool = False,
+) -> onnx.ModelProto:
+    """actions = tanh(W_s @ state + W_i @ flatten(image)), tiled to a chunk; every input matters.
+
+    The image term uses position-dependent weights, so a flipped or mis-scaled image changes the
+    actions. ``fill`` multiplies the result by a constant (NaN breaks even the preflight's zero
+    observation); ``overflow`` scales it to inf for any non-zero state, which the preflight's zero
+    state cannot reveal but a real episode does.
+    """
+    rng = np.random.default_rng(seed)
+    inputs, initializers, nodes, terms = [], [], [], []
+    if state:
+        inputs.append(helper.make_tensor_value_info("state", TensorProto.FLOAT, [1, STATE_DIM]))
+        initializers.append(numpy_helper.from_array(rng.normal(0, 0.3, (STATE_DIM, width)).astype(np.float32), "ws"))
+        nodes.append(helper.make_node("MatMul", ["state", "ws"], ["state_term"]))
+        terms.append("state_term")
+    if image_shape is not None:
+        pixels = int(np.prod(image_shape))
+        inputs.append(helper.make_tensor_value_info("image", _ONNX_TYPES[image_dtype], list(image_shape)))
+        initializers += [
+            numpy_helper.from_array(rng.normal(0, 1.0 / pixels, (pixels, width)).astype(np.float32), "wi"),
+            numpy_helper.from_array(np.array([1, pixels], np.int64), "flat_shape"),
+        ]
+        nodes += [
+            helper.make_node("Cast", ["image"], ["image_f"], to=TensorProto.FLOAT),
+            helper.make_node("Reshape", ["image_f", "flat_shape"], ["image_flat"]),
+            helper.make_node("MatMul", ["image_flat", "wi"], ["image_term"]),
+        ]
+        terms.append("image_term")
+    nodes.append(helper.make_node("Sum", terms, ["pre"]))
+    nodes.append(helper.make_node("Tanh", ["pre"], ["act"]))
+    last = "act"
+    if fill is not None:
+        initializers.append(numpy_helper.from_array(np.array(fill, np.float32), "fill"))
+        nodes.append(helper.make_node("Mul", [last, "fill"], ["act_filled"]))
+        last = "act_filled"
+    if overflow:
+        initializers.append(numpy_helper.from_array(np.array(1e30, np.float32), "huge"))
+        nodes.append(helper.make_node("Mul", [last, "huge"], ["act_big"]))
+        nodes.append(helper.make_node("Mul", ["act_big", "huge"], ["act_overflow"]))
+        last = "act_overflow"
+    if chunk is None:
+        nodes.append(helper.make_node("Identity", [last], [output]))
+        out_shape = [1, width]
+    else:
+        initializers.append(numpy_helper.from_array(np.array([1, 1, width], np.int64), "row_shape"))
+        initializers.append(numpy_helper.from_array(np.array([1, chunk, 1], np.int64), "repeats"))
+        nodes.append(helper.make_node("Reshape", [last, "row_shape"], ["row"]))
+        nodes.append(helper.make_node("Tile", ["row", "repeats"], [output]))
+        out_shape = [1, chunk, width]
+    graph = helper.make_graph(
+        nodes,
+        "linear_policy",
+        inputs,
+        [helper.make_tensor_value_info(output, TensorProto.FLOAT, out_shape)],
+        initializers,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+    onnx.checker.check_model(model)
+    return model
+
+
+def write_export(
+    directory: Path, model: onnx.ModelProto, inputs: dict[str, Any], action: dict[str, Any] | None = None
+) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, directory / "model.onnx")
+    manifest = {
+        "format": "vla-export/1",
+        "model": "model.onnx",
+        "inputs": inputs,
+        "action": action or {"output": "actions", "dim": ACTION_DIM},
+    }
+    (directory / "vla_export.json").write_text(json.dumps(manifest, indent=2))
+    return directory
+
+
+def state_only_export(directory: Path, **policy: Any) -> Path:
+    """A physics-only export: binds no camera, so its episodes render nothing."""
+    return write_export(directory, linear_policy(**policy), {"state": {"source": "state"}})
+
+
+def camera_export(directory: Path, size: int = 32, camera: str = "agentview", **policy: Any) -> Path:
+    image = {"source": "image", "camera": camera, "size": [size, size], "layout": "NCHW", "dtype": "float32"}
+    return write_export(
+        directory,
+        linear_policy(image_shape=(1, 3, size, size), **policy),
+        {"image": image, "state": {"source": "state"}},
+    )

@@ -1,0 +1,192 @@
+"""pytest-vla on real LIBERO episodes, run the way users run it, with small step budgets."""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from junitparser.xunit2 import JUnitXml
+from PIL import Image
+
+from tests.models import camera_export, state_only_export
+
+pytestmark = pytest.mark.libero
+
+SEED, SETTLE = 7, 10
+
+
+def _openpi_quat2axisangle(quat: np.ndarray) -> np.ndarray:
+    """Copied in substance from openpi examples/libero/main.py (itself robosuite's formula)."""
+    quat = quat.copy()
+    quat[3] = min(max(quat[3], -1.0), 1.0)
+    den = np.sqrt(1.0 - quat[3] * quat[3])
+    if np.isclose(den, 0.0):
+        return np.zeros(3)
+    return (quat[:3] * 2.0 * np.arccos(quat[3])) / den
+
+
+def _reference_rollout(export: Path, family: str, index: int, episode: int, max_steps: int, size: int):
+    """The openpi LIBERO loop written out independently: both cameras rendered, one fresh env."""
+    os.environ.setdefault("MUJOCO_GL", "osmesa")
+    os.environ.setdefault("PYOPENGL_PLATFORM", "osmesa")
+    from libero.libero import benchmark, get_libero_path
+    from libero.libero.envs import OffScreenRenderEnv
+
+    suite = benchmark.get_benchmark_dict()[family]()
+    task = suite.get_task(index)
+    bddl = os.path.join(get_libero_path("bddl_files"), task.problem_folder, task.bddl_file)
+    env = OffScreenRenderEnv(bddl_file_name=bddl, camera_heights=256, camera_widths=256)
+    session = ort.InferenceSession(str(export / "model.onnx"), providers=["CPUExecutionProvider"])
+    actions, states, plan = [], [], deque()
+    try:
+        env.seed(SEED)
+        env.reset()
+        obs = env.set_init_state(suite.get_task_init_states(index)[episode])
+        t = 0
+        while t < max_steps + SETTLE:
+            if t < SETTLE:
+                obs, _, _, _ = env.step([0.0] * 6 + [-1.0])
+                t += 1
+                continue
+            image = np.ascontiguousarray(obs["agentview_image"][::-1, ::-1])
+            image = np.asarray(Image.fromarray(image).resize((size, size), Image.Resampling.BILINEAR))
+            state = np.concatenate(
+                (obs["robot0_eef_pos"], _openpi_quat2axisangle(obs["robot0_eef_quat"]), obs["robot0_gripper_qpos"])
+            )
+            if not plan:
+                feed = {
+                    "image": (image.astype(np.float32) / 255.0).transpose(2, 0, 1)[None],
+                    "state": state.astype(np.float32)[None],
+                }
+                plan.extend(session.run(["actions"], feed)[0][0].astype(np.float64))
+            action = plan.popleft()
+            states.append(state)
+            actions.append(action)
+            obs, _, done, _ = env.step(action.tolist())
+            t += 1
+            if done:
+                break
+    finally:
+        env.close()
+    return np.array(actions), np.array(states)
+
+
+def test_episodes_follow_the_openpi_protocol_and_fill_every_output(pytester: pytest.Pytester, validate_report) -> None:
+    export = camera_export(pytester.path / "export", size=32, chunk=4)
+    result = pytester.runpytest_subprocess(
+        "--vla-export", "export", "--vla-tasks", "libero_object:3", "--vla-num-episodes", "2", "-k", "ep1",
+        "--vla-max-steps", "6", "--vla-save-trajectories", "--junitxml", "junit.xml",
+    )  # fmt: skip
+    # A policy that never finishes: the budget runs out, which is a failure, not an error.
+    result.assert_outcomes(failed=1, deselected=1)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    out = result.stdout.str()
+    assert "vla: suite libero, 1 tasks x 2 episodes = 2 items, seed 7, cameras rendered: agentview" in out
+    assert "libero_object:3:ep1: not done after 6 policy steps (step budget 6)" in out
+    result.stdout.fnmatch_lines(["libero_object*task 3*0/1*0.0%*pick up the bbq sauce*", "aggregate*0/1*0.0%"])
+
+    report = validate_report(pytester.path / "eval_output" / "report.json")
+    (row,) = report["episodes"]
+    assert (row["task_id"], row["task_index"], row["episode_index"]) == ("libero_object", 3, 1)
+    assert (row["terminal_reason"], row["n_steps"], row["success"]) == ("timeout", 6, False)
+    assert row["env_construction_s"] > 0 and row["wall_clock_s"] > 0
+    assert report["protocol"]["versions"]["mujoco"] == "3.3.2"
+    assert report["protocol"]["cameras_rendered"] == ["agentview"]
+    assert report["execution_provider"] == "CPUExecutionProvider"
+
+    (case,) = [case for suite in JUnitXml.fromfile(str(pytester.path / "junit.xml")) for case in suite]
+    properties = {p.name: p.value for p in case.properties()}
+    assert properties == {
+        "task_id": "libero_object",
+        "task_index": "3",
+        "episode_index": "1",
+        "terminal_reason": "timeout",
+        "n_steps": "6",
+        "wall_clock_s": str(row["wall_clock_s"]),
+    }
+
+    saved = np.load(pytester.path / "eval_output" / "trajectories" / "libero_object_task3_episode_1.npz")
+    assert saved["actions"].shape == (6, 7) and saved["states"].shape == (6, 8)
+    # Bit for bit what the openpi loop does, though the reference renders both cameras and
+    # pytest-vla renders only the one the export binds.
+    actions, states = _reference_rollout(export, "libero_object", 3, 1, 6, 32)
+    np.testing.assert_array_equal(saved["actions"], actions)
+    np.testing.assert_array_equal(saved["states"], states)
+
+
+def _episodes(report: dict) -> dict[tuple, dict]:
+    return {(e["task_id"], e["task_index"], e["episode_index"]): e for e in report["episodes"]}
+
+
+def test_xdist_workers_give_the_same_episodes_as_one_process(pytester: pytest.Pytester, validate_report) -> None:
+    state_only_export(pytester.path / "export", chunk=3)
+    common = ["--vla-export", "export", "--vla-tasks", "libero_goal:0,libero_spatial:4", "--vla-num-episodes", "2",
+              "--vla-max-steps", "12", "--vla-save-trajectories"]  # fmt: skip
+    single = pytester.runpytest_subprocess(*common, "--vla-output", "single", "-p", "no:xdist")
+    single.assert_outcomes(failed=4)
+    sharded = pytester.runpytest_subprocess(*common, "--vla-output", "sharded", "-n", "2")
+    sharded.assert_outcomes(failed=4)
+    one = _episodes(validate_report(pytester.path / "single" / "report.json"))
+    two = _episodes(validate_report(pytester.path / "sharded" / "report.json"))
+    assert sorted(one) == sorted(two) == [("libero_goal", 0, 0), ("libero_goal", 0, 1), *(
+        ("libero_spatial", 4, 0), ("libero_spatial", 4, 1))]  # fmt: skip
+    assert {row["worker"] for row in one.values()} == {"main"}
+    assert {row["worker"] for row in two.values()} == {"gw0", "gw1"}
+    for family, index, episode in one:
+        name = f"{family}_task{index}_episode_{episode}.npz"
+        a, b = (np.load(pytester.path / run / "trajectories" / name) for run in ("single", "sharded"))
+        np.testing.assert_array_equal(a["states"], b["states"])
+        np.testing.assert_array_equal(a["actions"], b["actions"])
+    # Different init states do lead to different episodes: the comparison above is not vacuous.
+    first, second = (
+        np.load(pytester.path / "single" / "trajectories" / f"libero_goal_task0_episode_{n}.npz") for n in (0, 1)
+    )
+    assert not np.array_equal(first["states"], second["states"])
+
+
+def test_policy_errors_are_pytest_errors_and_hooks_see_every_episode(
+    pytester: pytest.Pytester, validate_report
+) -> None:
+    state_only_export(pytester.path / "export", overflow=True)
+    pytester.makeconftest(
+        """
+        seen = []
+
+        def pytest_vla_episode_finished(config, episode):
+            seen.append(episode["episode_index"])
+
+        def pytest_vla_modify_report(config, report):
+            report["seen_by_hook"] = sorted(seen)
+        """
+    )
+    result = pytester.runpytest_subprocess(
+        "--vla-export", "export", "--vla-tasks", "libero_object:0", "--vla-num-episodes", "2", "--vla-max-steps", "3",
+    )  # fmt: skip
+    result.assert_outcomes(errors=2)
+    result.stdout.fnmatch_lines(
+        ["*libero_object:0:ep0: adapter_error: policy: at step 0: output 'actions' holds non-finite*"]
+    )
+    report = validate_report(pytester.path / "eval_output" / "report.json")
+    assert [e["terminal_reason"] for e in report["episodes"]] == ["adapter_error", "adapter_error"]
+    assert report["seen_by_hook"] == [0, 1]
+
+
+def test_last_failed_reruns_only_the_failed_episodes(pytester: pytest.Pytester) -> None:
+    state_only_export(pytester.path / "export")
+    args = [
+        "--vla-export",
+        "export",
+        "--vla-tasks",
+        "libero_spatial:0",
+        "--vla-num-episodes",
+        "3",
+        "--vla-max-steps",
+        "1",
+    ]
+    pytester.runpytest_subprocess(*args, "-k", "ep1").assert_outcomes(failed=1, deselected=2)
+    rerun = pytester.runpytest_subprocess(*args, "--lf", "--collect-only", "-q")
+    assert [line for line in rerun.stdout.lines if line.startswith("libero::")] == ["libero::libero_spatial:0:ep1"]

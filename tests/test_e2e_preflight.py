@@ -1,0 +1,136 @@
+"""pytest-vla run the way users run it, up to the point where episodes would start.
+
+These need LIBERO's task catalogue but build no environment, so they take seconds.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.models import linear_policy, state_only_export, write_export
+
+
+@pytest.fixture
+def export(pytester: pytest.Pytester) -> Path:
+    return state_only_export(pytester.path / "export")
+
+
+def test_plugin_is_inert_without_an_export(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("def test_plain(): pass")
+    result = pytester.runpytest("-q")
+    result.assert_outcomes(passed=1)
+    assert "vla:" not in result.stdout.str()
+    assert not (pytester.path / "eval_output").exists()
+
+
+def test_one_item_per_task_episode_with_stable_readable_ids(pytester: pytest.Pytester, export: Path) -> None:
+    # A test file in the directory is not collected: without named paths, pytest-vla runs episodes only.
+    pytester.makepyfile("def test_unrelated(): pass")
+    result = pytester.runpytest(
+        "--vla-export", str(export), "--vla-tasks", "libero_object:3,libero_goal", "--vla-num-episodes", "2",
+        "--collect-only", "-q",
+    )  # fmt: skip
+    ids = [line for line in result.stdout.lines if line.startswith("libero::")]
+    assert ids[:3] == ["libero::libero_object:3:ep0", "libero::libero_object:3:ep1", "libero::libero_goal:0:ep0"]
+    assert len(ids) == 2 + 10 * 2
+    assert "test_unrelated" not in result.stdout.str()
+    assert not (pytester.path / "eval_output" / "report.json").exists()
+
+
+def test_named_paths_are_collected_beside_the_episodes(pytester: pytest.Pytester, export: Path) -> None:
+    pytester.makepyfile(test_mine="def test_mine(): pass")
+    result = pytester.runpytest(
+        "test_mine.py", "--vla-export", str(export), "--vla-tasks", "libero_object:0", "--collect-only", "-q"
+    )
+    assert "test_mine.py::test_mine" in result.stdout.str()
+    assert "libero::libero_object:0:ep2" in result.stdout.str()
+
+
+def test_keyword_selection_and_ini_keys(pytester: pytest.Pytester, export: Path) -> None:
+    pytester.makeini(f"[pytest]\nvla_export = {export}\nvla_tasks = libero_spatial\nvla_num_episodes = 4\n")
+    result = pytester.runpytest("--collect-only", "-q", "-k", "libero_spatial:7 or ep3")
+    ids = [line for line in result.stdout.lines if line.startswith("libero::")]
+    expected = [f"libero::libero_spatial:{t}:ep{n}" for t in range(10) for n in range(4) if t == 7 or n == 3]
+    assert ids == expected
+
+
+@pytest.mark.parametrize(
+    ("args", "culprit"),
+    [
+        (["--vla-tasks", "libero_99"], "--vla-tasks: unknown LIBERO family 'libero_99'"),
+        (
+            ["--vla-tasks", "libero_object:10"],
+            "'libero_object:10': task index out of range (libero_object has tasks 0..9)",
+        ),
+        (["--vla-num-episodes", "0"], "--vla-num-episodes must be in 1..50"),
+        (["--vla-num-episodes", "51"], "--vla-num-episodes must be in 1..50"),
+        (["--vla-num-episodes", "three"], "--vla-num-episodes must be an integer, got 'three'"),
+        (["--vla-max-steps", "0"], "--vla-max-steps must be at least 1"),
+        (["--vla-suite", "calvin"], "--vla-suite: unknown suite 'calvin'"),
+    ],
+)
+def test_bad_options_stop_before_any_episode(
+    pytester: pytest.Pytester, export: Path, args: list[str], culprit: str
+) -> None:
+    result = pytester.runpytest_subprocess("--vla-export", str(export), *args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    _assert_one_line_error(result, culprit)
+
+
+def _corrupt_model(directory: Path) -> None:
+    state_only_export(directory)
+    (directory / "model.onnx").write_bytes(b"\x08\x01garbage")
+
+
+def _unbound_input(directory: Path) -> None:
+    write_export(directory, linear_policy(image_shape=(1, 3, 8, 8)), {"state": {"source": "state"}})
+
+
+def _wrong_action_dim(directory: Path) -> None:
+    write_export(directory, linear_policy(width=6), {"state": {"source": "state"}}, {"output": "actions", "dim": 6})
+
+
+def _bad_json(directory: Path) -> None:
+    state_only_export(directory)
+    (directory / "vla_export.json").write_text('{"format": ')
+
+
+def _nan_policy(directory: Path) -> None:
+    state_only_export(directory, fill=float("nan"))
+
+
+@pytest.mark.parametrize(
+    ("make", "culprit"),
+    [
+        (_corrupt_model, "model.onnx: onnxruntime cannot load it"),
+        (_unbound_input, "model input(s) ['image'] are not bound in 'inputs'"),
+        (_wrong_action_dim, "action.dim is 6 but libero actions have 7 values"),
+        (_bad_json, "vla_export.json: not valid JSON"),
+        (_nan_policy, "model.onnx: on a synthetic observation: output 'actions' holds non-finite values"),
+    ],
+)
+def test_broken_exports_are_named_in_one_line(pytester: pytest.Pytester, make, culprit: str) -> None:
+    make(pytester.path / "export")
+    result = pytester.runpytest_subprocess("--vla-export", "export", "--vla-tasks", "libero_object:0")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    _assert_one_line_error(result, culprit)
+
+
+def test_missing_export_and_unwritable_output(pytester: pytest.Pytester, export: Path) -> None:
+    missing = pytester.runpytest_subprocess("--vla-export", "no_such_export")
+    _assert_one_line_error(missing, "export directory not found")
+    (pytester.path / "occupied").write_text("a file, not a directory")
+    unwritable = pytester.runpytest_subprocess("--vla-export", str(export), "--vla-output", "occupied/out")
+    assert unwritable.ret == pytest.ExitCode.USAGE_ERROR
+    _assert_one_line_error(unwritable, "--vla-output")
+
+
+def _assert_one_line_error(result: pytest.RunResult, culprit: str) -> None:
+    errors = [line for line in result.stderr.lines if line.startswith("ERROR: ")]
+    assert len(errors) == 1, result.stderr.str()
+    assert culprit in errors[0]
+    assert "Traceback" not in result.stdout.str() + result.stderr.str()
+    assert not json.dumps(result.stdout.lines).count("libero::")

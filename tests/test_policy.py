@@ -1,0 +1,130 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from PIL import Image
+
+from pytest_vla.export import ExportError, ImageInput, load_manifest
+from pytest_vla.policy import OnnxPolicy, PolicyError, preprocess_image
+from pytest_vla.suites.base import Observation
+from tests.models import camera_export, linear_policy, state_only_export, write_export
+
+RNG = np.random.default_rng(1)
+FRAME = RNG.integers(0, 256, (256, 256, 3), dtype=np.uint8)
+
+
+def test_image_is_resized_bilinear_only_when_the_size_differs() -> None:
+    same = preprocess_image(FRAME, ImageInput("i", "agentview", (256, 256), "NHWC", "uint8", (0, 1)))
+    assert np.array_equal(same[0], FRAME)
+    small = preprocess_image(FRAME, ImageInput("i", "agentview", (32, 48), "NHWC", "uint8", (0, 1)))
+    expected = np.asarray(Image.fromarray(FRAME).resize((48, 32), resample=Image.Resampling.BILINEAR))
+    assert small.shape == (1, 32, 48, 3)
+    assert np.array_equal(small[0], expected)
+
+
+@pytest.mark.parametrize(("low", "high"), [(0, 1), (-1, 1)])
+def test_float_images_are_scaled_to_the_range_and_laid_out(low: float, high: float) -> None:
+    pixels = preprocess_image(FRAME, ImageInput("i", "agentview", (256, 256), "NCHW", "float32", (low, high)))
+    assert pixels.dtype == np.float32 and pixels.shape == (1, 3, 256, 256)
+    expected = FRAME.transpose(2, 0, 1).astype(np.float32) / 255.0 * (high - low) + low
+    np.testing.assert_allclose(pixels[0], expected, atol=1e-6)
+    assert pixels.min() >= low and pixels.max() <= high
+
+
+def test_policy_feeds_every_input_and_runs_the_chunk(tmp_path: Path) -> None:
+    export = camera_export(tmp_path / "e", size=16, chunk=6)
+    policy = OnnxPolicy(load_manifest(export), state_dim=8)
+    state = RNG.normal(size=8)
+    observation = Observation(images={"agentview": FRAME}, state=state)
+    feed = policy.inputs(observation)
+    assert set(feed) == {"image", "state"}
+    assert feed["image"].shape == (1, 3, 16, 16) and feed["state"].dtype == np.float32
+    session = ort.InferenceSession(str(export / "model.onnx"), providers=["CPUExecutionProvider"])
+    (reference,) = session.run(["actions"], feed)
+    actions = policy.act(observation)
+    assert actions.shape == (6, 7)
+    np.testing.assert_array_equal(actions, reference[0].astype(np.float64))
+
+
+def test_execute_and_dim_slice_the_chunk(tmp_path: Path) -> None:
+    export = write_export(
+        tmp_path / "e",
+        linear_policy(chunk=8, width=9),
+        {"state": {"source": "state"}},
+        {"output": "actions", "dim": 7, "execute": 3},
+    )
+    policy = OnnxPolicy(load_manifest(export), state_dim=8)
+    raw = np.arange(72, dtype=np.float32).reshape(1, 8, 9)
+    np.testing.assert_array_equal(policy.action_chunk(raw), raw[0, :3, :7])
+    single = OnnxPolicy(load_manifest(state_only_export(tmp_path / "single", chunk=None, width=9)), state_dim=8)
+    np.testing.assert_array_equal(single.action_chunk(raw[:, 0]), raw[:, 0, :7])
+
+
+@pytest.mark.parametrize(
+    ("output", "message"),
+    [
+        (np.zeros((2, 9), np.float32), "expected \\[1, D\\] or \\[1, T, D\\]"),
+        (np.zeros((1, 4, 5), np.float32), "5 values per action"),
+        (np.full((1, 4, 9), np.nan, np.float32), "non-finite"),
+    ],
+)
+def test_unusable_outputs_are_policy_errors(tmp_path: Path, output: np.ndarray, message: str) -> None:
+    policy = OnnxPolicy(load_manifest(state_only_export(tmp_path / "e", width=9)), state_dim=8)
+    with pytest.raises(PolicyError, match=message):
+        policy.action_chunk(output)
+
+
+def test_execute_longer_than_the_chunk_is_an_error(tmp_path: Path) -> None:
+    export = write_export(
+        tmp_path / "e",
+        linear_policy(chunk=2),
+        {"state": {"source": "state"}},
+        {"output": "actions", "dim": 7, "execute": 5},
+    )
+    policy = OnnxPolicy(load_manifest(export), state_dim=8)
+    with pytest.raises(PolicyError, match="execute is 5 but the model returns 2"):
+        policy.act(Observation(images={}, state=np.zeros(8)))
+
+
+@pytest.mark.parametrize(
+    ("model", "inputs", "action", "message"),
+    [
+        (
+            linear_policy(),
+            {"state": {"source": "state"}, "extra": {"source": "state"}},
+            None,
+            "inputs.extra is not an input",
+        ),
+        (linear_policy(image_shape=(1, 3, 8, 8)), {"state": {"source": "state"}}, None, r"\['image'\] are not bound"),
+        (
+            linear_policy(image_shape=(1, 3, 8, 8)),
+            {
+                "state": {"source": "state"},
+                "image": {"source": "image", "camera": "agentview", "size": [8, 8], "dtype": "uint8"},
+            },
+            None,
+            "model expects tensor\\(float\\), manifest gives tensor\\(uint8\\)",
+        ),
+        (
+            linear_policy(image_shape=(1, 3, 8, 8)),
+            {"state": {"source": "state"}, "image": {"source": "image", "camera": "agentview", "size": [16, 16]}},
+            None,
+            "does not accept",
+        ),
+        (linear_policy(), {"state": {"source": "state"}}, {"output": "logits", "dim": 7}, "action.output 'logits'"),
+    ],
+)
+def test_binding_mismatches_are_named(tmp_path: Path, model, inputs, action, message: str) -> None:
+    export = write_export(tmp_path / "e", model, inputs, action)
+    with pytest.raises(ExportError, match=message):
+        OnnxPolicy(load_manifest(export), state_dim=8)
+
+
+def test_a_corrupt_model_is_an_export_error(tmp_path: Path) -> None:
+    export = state_only_export(tmp_path / "e")
+    (export / "model.onnx").write_bytes(b"\x00garbage")
+    with pytest.raises(ExportError, match="onnxruntime cannot load it"):
+        OnnxPolicy(load_manifest(export), state_dim=8)
