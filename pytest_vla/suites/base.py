@@ -63,7 +63,6 @@ class Suite(Protocol):
     state_dim: int
     action_dim: int
     render_size: tuple[int, int]
-    cameras: Sequence[str]
     max_episodes: int
 
     def resolve_tasks(self, selection: Sequence[str]) -> list[TaskSpec]:

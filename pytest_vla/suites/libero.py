@@ -63,7 +63,6 @@ class LiberoSuite:
     state_dim = 8
     action_dim = 7
     render_size = RENDER_SIZE
-    cameras = tuple(ROBOSUITE_CAMERAS)
     max_episodes = INIT_STATES_PER_TASK
 
     def resolve_tasks(self, selection: Sequence[str]) -> list[TaskSpec]:
