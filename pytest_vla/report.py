@@ -61,6 +61,12 @@ class ReportWriter:
             key=lambda row: (order.get(f"{row['task_id']}:{row['task_index']}", len(order)), row["episode_index"]),
         )
         families = self.plan.families
+        # Grouped in one pass: the report is rebuilt after every episode of runs with thousands.
+        by_family: dict[str, list[dict[str, Any]]] = {}
+        by_task: dict[tuple[str, int], list[dict[str, Any]]] = {}
+        for row in episodes:
+            by_family.setdefault(row["task_id"], []).append(row)
+            by_task.setdefault((row["task_id"], row["task_index"]), []).append(row)
         return {
             "schema_version": SCHEMA_VERSION,
             "reflex_version": None,
@@ -75,18 +81,13 @@ class ReportWriter:
             "tasks": families,
             "num_episodes_per_task": self.plan.num_episodes,
             "aggregate": _tally(episodes),
-            "results": [
-                {"task_id": family, **_tally([row for row in episodes if row["task_id"] == family])}
-                for family in families
-            ],
+            "results": [{"task_id": family, **_tally(by_family.get(family, []))} for family in families],
             "task_results": [
                 {
                     "task_id": task.family,
                     "task_index": task.index,
                     "instruction": task.instruction,
-                    **_tally(
-                        [row for row in episodes if (row["task_id"], row["task_index"]) == (task.family, task.index)]
-                    ),
+                    **_tally(by_task.get((task.family, task.index), [])),
                 }
                 for task in self.plan.tasks
             ],
