@@ -14,6 +14,10 @@ from pathlib import Path
 from typing import Any
 
 MANIFEST_NAME = "vla_export.json"
+# `--vla-export demo` names the scripted pick-and-place export shipped in the package
+# (built by scripts/build_demo_export.py); a local directory called demo is `./demo`.
+DEMO_NAME = "demo"
+DEMO_EXPORT_DIR = Path(__file__).resolve().parent / "demo_export"
 FORMAT = "vla-export/1"
 CAMERAS = ("agentview", "wrist")
 IMAGE_LAYOUTS = ("NCHW", "NHWC")
@@ -43,7 +47,23 @@ class StateInput:
     name: str
 
 
-InputBinding = ImageInput | StateInput
+@dataclass(frozen=True)
+class ObservationInput:
+    """Privileged: one raw simulator observation by key (LIBERO: ``robot0_gripper_qpos``, ...), float32."""
+
+    name: str
+    key: str
+
+
+@dataclass(frozen=True)
+class ObjectsOfInterestInput:
+    """Privileged: world positions of the objects the task's goal names, in goal order: ``[1, k, 3]`` float32."""
+
+    name: str
+
+
+InputBinding = ImageInput | StateInput | ObservationInput | ObjectsOfInterestInput
+SOURCES = ("image", "state", "obs", "objects_of_interest")
 
 
 @dataclass(frozen=True)
@@ -67,6 +87,13 @@ class Manifest:
         """The cameras the export binds, in a stable order: only these are rendered."""
         bound = {binding.camera for binding in self.inputs if isinstance(binding, ImageInput)}
         return tuple(camera for camera in CAMERAS if camera in bound)
+
+
+def resolve_export(value: str) -> Path:
+    """The export directory an ``--vla-export`` value names."""
+    if value == DEMO_NAME:
+        return DEMO_EXPORT_DIR
+    return Path(value).expanduser().resolve()
 
 
 def load_manifest(export_dir: Path) -> Manifest:
@@ -107,10 +134,17 @@ def _parse_input(where: Path, name: str, spec: Any) -> InputBinding:
     if not isinstance(spec, dict):
         raise ExportError(f"{at} must be an object with a 'source'")
     source = spec.get("source")
+    if source not in SOURCES:
+        raise ExportError(f"{at}.source: unknown source {source!r} (known: {', '.join(map(repr, SOURCES))})")
     if source == "state":
         return StateInput(name=name)
-    if source != "image":
-        raise ExportError(f"{at}.source: unknown source {source!r} (known: 'image', 'state')")
+    if source == "objects_of_interest":
+        return ObjectsOfInterestInput(name=name)
+    if source == "obs":
+        key = spec.get("key")
+        if not isinstance(key, str) or not key:
+            raise ExportError(f"{at}.key must name a simulator observation (e.g. 'robot0_gripper_qpos'), got {key!r}")
+        return ObservationInput(name=name, key=key)
     camera = spec.get("camera")
     if camera not in CAMERAS:
         raise ExportError(f"{at}.camera must be one of {list(CAMERAS)}, got {camera!r}")

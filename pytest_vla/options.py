@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from pytest_vla.export import resolve_export
+
 DEFAULT_SUITE = "libero"
 DEFAULT_NUM_EPISODES = 3
 DEFAULT_SEED = 7  # the published protocol's (openpi, OpenVLA-OFT, vla-eval)
@@ -14,7 +16,12 @@ DEFAULT_OUTPUT = "eval_output"
 
 # (option, help, metavar or None for a flag); each is also the ini key with dashes as underscores.
 _OPTIONS = (
-    ("--vla-export", "ONNX export directory to evaluate (vla_export.json + model); enables pytest-vla", "PATH"),
+    (
+        "--vla-export",
+        "ONNX export directory to evaluate (vla_export.json + model), or 'demo' for the built-in "
+        "scripted LIBERO-Object policy; enables pytest-vla",
+        "PATH",
+    ),
     ("--vla-suite", f"benchmark suite (default: {DEFAULT_SUITE})", "NAME"),
     (
         "--vla-tasks",
@@ -69,7 +76,7 @@ def read_settings(config: pytest.Config) -> Settings:
         raise pytest.UsageError(f"--vla-max-steps must be at least 1, got {max_steps}")
     save = _value(config, "--vla-save-trajectories")
     return Settings(
-        export=Path(export).expanduser().resolve(),
+        export=resolve_export(str(export)),
         suite=_value(config, "--vla-suite") or DEFAULT_SUITE,
         tasks=tuple(entry.strip() for entry in tasks.split(",") if entry.strip()),
         num_episodes=_int(config, "--vla-num-episodes", DEFAULT_NUM_EPISODES),

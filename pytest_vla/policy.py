@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any
+import difflib
+from collections.abc import Mapping
 
 import numpy as np
 
 from pytest_vla.errors import one_line
-from pytest_vla.export import ExportError, ImageInput, Manifest, StateInput
-from pytest_vla.suites.base import Observation
+from pytest_vla.export import (
+    MANIFEST_NAME,
+    ExportError,
+    ImageInput,
+    Manifest,
+    ObjectsOfInterestInput,
+    ObservationInput,
+    StateInput,
+)
+from pytest_vla.suites.base import Observation, Suite, TaskSpec
 
 _ONNX_DTYPES = {"float32": "tensor(float)", "uint8": "tensor(uint8)"}
 
@@ -20,11 +29,10 @@ class PolicyError(Exception):
 class OnnxPolicy:
     """An export loaded into onnxruntime: CUDA when usable, else CPU."""
 
-    def __init__(self, manifest: Manifest, *, state_dim: int, intra_op_threads: int = 0) -> None:
+    def __init__(self, manifest: Manifest, *, intra_op_threads: int = 0) -> None:
         import onnxruntime as ort
 
         self.manifest = manifest
-        self.state_dim = state_dim
         options = ort.SessionOptions()
         options.log_severity_level = 3
         options.intra_op_num_threads = intra_op_threads
@@ -43,7 +51,7 @@ class OnnxPolicy:
 
     def _check_bindings(self) -> None:
         model_inputs = {node.name: node for node in self.session.get_inputs()}
-        where = self.manifest.directory / "vla_export.json"
+        where = self.manifest.directory / MANIFEST_NAME
         for binding in self.manifest.inputs:
             node = model_inputs.get(binding.name)
             if node is None:
@@ -51,17 +59,10 @@ class OnnxPolicy:
                     f"{where}: inputs.{binding.name} is not an input of {self.manifest.model.name} "
                     f"(model inputs: {sorted(model_inputs)})"
                 )
-            expected_shape, expected_type = self._expected(binding)
+            expected_type = _ONNX_DTYPES[binding.dtype] if isinstance(binding, ImageInput) else "tensor(float)"
             if node.type != expected_type:
                 raise ExportError(
                     f"{where}: inputs.{binding.name}: model expects {node.type}, manifest gives {expected_type}"
-                )
-            if len(node.shape) != len(expected_shape) or any(
-                isinstance(dim, int) and dim != want for dim, want in zip(node.shape, expected_shape, strict=True)
-            ):
-                raise ExportError(
-                    f"{where}: inputs.{binding.name}: model shape {list(node.shape)} does not accept "
-                    f"{list(expected_shape)}"
                 )
         unbound = sorted(set(model_inputs) - {binding.name for binding in self.manifest.inputs})
         if unbound:
@@ -73,12 +74,18 @@ class OnnxPolicy:
                 f"(outputs: {outputs})"
             )
 
-    def _expected(self, binding: ImageInput | StateInput) -> tuple[tuple[int, ...], str]:
-        if isinstance(binding, StateInput):
-            return (1, self.state_dim), "tensor(float)"
-        height, width = binding.size
-        shape = (1, 3, height, width) if binding.layout == "NCHW" else (1, height, width, 3)
-        return shape, _ONNX_DTYPES[binding.dtype]
+    def check_shapes(self, shapes: Mapping[str, tuple[int, ...]], task: TaskSpec) -> None:
+        """Raise :class:`ExportError` if a model input cannot take what ``task`` feeds it."""
+        where = self.manifest.directory / MANIFEST_NAME
+        for node in self.session.get_inputs():
+            expected = shapes[node.name]
+            if len(node.shape) != len(expected) or any(
+                isinstance(dim, int) and dim != want for dim, want in zip(node.shape, expected, strict=True)
+            ):
+                raise ExportError(
+                    f"{where}: inputs.{node.name}: model shape {list(node.shape)} does not accept "
+                    f"{list(expected)} (task {task.key})"
+                )
 
     def inputs(self, observation: Observation) -> dict[str, np.ndarray]:
         """The model's feed for one observation."""
@@ -86,6 +93,12 @@ class OnnxPolicy:
         for binding in self.manifest.inputs:
             if isinstance(binding, StateInput):
                 feed[binding.name] = np.asarray(observation.state, dtype=np.float32).reshape(1, -1)
+            elif isinstance(binding, ObservationInput):
+                if binding.key not in observation.raw:
+                    raise PolicyError(f"inputs.{binding.name}: the observation has no key {binding.key!r}")
+                feed[binding.name] = np.asarray(observation.raw[binding.key], dtype=np.float32)[None]
+            elif isinstance(binding, ObjectsOfInterestInput):
+                feed[binding.name] = np.asarray(observation.objects_of_interest, dtype=np.float32)[None]
             else:
                 feed[binding.name] = preprocess_image(observation.images[binding.camera], binding)
         return feed
@@ -146,7 +159,43 @@ def preprocess_image(image: np.ndarray, binding: ImageInput) -> np.ndarray:
     return np.ascontiguousarray(pixels[None])
 
 
-def synthetic_observation(cameras: tuple[str, ...], render_size: tuple[int, int], state_dim: int) -> Observation:
-    """A mid-grey, zero-state observation of the suite's shapes, for the preflight check."""
-    images: dict[str, Any] = {camera: np.full((*render_size, 3), 128, dtype=np.uint8) for camera in cameras}
-    return Observation(images=images, state=np.zeros(state_dim, dtype=np.float32))
+def binding_shapes(manifest: Manifest, suite: Suite, task: TaskSpec) -> dict[str, tuple[int, ...]]:
+    """The shape of every model input as ``task`` feeds it; an unknown observation key is an :class:`ExportError`."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    for binding in manifest.inputs:
+        if isinstance(binding, StateInput):
+            shapes[binding.name] = (1, suite.state_dim)
+        elif isinstance(binding, ObjectsOfInterestInput):
+            shapes[binding.name] = (1, len(suite.objects_of_interest(task)), 3)
+        elif isinstance(binding, ObservationInput):
+            shapes[binding.name] = (1, *_observation_shape(manifest, binding, suite, task))
+        else:
+            height, width = binding.size
+            shapes[binding.name] = (1, 3, height, width) if binding.layout == "NCHW" else (1, height, width, 3)
+    return shapes
+
+
+def _observation_shape(manifest: Manifest, binding: ObservationInput, suite: Suite, task: TaskSpec) -> tuple[int, ...]:
+    known = suite.observation_shapes(task)
+    if binding.key in known:
+        return known[binding.key]
+    where = manifest.directory / MANIFEST_NAME
+    if binding.key.endswith("_image"):
+        hint = "camera images are bound with the 'image' source"
+    else:
+        close = difflib.get_close_matches(binding.key, known, n=3)
+        hint = f"did you mean {' or '.join(map(repr, close))}?" if close else f"known: {', '.join(known)}"
+    raise ExportError(
+        f"{where}: inputs.{binding.name}.key: {binding.key!r} is not a {suite.name} observation of task {task.key} "
+        f"({hint})"
+    )
+
+
+def synthetic_observation(suite: Suite, task: TaskSpec, cameras: tuple[str, ...]) -> Observation:
+    """A mid-grey, all-zero observation of ``task``'s shapes, for the preflight check."""
+    return Observation(
+        images={camera: np.full((*suite.render_size, 3), 128, dtype=np.uint8) for camera in cameras},
+        state=np.zeros(suite.state_dim, dtype=np.float32),
+        raw={key: np.zeros(shape) for key, shape in suite.observation_shapes(task).items()},
+        objects_of_interest=np.zeros((len(suite.objects_of_interest(task)), 3)),
+    )

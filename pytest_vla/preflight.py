@@ -13,7 +13,7 @@ import pytest
 from pytest_vla.export import ExportError, load_manifest
 from pytest_vla.options import Settings
 from pytest_vla.plan import EvalPlan
-from pytest_vla.policy import OnnxPolicy, synthetic_observation
+from pytest_vla.policy import OnnxPolicy, binding_shapes, synthetic_observation
 from pytest_vla.suites.base import Suite, SuiteError
 
 
@@ -40,8 +40,10 @@ def run_preflight(config: pytest.Config, settings: Settings, *, explicit_paths: 
                 f"{suite.name} actions have {suite.action_dim} values"
             )
         tasks = suite.resolve_tasks(settings.tasks)
-        policy = OnnxPolicy(manifest, state_dim=suite.state_dim)
-        policy.check(synthetic_observation(manifest.cameras, suite.render_size, suite.state_dim))
+        policy = OnnxPolicy(manifest)
+        for task in tasks:
+            policy.check_shapes(binding_shapes(manifest, suite, task), task)
+        policy.check(synthetic_observation(suite, tasks[0], manifest.cameras))
         if manifest.cameras:
             suite.check_rendering()
     except (ExportError, SuiteError) as exc:

@@ -59,7 +59,6 @@ class EpisodeRunner:
             # Several workers share the cores: one inference thread each keeps them from thrashing.
             self._policy = OnnxPolicy(
                 load_manifest(self.plan.export),
-                state_dim=self.suite.state_dim,
                 intra_op_threads=1 if self.workers > 1 else 0,
             )
         return self._policy

@@ -4,6 +4,6 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$root/scripts/setup.sh"
 cd "$root"
-.venv/bin/ruff check pytest_vla tests examples
-.venv/bin/ruff format --check pytest_vla tests examples
+.venv/bin/ruff check pytest_vla tests scripts conftest_examples
+.venv/bin/ruff format --check pytest_vla tests scripts conftest_examples
 exec .venv/bin/pytest -n 2 "$@"

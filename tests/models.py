@@ -86,6 +86,28 @@ def linear_policy(
     return model
 
 
+def privileged_policy(inputs: dict[str, list[Any]]) -> onnx.ModelProto:
+    """action[:, :3] = sum of every input's values (so each one matters); the rest zero."""
+    value_infos = [helper.make_tensor_value_info(name, TensorProto.FLOAT, shape) for name, shape in inputs.items()]
+    nodes, sums = [], []
+    for name in inputs:
+        nodes.append(helper.make_node("ReduceSum", [name], [f"{name}_sum"], keepdims=0))
+        sums.append(f"{name}_sum")
+    nodes += [
+        helper.make_node("Sum", sums, ["total"]),
+        helper.make_node("Constant", [], ["shape"], value_ints=[1, 1]),
+        helper.make_node("Reshape", ["total", "shape"], ["total_2d"]),
+        helper.make_node("Constant", [], ["zeros"], value_floats=[0.0] * 4),
+        helper.make_node("Constant", [], ["zeros_shape"], value_ints=[1, 4]),
+        helper.make_node("Reshape", ["zeros", "zeros_shape"], ["zeros_2d"]),
+        helper.make_node("Concat", ["total_2d", "total_2d", "total_2d", "zeros_2d"], ["actions"], axis=1),
+    ]
+    graph = helper.make_graph(
+        nodes, "privileged", value_infos, [helper.make_tensor_value_info("actions", TensorProto.FLOAT, [1, 7])]
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+
+
 def write_export(
     directory: Path, model: onnx.ModelProto, inputs: dict[str, Any], action: dict[str, Any] | None = None
 ) -> Path:

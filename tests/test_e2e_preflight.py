@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.models import linear_policy, state_only_export, write_export
+from tests.models import linear_policy, privileged_policy, state_only_export, write_export
 
 
 @pytest.fixture
@@ -98,6 +98,10 @@ def _bad_json(directory: Path) -> None:
     (directory / "vla_export.json").write_text('{"format": ')
 
 
+def _unknown_observation_key(directory: Path) -> None:
+    write_export(directory, privileged_policy({"grip": [1, 2]}), {"grip": {"source": "obs", "key": "gripper_qpos"}})
+
+
 def _nan_policy(directory: Path) -> None:
     state_only_export(directory, fill=float("nan"))
 
@@ -109,6 +113,11 @@ def _nan_policy(directory: Path) -> None:
         (_unbound_input, "model input(s) ['image'] are not bound in 'inputs'"),
         (_wrong_action_dim, "action.dim is 6 but libero actions have 7 values"),
         (_bad_json, "vla_export.json: not valid JSON"),
+        (
+            _unknown_observation_key,
+            "inputs.grip.key: 'gripper_qpos' is not a libero observation of task libero_object:0 "
+            "(did you mean 'robot0_gripper_qpos'",
+        ),
         (_nan_policy, "model.onnx: on a synthetic observation: output 'actions' holds non-finite values"),
     ],
 )

@@ -8,8 +8,9 @@ import pytest
 from PIL import Image
 
 from pytest_vla.export import ExportError, ImageInput, load_manifest
-from pytest_vla.policy import OnnxPolicy, PolicyError, preprocess_image
+from pytest_vla.policy import OnnxPolicy, PolicyError, binding_shapes, preprocess_image
 from pytest_vla.suites.base import Observation
+from pytest_vla.suites.libero import LiberoSuite
 from tests.models import camera_export, linear_policy, state_only_export, write_export
 
 RNG = np.random.default_rng(1)
@@ -36,7 +37,7 @@ def test_float_images_are_scaled_to_the_range_and_laid_out(low: float, high: flo
 
 def test_policy_feeds_every_input_and_runs_the_chunk(tmp_path: Path) -> None:
     export = camera_export(tmp_path / "e", size=16, chunk=6)
-    policy = OnnxPolicy(load_manifest(export), state_dim=8)
+    policy = OnnxPolicy(load_manifest(export))
     state = RNG.normal(size=8)
     observation = Observation(images={"agentview": FRAME}, state=state)
     feed = policy.inputs(observation)
@@ -56,10 +57,10 @@ def test_execute_and_dim_slice_the_chunk(tmp_path: Path) -> None:
         {"state": {"source": "state"}},
         {"output": "actions", "dim": 7, "execute": 3},
     )
-    policy = OnnxPolicy(load_manifest(export), state_dim=8)
+    policy = OnnxPolicy(load_manifest(export))
     raw = np.arange(72, dtype=np.float32).reshape(1, 8, 9)
     np.testing.assert_array_equal(policy.action_chunk(raw), raw[0, :3, :7])
-    single = OnnxPolicy(load_manifest(state_only_export(tmp_path / "single", chunk=None, width=9)), state_dim=8)
+    single = OnnxPolicy(load_manifest(state_only_export(tmp_path / "single", chunk=None, width=9)))
     np.testing.assert_array_equal(single.action_chunk(raw[:, 0]), raw[:, 0, :7])
 
 
@@ -72,7 +73,7 @@ def test_execute_and_dim_slice_the_chunk(tmp_path: Path) -> None:
     ],
 )
 def test_unusable_outputs_are_policy_errors(tmp_path: Path, output: np.ndarray, message: str) -> None:
-    policy = OnnxPolicy(load_manifest(state_only_export(tmp_path / "e", width=9)), state_dim=8)
+    policy = OnnxPolicy(load_manifest(state_only_export(tmp_path / "e", width=9)))
     with pytest.raises(PolicyError, match=message):
         policy.action_chunk(output)
 
@@ -84,7 +85,7 @@ def test_execute_longer_than_the_chunk_is_an_error(tmp_path: Path) -> None:
         {"state": {"source": "state"}},
         {"output": "actions", "dim": 7, "execute": 5},
     )
-    policy = OnnxPolicy(load_manifest(export), state_dim=8)
+    policy = OnnxPolicy(load_manifest(export))
     with pytest.raises(PolicyError, match="execute is 5 but the model returns 2"):
         policy.act(Observation(images={}, state=np.zeros(8)))
 
@@ -108,23 +109,33 @@ def test_execute_longer_than_the_chunk_is_an_error(tmp_path: Path) -> None:
             None,
             "model expects tensor\\(float\\), manifest gives tensor\\(uint8\\)",
         ),
-        (
-            linear_policy(image_shape=(1, 3, 8, 8)),
-            {"state": {"source": "state"}, "image": {"source": "image", "camera": "agentview", "size": [16, 16]}},
-            None,
-            "does not accept",
-        ),
         (linear_policy(), {"state": {"source": "state"}}, {"output": "logits", "dim": 7}, "action.output 'logits'"),
     ],
 )
 def test_binding_mismatches_are_named(tmp_path: Path, model, inputs, action, message: str) -> None:
     export = write_export(tmp_path / "e", model, inputs, action)
     with pytest.raises(ExportError, match=message):
-        OnnxPolicy(load_manifest(export), state_dim=8)
+        OnnxPolicy(load_manifest(export))
 
 
 def test_a_corrupt_model_is_an_export_error(tmp_path: Path) -> None:
     export = state_only_export(tmp_path / "e")
     (export / "model.onnx").write_bytes(b"\x00garbage")
     with pytest.raises(ExportError, match="onnxruntime cannot load it"):
-        OnnxPolicy(load_manifest(export), state_dim=8)
+        OnnxPolicy(load_manifest(export))
+
+
+def test_an_image_size_the_model_cannot_take_is_named(tmp_path: Path) -> None:
+    export = write_export(
+        tmp_path / "e",
+        linear_policy(image_shape=(1, 3, 8, 8)),
+        {"state": {"source": "state"}, "image": {"source": "image", "camera": "agentview", "size": [16, 16]}},
+    )
+    manifest = load_manifest(export)
+    suite = LiberoSuite()
+    (task,) = suite.resolve_tasks(["libero_object:0"])
+    with pytest.raises(
+        ExportError,
+        match=r"inputs\.image: model shape \[1, 3, 8, 8\] does not accept \[1, 3, 16, 16\] \(task libero_object:0\)",
+    ):
+        OnnxPolicy(manifest).check_shapes(binding_shapes(manifest, suite, task), task)

@@ -41,7 +41,9 @@ class Observation:
 
     images: Mapping[str, np.ndarray]  # camera -> HxWx3 uint8, upright
     state: np.ndarray  # float32 proprioceptive vector
-    raw: Mapping[str, Any] = field(default_factory=dict)
+    raw: Mapping[str, Any] = field(default_factory=dict)  # the simulator's own observation, by key
+    # Privileged: world positions (k, 3) of the objects the task's goal names, in goal order.
+    objects_of_interest: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))
 
 
 class SuiteEnv(Protocol):
@@ -70,6 +72,12 @@ class Suite(Protocol):
 
     def protocol(self) -> dict[str, Any]:
         """The facts of the evaluation protocol and library versions, for the report."""
+
+    def observation_shapes(self, task: TaskSpec) -> Mapping[str, tuple[int, ...]]:
+        """The raw observation keys of ``task``'s env (images excluded) and their shapes."""
+
+    def objects_of_interest(self, task: TaskSpec) -> tuple[str, ...]:
+        """The names behind :attr:`Observation.objects_of_interest` for ``task``, in the same order."""
 
     def check_rendering(self) -> None:
         """Raise :class:`SuiteError` if the rendering backend cannot render at all."""

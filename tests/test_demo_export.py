@@ -1,0 +1,109 @@
+"""The built-in demo export (`--vla-export demo`): its committed model, and real successes on LIBERO."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from junitparser.xunit2 import JUnitXml
+from onnx import TensorProto, helper
+
+from pytest_vla.export import DEMO_EXPORT_DIR, load_manifest, resolve_export
+
+BUILDER = Path(__file__).resolve().parent.parent / "scripts" / "build_demo_export.py"
+
+
+def _builder():
+    spec = importlib.util.spec_from_file_location("build_demo_export", BUILDER)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # onnxscript looks the module up to resolve names
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_committed_model_is_what_the_generator_builds() -> None:
+    builder = _builder()
+    committed = onnx.load(DEMO_EXPORT_DIR / builder.MODEL_NAME)
+    rebuilt = builder.build_model()
+    assert (committed.ir_version, list(committed.opset_import)) == (rebuilt.ir_version, list(rebuilt.opset_import))
+    # Byte-compare the graphs: any change to the policy must be rebuilt and committed together.
+    assert committed.graph.SerializeToString(deterministic=True) == rebuilt.graph.SerializeToString(deterministic=True)
+    assert json.loads((DEMO_EXPORT_DIR / "vla_export.json").read_text()) == builder.MANIFEST
+
+
+def test_demo_names_the_packaged_export(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert resolve_export("demo") == DEMO_EXPORT_DIR
+    # A directory of that name is still reachable as a path.
+    monkeypatch.chdir(tmp_path)
+    assert resolve_export("./demo") == tmp_path / "demo"
+    manifest = load_manifest(DEMO_EXPORT_DIR)
+    assert manifest.cameras == ()  # state only: its episodes render nothing
+
+
+@pytest.mark.libero
+def test_the_demo_succeeds_on_real_libero_object_episodes(pytester: pytest.Pytester, validate_report) -> None:
+    result = pytester.runpytest_subprocess(
+        "--vla-export", "demo", "--vla-tasks", "libero_object:0,libero_object:5", "--vla-num-episodes", "1",
+        "--junitxml", "junit.xml",
+    )  # fmt: skip
+    result.assert_outcomes(passed=2)
+    assert result.ret == pytest.ExitCode.OK
+    assert "cameras rendered: none" in result.stdout.str()
+    result.stdout.fnmatch_lines(["libero_object*all*2/2*100.0%"])
+
+    report = validate_report(pytester.path / "eval_output" / "report.json")
+    for row in report["episodes"]:
+        # Success is the env's `done`, which also ends the episode before its 280-step budget.
+        assert (row["success"], row["terminal_reason"]) == (True, "success")
+        assert 0 < row["n_steps"] < row["max_steps"] == 280
+    assert report["aggregate"]["success_rate"] == 1.0
+    cases = [case for suite in JUnitXml.fromfile(str(pytester.path / "junit.xml")) for case in suite]
+    assert len(cases) == 2 and all(case.is_passed for case in cases)
+
+
+def _demo_with_cameras(directory: Path) -> Path:
+    """The demo policy plus two camera inputs it ignores: the harness must render both."""
+    model = onnx.load(DEMO_EXPORT_DIR / "demo_policy.onnx")
+    model.graph.input.extend(
+        [
+            helper.make_tensor_value_info("agentview", TensorProto.FLOAT, [1, 3, 64, 64]),
+            helper.make_tensor_value_info("wrist", TensorProto.UINT8, [1, 64, 64, 3]),
+        ]
+    )
+    directory.mkdir()
+    onnx.save(model, directory / "demo_policy.onnx")
+    manifest = json.loads((DEMO_EXPORT_DIR / "vla_export.json").read_text())
+    manifest["inputs"]["agentview"] = {"source": "image", "camera": "agentview", "size": [64, 64]}
+    manifest["inputs"]["wrist"] = {
+        "source": "image",
+        "camera": "wrist",
+        "size": [64, 64],
+        "layout": "NHWC",
+        "dtype": "uint8",
+    }
+    (directory / "vla_export.json").write_text(json.dumps(manifest))
+    return directory
+
+
+@pytest.mark.libero
+def test_rendering_no_camera_changes_no_state_or_action(pytester: pytest.Pytester) -> None:
+    _demo_with_cameras(pytester.path / "with_cameras")
+    common = ["--vla-tasks", "libero_object:1", "--vla-num-episodes", "1", "--vla-max-steps", "40",
+              "--vla-save-trajectories", "-p", "no:xdist"]  # fmt: skip
+    physics_only = pytester.runpytest_subprocess("--vla-export", "demo", "--vla-output", "none", *common)
+    assert "cameras rendered: none" in physics_only.stdout.str()
+    rendered = pytester.runpytest_subprocess("--vla-export", "with_cameras", "--vla-output", "both", *common)
+    assert "cameras rendered: agentview, wrist" in rendered.stdout.str()
+    name = "trajectories/libero_object_task1_episode_0.npz"
+    a, b = np.load(pytester.path / "none" / name), np.load(pytester.path / "both" / name)
+    assert a["actions"].shape == (40, 7)
+    np.testing.assert_array_equal(a["actions"], b["actions"])
+    np.testing.assert_array_equal(a["states"], b["states"])
+    # The window covers motion, not a robot at rest: the comparison is not vacuous.
+    assert np.ptp(a["states"][:, :3], axis=0).max() > 0.05
