@@ -8,7 +8,10 @@ observation only. Phases follow from the state, not from a counter:
     carry     the object sits between settled fingers     -> lift straight up, then fly above the goal
     grasp     the fingers are around the object           -> close the gripper
     back off  the fingers are closed on nothing           -> open the gripper and rise
-    approach  otherwise                                   -> funnel down onto the object, gripper open
+    approach  otherwise                                   -> funnel down onto the object, gripper open,
+              turning the hand while the fingers rest on the object's top (search)
+
+docs/demo.md explains the choices and lists the measured success rates.
 
 Run it after changing the policy (needs the ``test`` extra): ``python scripts/build_demo_export.py``.
 ``tests/test_demo_export.py`` rebuilds the graph and fails when it differs from the committed file.
@@ -44,7 +47,7 @@ LIFT_FIRST = 0.05  # rise to within this of the carry height before moving sidew
 RELEASE_XY = 0.02  # open once the object is this close above the goal object ...
 RELEASE_ABOVE = 0.12  # ... and this high above it
 SEARCH_BAND = 0.05  # fingers stuck this close above the grasp point rest on the object: turn the hand ...
-SEARCH_RATE = 0.3  # ... at this yaw action until they slip around it
+SEARCH_RATE = 0.1  # ... at this yaw action until they slip around it
 
 
 OBJECT_POSITIONS = FLOAT[1, "k", 3]  # k objects of interest, k varies by task
