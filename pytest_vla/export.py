@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from pytest_vla.normalize import Normalization, StatsError, load_normalization
+from pytest_vla.suites.base import QUATERNION_CONVENTIONS, STATE_ORIGINS, StateConvention
 
 MANIFEST_NAME = "vla_export.json"
 # `--vla-export demo` names the scripted pick-and-place export shipped in the package
@@ -22,6 +25,7 @@ FORMAT = "vla-export/1"
 CAMERAS = ("agentview", "wrist")
 IMAGE_LAYOUTS = ("NCHW", "NHWC")
 IMAGE_DTYPES = ("float32", "uint8")
+RESIZE_MODES = ("stretch", "pad")
 
 
 class ExportError(Exception):
@@ -38,13 +42,17 @@ class ImageInput:
     layout: str
     dtype: str
     value_range: tuple[float, float]
+    resize: str = "stretch"  # or "pad": aspect-preserving, zero padding (openpi's resize_with_pad)
 
 
 @dataclass(frozen=True)
 class StateInput:
-    """The suite's proprioceptive state vector (LIBERO: 8-D float32)."""
+    """The suite's proprioceptive state vector (LIBERO: 8-D float32), optionally normalized and padded."""
 
     name: str
+    convention: StateConvention = field(default_factory=StateConvention)
+    normalize: Normalization | None = None
+    pad_to: int | None = None
 
 
 @dataclass(frozen=True)
@@ -62,17 +70,66 @@ class ObjectsOfInterestInput:
     name: str
 
 
-InputBinding = ImageInput | StateInput | ObservationInput | ObjectsOfInterestInput
-SOURCES = ("image", "state", "obs", "objects_of_interest")
+@dataclass(frozen=True)
+class InstructionInput:
+    """The task instruction tokenized (``tokens``: ids) or its attention mask (``mask``), padded to ``max_length``."""
+
+    name: str
+    part: str  # "tokens" or "mask"
+    tokenizer: Path
+    max_length: int
+    template: str = "{instruction}"
+    pad_id: int | None = None  # None: the tokenizer's own padding id, else 0
+
+
+@dataclass(frozen=True)
+class ConstantInput:
+    """A fixed tensor (e.g. the mask of a camera the suite does not have)."""
+
+    name: str
+    value: float
+    dtype: str
+    shape: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class NoiseInput:
+    """Standard normal float32, from an RNG seeded by (seed, task, episode, query): runs reproduce."""
+
+    name: str
+    shape: tuple[int, ...]
+
+
+InputBinding = (
+    ImageInput | StateInput | ObservationInput | ObjectsOfInterestInput | InstructionInput | ConstantInput | NoiseInput
+)
+SOURCES = (
+    "image",
+    "state",
+    "obs",
+    "objects_of_interest",
+    "instruction_tokens",
+    "instruction_mask",
+    "constant",
+    "noise",
+)
+GRIPPER_MODES = ("raw", "binarize", "invert", "binarize_invert")
+CONSTANT_DTYPES = ("float32", "float16", "int64", "int32", "uint8", "bool")
 
 
 @dataclass(frozen=True)
 class ActionSpec:
-    """Which output holds the action, how many leading values the env gets, how much of a chunk runs."""
+    """Which output holds the action and how it becomes what the env gets.
+
+    Per action of the chunk: the first ``dim`` values, unnormalized, the gripper (last value)
+    transformed; the first ``execute`` actions run before the policy is asked again.
+    """
 
     output: str
     dim: int
     execute: int | None
+    unnormalize: Normalization | None = None
+    gripper: str = "raw"
 
 
 @dataclass(frozen=True)
@@ -87,6 +144,12 @@ class Manifest:
         """The cameras the export binds, in a stable order: only these are rendered."""
         bound = {binding.camera for binding in self.inputs if isinstance(binding, ImageInput)}
         return tuple(camera for camera in CAMERAS if camera in bound)
+
+    @property
+    def state_convention(self) -> StateConvention:
+        """How the env computes the state (one convention per export; checked when parsing)."""
+        states = [binding.convention for binding in self.inputs if isinstance(binding, StateInput)]
+        return states[0] if states else StateConvention()
 
 
 def resolve_export(value: str) -> Path:
@@ -126,6 +189,9 @@ def parse_manifest(raw: Any, export_dir: Path) -> Manifest:
     if not isinstance(inputs, dict) or not inputs:
         raise ExportError(f"{where}: 'inputs' must be a non-empty object mapping ONNX input names to sources")
     bindings = tuple(_parse_input(where, name, spec) for name, spec in inputs.items())
+    conventions = {binding.convention for binding in bindings if isinstance(binding, StateInput)}
+    if len(conventions) > 1:
+        raise ExportError(f"{where}: the state inputs ask for different 'from'/'quaternion' conventions")
     return Manifest(directory=export_dir, model=model, inputs=bindings, action=_parse_action(where, raw))
 
 
@@ -137,7 +203,7 @@ def _parse_input(where: Path, name: str, spec: Any) -> InputBinding:
     if source not in SOURCES:
         raise ExportError(f"{at}.source: unknown source {source!r} (known: {', '.join(map(repr, SOURCES))})")
     if source == "state":
-        return StateInput(name=name)
+        return _parse_state(where, at, name, spec)
     if source == "objects_of_interest":
         return ObjectsOfInterestInput(name=name)
     if source == "obs":
@@ -145,6 +211,16 @@ def _parse_input(where: Path, name: str, spec: Any) -> InputBinding:
         if not isinstance(key, str) or not key:
             raise ExportError(f"{at}.key must name a simulator observation (e.g. 'robot0_gripper_qpos'), got {key!r}")
         return ObservationInput(name=name, key=key)
+    if source in ("instruction_tokens", "instruction_mask"):
+        return _parse_instruction(where, at, name, spec, "tokens" if source == "instruction_tokens" else "mask")
+    if source == "constant":
+        return _parse_constant(at, name, spec)
+    if source == "noise":
+        return NoiseInput(name=name, shape=_shape(at, spec.get("shape")))
+    return _parse_image(at, name, spec)
+
+
+def _parse_image(at: str, name: str, spec: dict[str, Any]) -> ImageInput:
     camera = spec.get("camera")
     if camera not in CAMERAS:
         raise ExportError(f"{at}.camera must be one of {list(CAMERAS)}, got {camera!r}")
@@ -161,10 +237,13 @@ def _parse_input(where: Path, name: str, spec: Any) -> InputBinding:
     if not (
         isinstance(value_range, list)
         and len(value_range) == 2
-        and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value_range)
+        and all(_number(v) for v in value_range)
         and value_range[0] < value_range[1]
     ):
         raise ExportError(f"{at}.range must be [low, high] with low < high, got {value_range!r}")
+    resize = spec.get("resize", "stretch")
+    if resize not in RESIZE_MODES:
+        raise ExportError(f"{at}.resize must be one of {list(RESIZE_MODES)}, got {resize!r}")
     return ImageInput(
         name=name,
         camera=camera,
@@ -172,7 +251,75 @@ def _parse_input(where: Path, name: str, spec: Any) -> InputBinding:
         layout=layout,
         dtype=dtype,
         value_range=(float(value_range[0]), float(value_range[1])),
+        resize=resize,
     )
+
+
+def _parse_state(where: Path, at: str, name: str, spec: dict[str, Any]) -> StateInput:
+    origin = spec.get("from", "observation")
+    if origin not in STATE_ORIGINS:
+        raise ExportError(f"{at}.from must be one of {list(STATE_ORIGINS)}, got {origin!r}")
+    quaternion = spec.get("quaternion", "robosuite")
+    if quaternion not in QUATERNION_CONVENTIONS:
+        raise ExportError(f"{at}.quaternion must be one of {list(QUATERNION_CONVENTIONS)}, got {quaternion!r}")
+    pad_to = spec.get("pad_to")
+    if pad_to is not None and not _positive_int(pad_to):
+        raise ExportError(f"{at}.pad_to must be a positive integer, got {pad_to!r}")
+    normalize = _normalization(where, f"{at}.normalize", spec.get("normalize"), "observation.state")
+    return StateInput(name=name, convention=StateConvention(origin, quaternion), normalize=normalize, pad_to=pad_to)
+
+
+def _parse_instruction(where: Path, at: str, name: str, spec: dict[str, Any], part: str) -> InstructionInput:
+    tokenizer = spec.get("tokenizer")
+    if not isinstance(tokenizer, str) or not tokenizer:
+        raise ExportError(f"{at}.tokenizer must name the export's tokenizer.json")
+    path = where.parent / tokenizer
+    if not path.is_file():
+        raise ExportError(f"{at}.tokenizer: {tokenizer!r} not found in {where.parent}")
+    max_length = spec.get("max_length")
+    if not _positive_int(max_length):
+        raise ExportError(f"{at}.max_length must be a positive integer, got {max_length!r}")
+    template = spec.get("template", "{instruction}")
+    if not isinstance(template, str) or "{instruction}" not in template:
+        raise ExportError(f"{at}.template must be a string containing '{{instruction}}', got {template!r}")
+    pad_id = spec.get("pad_id")
+    if pad_id is not None and not (isinstance(pad_id, int) and not isinstance(pad_id, bool) and pad_id >= 0):
+        raise ExportError(f"{at}.pad_id must be a non-negative integer, got {pad_id!r}")
+    return InstructionInput(
+        name=name, part=part, tokenizer=path, max_length=max_length, template=template, pad_id=pad_id
+    )
+
+
+def _parse_constant(at: str, name: str, spec: dict[str, Any]) -> ConstantInput:
+    value = spec.get("value")
+    if not (_number(value) or isinstance(value, bool)):
+        raise ExportError(f"{at}.value must be a number or a boolean, got {value!r}")
+    dtype = spec.get("dtype", "float32")
+    if dtype not in CONSTANT_DTYPES:
+        raise ExportError(f"{at}.dtype must be one of {list(CONSTANT_DTYPES)}, got {dtype!r}")
+    return ConstantInput(name=name, value=value, dtype=dtype, shape=_shape(at, spec.get("shape")))
+
+
+def _shape(at: str, shape: Any) -> tuple[int, ...]:
+    if not (isinstance(shape, list) and shape and all(_positive_int(v) for v in shape)):
+        raise ExportError(f"{at}.shape must be a non-empty list of positive integers, got {shape!r}")
+    return tuple(shape)
+
+
+def _normalization(where: Path, at: str, spec: Any, default_key: str) -> Normalization | None:
+    if spec is None:
+        return None
+    if not isinstance(spec, dict):
+        raise ExportError(f"{at} must be an object with 'mode' and 'stats'")
+    mode, stats, key = spec.get("mode"), spec.get("stats"), spec.get("key", default_key)
+    if not isinstance(stats, str) or not stats:
+        raise ExportError(f"{at}.stats must name a statistics file of the export (.json or .safetensors)")
+    if not isinstance(key, str):
+        raise ExportError(f"{at}.key must be a string, got {key!r}")
+    try:
+        return load_normalization(where.parent / stats, key, mode)
+    except StatsError as exc:
+        raise ExportError(f"{at}: {exc}") from None
 
 
 def _parse_action(where: Path, raw: dict[str, Any]) -> ActionSpec:
@@ -188,7 +335,20 @@ def _parse_action(where: Path, raw: dict[str, Any]) -> ActionSpec:
     execute = action.get("execute")
     if execute is not None and not _positive_int(execute):
         raise ExportError(f"{where}: action.execute must be a positive integer, got {execute!r}")
-    return ActionSpec(output=output, dim=dim, execute=execute)
+    gripper = action.get("gripper", "raw")
+    if gripper not in GRIPPER_MODES:
+        raise ExportError(f"{where}: action.gripper must be one of {list(GRIPPER_MODES)}, got {gripper!r}")
+    unnormalize = _normalization(where, f"{where}: action.unnormalize", action.get("unnormalize"), "action")
+    if unnormalize is not None and unnormalize.size < dim:
+        raise ExportError(
+            f"{where}: action.unnormalize: {unnormalize.source.name} has {unnormalize.size} values for "
+            f"{unnormalize.key!r}, fewer than action.dim {dim}"
+        )
+    return ActionSpec(output=output, dim=dim, execute=execute, unnormalize=unnormalize, gripper=gripper)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _positive_int(value: Any) -> bool:

@@ -10,11 +10,16 @@ import tempfile
 
 import pytest
 
+from pytest_vla.bindings import binding_shapes, synthetic_observation
 from pytest_vla.export import ExportError, load_manifest
 from pytest_vla.options import Settings
 from pytest_vla.plan import EvalPlan
-from pytest_vla.policy import OnnxPolicy, binding_shapes, synthetic_observation
+from pytest_vla.policy import OnnxPolicy
 from pytest_vla.suites.base import Suite, SuiteError
+
+
+class VlaWarning(UserWarning):
+    """Something an evaluation runs with but a user should know (e.g. a truncated instruction)."""
 
 
 def make_suite(config: pytest.Config, name: str) -> Suite:
@@ -43,7 +48,9 @@ def run_preflight(config: pytest.Config, settings: Settings, *, explicit_paths: 
         policy = OnnxPolicy(manifest)
         for task in tasks:
             policy.check_shapes(binding_shapes(manifest, suite, task), task)
-        policy.check(synthetic_observation(suite, tasks[0], manifest.cameras))
+        for line in policy.truncated_instructions(tasks):
+            config.issue_config_time_warning(VlaWarning(line), stacklevel=2)
+        policy.check(tasks[0], synthetic_observation(suite, tasks[0], manifest.cameras))
         if manifest.cameras:
             suite.check_rendering()
     except (ExportError, SuiteError) as exc:

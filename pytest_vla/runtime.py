@@ -37,6 +37,7 @@ class EpisodeRunner:
             if self._env_task != task:
                 env_construction_s = self._switch_env(task)
             assert self._env is not None
+            policy.begin_episode(self.plan.seed, task, episode_index)
             outcome = run_episode(self._env, policy, episode_index, self.plan.max_steps(task))
         except EnvFailure as exc:
             outcome = EpisodeOutcome(exc.terminal_reason, 0, 0.0, str(exc))
@@ -67,7 +68,9 @@ class EpisodeRunner:
         # One env per process at a time: each holds about 2 GiB.
         self.close()
         started = time.perf_counter()
-        self._env = self.suite.make_env(task, self.plan.cameras, self.plan.seed)
+        self._env = self.suite.make_env(
+            task, self.plan.cameras, self.plan.seed, self._load_policy().manifest.state_convention
+        )
         self._env_task = task
         return time.perf_counter() - started
 

@@ -135,3 +135,45 @@ def camera_export(directory: Path, size: int = 32, camera: str = "agentview", **
         linear_policy(image_shape=(1, 3, size, size), **policy),
         {"image": image, "state": {"source": "state"}},
     )
+
+
+def signature_policy(
+    inputs: dict[str, tuple[int, list[int]]], output: str = "actions", output_shape: tuple[int, ...] = (1, 50, 32)
+) -> onnx.ModelProto:
+    """A model with a given input signature (name -> (TensorProto type, shape)) whose output depends on
+    every input: ``tanh(sum of each input's mean + a fixed pattern)``, shaped ``output_shape``."""
+    value_infos, nodes, means = [], [], []
+    for name, (elem_type, shape) in inputs.items():
+        value_infos.append(helper.make_tensor_value_info(name, elem_type, shape))
+        nodes.append(helper.make_node("Cast", [name], [f"{name}_f"], to=TensorProto.FLOAT))
+        nodes.append(helper.make_node("ReduceMean", [f"{name}_f"], [f"{name}_mean"], keepdims=0))
+        means.append(f"{name}_mean")
+    pattern = np.linspace(-0.5, 0.5, int(np.prod(output_shape)), dtype=np.float32).reshape(output_shape)
+    nodes += [
+        helper.make_node("Sum", means, ["total"]),
+        helper.make_node("Add", ["pattern", "total"], ["pre"]),
+        helper.make_node("Tanh", ["pre"], [output]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "signature_policy",
+        value_infos,
+        [helper.make_tensor_value_info(output, TensorProto.FLOAT, list(output_shape))],
+        [numpy_helper.from_array(pattern, "pattern")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+    onnx.checker.check_model(model)
+    return model
+
+
+def word_tokenizer(path: Path, words: list[str], pad_id: int | None = None) -> Path:
+    """A word-level tokenizer.json built with `tokenizers` (ids in list order; 0 is [PAD], 1 is [UNK])."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    vocab = {word: index for index, word in enumerate(["[PAD]", "[UNK]", *words])}
+    tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    if pad_id is not None:
+        tokenizer.enable_padding(pad_id=pad_id, pad_token="[PAD]")
+    tokenizer.save(str(path))
+    return path

@@ -7,8 +7,9 @@ import onnxruntime as ort
 import pytest
 from PIL import Image
 
+from pytest_vla.bindings import binding_shapes, preprocess_image
 from pytest_vla.export import ExportError, ImageInput, load_manifest
-from pytest_vla.policy import OnnxPolicy, PolicyError, binding_shapes, preprocess_image
+from pytest_vla.policy import OnnxPolicy, PolicyError, action_chunk
 from pytest_vla.suites.base import Observation
 from pytest_vla.suites.libero import LiberoSuite
 from tests.models import camera_export, linear_policy, state_only_export, write_export
@@ -59,9 +60,9 @@ def test_execute_and_dim_slice_the_chunk(tmp_path: Path) -> None:
     )
     policy = OnnxPolicy(load_manifest(export))
     raw = np.arange(72, dtype=np.float32).reshape(1, 8, 9)
-    np.testing.assert_array_equal(policy.action_chunk(raw), raw[0, :3, :7])
+    np.testing.assert_array_equal(action_chunk(raw, policy.manifest.action), raw[0, :3, :7])
     single = OnnxPolicy(load_manifest(state_only_export(tmp_path / "single", chunk=None, width=9)))
-    np.testing.assert_array_equal(single.action_chunk(raw[:, 0]), raw[:, 0, :7])
+    np.testing.assert_array_equal(action_chunk(raw[:, 0], single.manifest.action), raw[:, 0, :7])
 
 
 @pytest.mark.parametrize(
@@ -75,7 +76,7 @@ def test_execute_and_dim_slice_the_chunk(tmp_path: Path) -> None:
 def test_unusable_outputs_are_policy_errors(tmp_path: Path, output: np.ndarray, message: str) -> None:
     policy = OnnxPolicy(load_manifest(state_only_export(tmp_path / "e", width=9)))
     with pytest.raises(PolicyError, match=message):
-        policy.action_chunk(output)
+        action_chunk(output, policy.manifest.action)
 
 
 def test_execute_longer_than_the_chunk_is_an_error(tmp_path: Path) -> None:

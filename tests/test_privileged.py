@@ -8,9 +8,10 @@ from typing import Any
 import numpy as np
 import pytest
 
+from pytest_vla.bindings import binding_shapes, synthetic_observation
 from pytest_vla.export import ExportError, ObjectsOfInterestInput, ObservationInput, load_manifest, parse_manifest
-from pytest_vla.policy import OnnxPolicy, binding_shapes, synthetic_observation
-from pytest_vla.suites.base import Observation
+from pytest_vla.policy import OnnxPolicy
+from pytest_vla.suites.base import Observation, StateConvention
 from pytest_vla.suites.libero import LiberoSuite, goal_objects
 from tests.models import privileged_policy, write_export
 
@@ -45,7 +46,7 @@ def test_manifest_reads_privileged_sources(tmp_path: Path) -> None:
         ({"source": "obs"}, r"inputs\.x\.key must name a simulator observation .* got None"),
         ({"source": "obs", "key": ""}, r"inputs\.x\.key must name a simulator observation"),
         ({"source": "obs", "key": 3}, r"inputs\.x\.key must name a simulator observation .* got 3"),
-        ({"source": "objects"}, r"unknown source 'objects' \(known: 'image', 'state', 'obs', 'objects_of_interest'\)"),
+        ({"source": "objects"}, r"unknown source 'objects' \(known: 'image', 'state', 'obs', 'objects_of_interest', "),
     ],
 )
 def test_malformed_privileged_bindings_are_named(tmp_path: Path, spec: dict[str, Any], message: str) -> None:
@@ -200,7 +201,7 @@ def test_the_synthetic_observation_has_every_key_of_the_task() -> None:
 def test_a_real_env_has_exactly_the_declared_keys_and_object_positions() -> None:
     # libero_goal:5 has fixtures (which have no observations) and a goal region on the table.
     task = _task("libero_goal:5")
-    env = SUITE.make_env(task, (), seed=7)
+    env = SUITE.make_env(task, (), 7, StateConvention())
     try:
         observation = env.reset(0)
         actual = {key: np.shape(value) for key, value in observation.raw.items()}

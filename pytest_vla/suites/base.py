@@ -8,6 +8,22 @@ from typing import Any, Protocol
 
 import numpy as np
 
+STATE_ORIGINS = ("observation", "controller")
+QUATERNION_CONVENTIONS = ("robosuite", "antipodal")
+
+
+@dataclass(frozen=True)
+class StateConvention:
+    """Which state a policy was trained on; models differ here, and a mismatch costs points silently.
+
+    ``origin``: the observation's end-effector pose, or the arm controller's own estimate of it.
+    ``quaternion``: axis-angle by robosuite's formula (angle in [0, 2 pi)), or after flipping the
+    quaternion to w >= 0 (angle in [0, pi]).
+    """
+
+    origin: str = "observation"
+    quaternion: str = "robosuite"
+
 
 class SuiteError(Exception):
     """A task list or setting the suite cannot honour; the message is one line."""
@@ -82,5 +98,5 @@ class Suite(Protocol):
     def check_rendering(self) -> None:
         """Raise :class:`SuiteError` if the rendering backend cannot render at all."""
 
-    def make_env(self, task: TaskSpec, cameras: Sequence[str], seed: int) -> SuiteEnv:
+    def make_env(self, task: TaskSpec, cameras: Sequence[str], seed: int, state: StateConvention) -> SuiteEnv:
         """Build the env for ``task`` rendering only ``cameras``; raise :class:`EnvFailure`."""

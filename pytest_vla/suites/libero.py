@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from pytest_vla.errors import one_line
-from pytest_vla.suites.base import EnvFailure, Observation, SuiteError, TaskSpec
+from pytest_vla.suites.base import EnvFailure, Observation, StateConvention, SuiteError, TaskSpec
 
 MAX_STEPS = {"libero_spatial": 220, "libero_object": 280, "libero_goal": 300, "libero_10": 520, "libero_90": 400}
 DEFAULT_FAMILIES = ("libero_spatial", "libero_object", "libero_goal", "libero_10")
@@ -147,7 +147,7 @@ class LiberoSuite:
             hint = " (install Debian's libosmesa6: apt-get install libosmesa6)" if backend == "osmesa" else ""
             raise SuiteError(f"rendering backend MUJOCO_GL={backend} is unusable: {one_line(exc)}{hint}") from None
 
-    def make_env(self, task: TaskSpec, cameras: Sequence[str], seed: int) -> LiberoEnv:
+    def make_env(self, task: TaskSpec, cameras: Sequence[str], seed: int, state: StateConvention) -> LiberoEnv:
         configure_rendering()
         try:
             with _quiet_import():
@@ -172,7 +172,7 @@ class LiberoSuite:
         except Exception as exc:
             reason = "rendering_failure" if _about_rendering(exc) else "bddl_failure"
             raise EnvFailure(reason, f"building the env for {task.key}: {one_line(exc)}") from exc
-        return LiberoEnv(env, init_states, tuple(cameras), seed, self.objects_of_interest(task))
+        return LiberoEnv(env, init_states, tuple(cameras), seed, self.objects_of_interest(task), state)
 
 
 def _step_like_a_rendering_env(env: Any) -> None:
@@ -217,11 +217,13 @@ class LiberoEnv:
         cameras: tuple[str, ...],
         seed: int,
         objects_of_interest: tuple[str, ...],
+        state: StateConvention,
     ) -> None:
         self._env = env
         self._init_states = init_states
         self._cameras = cameras
         self._seed = seed
+        self._state = state
         # LIBERO's own state objects locate bodies and region sites alike (what its goal checks use).
         self._object_states = [env.env.object_states_dict[name] for name in objects_of_interest]
 
@@ -244,22 +246,38 @@ class LiberoEnv:
         self._env.close()
 
     def _observation(self, raw: dict[str, Any]) -> Observation:
-        from robosuite.utils.transform_utils import quat2axisangle
-
         images = {
             # LIBERO renders upside down; every published pipeline rotates by 180 degrees.
             camera: raw[f"{ROBOSUITE_CAMERAS[camera]}_image"][::-1, ::-1]
             for camera in self._cameras
         }
-        state = np.concatenate(
-            [
-                raw["robot0_eef_pos"],
-                quat2axisangle(np.array(raw["robot0_eef_quat"], dtype=np.float64)),  # it clips in place
-                raw["robot0_gripper_qpos"],
-            ]
-        )
+        state = np.concatenate([*self._eef_pose(raw), raw["robot0_gripper_qpos"]])
         positions = [np.array(entry.get_geom_state()["pos"], dtype=np.float64) for entry in self._object_states]
         return Observation(images=images, state=state, raw=raw, objects_of_interest=np.array(positions).reshape(-1, 3))
+
+    def _eef_pose(self, raw: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+        """End-effector position and axis-angle orientation under the export's state convention."""
+        if self._state.origin == "controller":
+            from robosuite.utils.transform_utils import mat2quat
+
+            # What the OSC controller computed for this step (vla-eval's `controller_states`).
+            controller = self._env.env.robots[0].controller
+            position, quat = np.array(controller.ee_pos), mat2quat(np.array(controller.ee_ori_mat))
+        else:
+            position, quat = np.array(raw["robot0_eef_pos"]), raw["robot0_eef_quat"]
+        return position, axis_angle(quat, self._state.quaternion)
+
+
+def axis_angle(quat: np.ndarray, convention: str) -> np.ndarray:
+    """robosuite's ``quat2axisangle`` of an x, y, z, w quaternion; ``antipodal`` first flips it to w >= 0."""
+    configure_rendering()  # robosuite binds its GL backend when first imported
+    with _quiet_import():
+        from robosuite.utils.transform_utils import quat2axisangle
+
+    quat = np.array(quat, dtype=np.float64)  # a copy: quat2axisangle clips it in place
+    if convention == "antipodal" and quat[3] < 0:
+        quat = -quat
+    return quat2axisangle(quat)
 
 
 @contextlib.contextmanager
