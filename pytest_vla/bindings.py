@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 
 from pytest_vla.export import (
-    MANIFEST_NAME,
     ConstantInput,
     ExportError,
     ImageInput,
@@ -25,6 +24,7 @@ from pytest_vla.export import (
     NoiseInput,
     ObjectsOfInterestInput,
     ObservationInput,
+    PromptState,
     StateInput,
 )
 from pytest_vla.suites.base import Observation, Suite, TaskSpec
@@ -75,7 +75,7 @@ def binding_shapes(manifest: Manifest, suite: Suite, task: TaskSpec) -> dict[str
 
 
 def _state_width(manifest: Manifest, binding: StateInput, suite: Suite) -> int:
-    where = manifest.directory / MANIFEST_NAME
+    where = manifest.where
     if binding.normalize is not None and binding.normalize.size != suite.state_dim:
         raise ExportError(
             f"{where}: inputs.{binding.name}.normalize: {binding.normalize.source.name} has "
@@ -94,7 +94,7 @@ def _observation_shape(manifest: Manifest, binding: ObservationInput, suite: Sui
     known = suite.observation_shapes(task)
     if binding.key in known:
         return known[binding.key]
-    where = manifest.directory / MANIFEST_NAME
+    where = manifest.where
     if binding.key.endswith("_image"):
         hint = "camera images are bound with the 'image' source"
     else:
@@ -197,20 +197,40 @@ class InstructionEncoder:
             raise ExportError(f"{binding.tokenizer}: not a tokenizer the tokenizers library can read: {exc}") from None
         self._tokenizer.no_padding()
         self._tokenizer.no_truncation()
-        self.max_length = binding.max_length
-        self.template = binding.template
+        self.binding = binding
         self.pad_id = binding.pad_id if binding.pad_id is not None else _default_pad_id(binding.tokenizer)
 
-    @functools.lru_cache(maxsize=256)  # noqa: B019 (one encoder per export, few instructions)
-    def encode(self, instruction: str) -> EncodedInstruction:
-        """Token ids and mask of the instruction in its template, right-padded or truncated to ``max_length``."""
-        ids = self._tokenizer.encode(self.template.format(instruction=instruction)).ids
-        kept = ids[: self.max_length]
-        padded = np.full(self.max_length, self.pad_id, dtype=np.int64)
+    def prompt(self, instruction: str, state: np.ndarray) -> str:
+        """The text that is tokenized: the template filled with the instruction (and the state, for pi0.5)."""
+        if self.binding.state is None:
+            return self.binding.template.format(instruction=instruction)
+        return self.binding.template.format(instruction=instruction, state=state_bins(state, self.binding.state))
+
+    def encode(self, instruction: str, state: np.ndarray) -> EncodedInstruction:
+        return self._encode(self.prompt(instruction, state))
+
+    @functools.lru_cache(maxsize=256)  # noqa: B019 (one encoder per export; prompts repeat within a task)
+    def _encode(self, prompt: str) -> EncodedInstruction:
+        """Token ids and mask of the prompt, right-padded or truncated to ``max_length``."""
+        ids = self._tokenizer.encode(prompt).ids
+        length = self.binding.max_length
+        kept = ids[:length]
+        padded = np.full(length, self.pad_id, dtype=np.int64)
         padded[: len(kept)] = kept
-        mask = np.zeros(self.max_length, dtype=bool)
+        mask = np.zeros(length, dtype=bool)
         mask[: len(kept)] = True
         return EncodedInstruction(ids=padded, mask=mask, full_length=len(ids))
+
+
+def state_bins(state: np.ndarray, spec: PromptState) -> str:
+    """pi0.5's state text: normalized, zero-padded, digitized into 256 bins over [-1, 1], space-separated."""
+    values = np.asarray(state, dtype=np.float32)
+    if spec.normalize is not None:
+        values = spec.normalize.normalize(values)
+    if spec.pad_to is not None:
+        values = np.pad(values, (0, max(0, spec.pad_to - values.shape[0])))
+    bins = np.digitize(values, bins=np.linspace(-1, 1, 256 + 1)[:-1]) - 1
+    return " ".join(map(str, bins))
 
 
 def _default_pad_id(tokenizer: Path) -> int:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_vla.normalize import Normalization, StatsError, load_normalization
+from pytest_vla.reflex import REFLEX_CONFIG, ReflexError, is_reflex_export, reflex_manifest
 from pytest_vla.suites.base import QUATERNION_CONVENTIONS, STATE_ORIGINS, StateConvention
 
 MANIFEST_NAME = "vla_export.json"
@@ -71,6 +72,14 @@ class ObjectsOfInterestInput:
 
 
 @dataclass(frozen=True)
+class PromptState:
+    """The state written into a prompt (pi0.5): normalized, padded, then discretized into 256 bins."""
+
+    normalize: Normalization | None = None
+    pad_to: int | None = None
+
+
+@dataclass(frozen=True)
 class InstructionInput:
     """The task instruction tokenized (``tokens``: ids) or its attention mask (``mask``), padded to ``max_length``."""
 
@@ -80,6 +89,7 @@ class InstructionInput:
     max_length: int
     template: str = "{instruction}"
     pad_id: int | None = None  # None: the tokenizer's own padding id, else 0
+    state: PromptState | None = None  # set when the template has {state}
 
 
 @dataclass(frozen=True)
@@ -138,6 +148,12 @@ class Manifest:
     model: Path
     inputs: tuple[InputBinding, ...]
     action: ActionSpec
+    source: str = MANIFEST_NAME  # the file the binding comes from (reflex_config.json for reflex exports)
+
+    @property
+    def where(self) -> Path:
+        """The file to name in error messages."""
+        return self.directory / self.source
 
     @property
     def cameras(self) -> tuple[str, ...]:
@@ -160,12 +176,21 @@ def resolve_export(value: str) -> Path:
 
 
 def load_manifest(export_dir: Path) -> Manifest:
-    """Read and check ``<export_dir>/vla_export.json`` (without opening the model)."""
+    """Read and check ``<export_dir>/vla_export.json``, or derive it for a reflex export; the model is not opened."""
     if not export_dir.is_dir():
         raise ExportError(f"export directory not found: {export_dir}")
     path = export_dir / MANIFEST_NAME
+    if not path.is_file() and is_reflex_export(export_dir):
+        try:
+            raw = reflex_manifest(export_dir)
+        except ReflexError as exc:
+            raise ExportError(str(exc)) from None
+        return parse_manifest(raw, export_dir, source=REFLEX_CONFIG)
     if not path.is_file():
-        raise ExportError(f"{path}: missing (an export is a directory with {MANIFEST_NAME} and an ONNX model)")
+        raise ExportError(
+            f"{path}: missing (an export is a directory with {MANIFEST_NAME} and an ONNX model, "
+            f"or a reflex export with {REFLEX_CONFIG})"
+        )
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -173,8 +198,8 @@ def load_manifest(export_dir: Path) -> Manifest:
     return parse_manifest(raw, export_dir)
 
 
-def parse_manifest(raw: Any, export_dir: Path) -> Manifest:
-    where = export_dir / MANIFEST_NAME
+def parse_manifest(raw: Any, export_dir: Path, source: str = MANIFEST_NAME) -> Manifest:
+    where = export_dir / source
     if not isinstance(raw, dict):
         raise ExportError(f"{where}: the top level must be a JSON object")
     if raw.get("format") != FORMAT:
@@ -192,7 +217,7 @@ def parse_manifest(raw: Any, export_dir: Path) -> Manifest:
     conventions = {binding.convention for binding in bindings if isinstance(binding, StateInput)}
     if len(conventions) > 1:
         raise ExportError(f"{where}: the state inputs ask for different 'from'/'quaternion' conventions")
-    return Manifest(directory=export_dir, model=model, inputs=bindings, action=_parse_action(where, raw))
+    return Manifest(directory=export_dir, model=model, inputs=bindings, action=_parse_action(where, raw), source=source)
 
 
 def _parse_input(where: Path, name: str, spec: Any) -> InputBinding:
@@ -282,11 +307,30 @@ def _parse_instruction(where: Path, at: str, name: str, spec: dict[str, Any], pa
     template = spec.get("template", "{instruction}")
     if not isinstance(template, str) or "{instruction}" not in template:
         raise ExportError(f"{at}.template must be a string containing '{{instruction}}', got {template!r}")
+    try:
+        template.format(instruction="", state="")
+    except (KeyError, IndexError, ValueError):
+        raise ExportError(f"{at}.template may hold only {{instruction}} and {{state}}, got {template!r}") from None
+    state = _prompt_state(where, at, spec.get("state")) if "{state}" in template else None
     pad_id = spec.get("pad_id")
     if pad_id is not None and not (isinstance(pad_id, int) and not isinstance(pad_id, bool) and pad_id >= 0):
         raise ExportError(f"{at}.pad_id must be a non-negative integer, got {pad_id!r}")
     return InstructionInput(
-        name=name, part=part, tokenizer=path, max_length=max_length, template=template, pad_id=pad_id
+        name=name, part=part, tokenizer=path, max_length=max_length, template=template, pad_id=pad_id, state=state
+    )
+
+
+def _prompt_state(where: Path, at: str, spec: Any) -> PromptState:
+    if spec is None:
+        return PromptState()
+    if not isinstance(spec, dict):
+        raise ExportError(f"{at}.state must be an object with 'normalize' and/or 'pad_to'")
+    pad_to = spec.get("pad_to")
+    if pad_to is not None and not _positive_int(pad_to):
+        raise ExportError(f"{at}.state.pad_to must be a positive integer, got {pad_to!r}")
+    return PromptState(
+        normalize=_normalization(where, f"{at}.state.normalize", spec.get("normalize"), "observation.state"),
+        pad_to=pad_to,
     )
 
 

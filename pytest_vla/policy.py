@@ -17,7 +17,6 @@ from pytest_vla.bindings import (
 )
 from pytest_vla.errors import one_line
 from pytest_vla.export import (
-    MANIFEST_NAME,
     ActionSpec,
     ConstantInput,
     ExportError,
@@ -71,7 +70,7 @@ class OnnxPolicy:
         self._query = 0
 
     def _check_bindings(self) -> None:
-        where = self.manifest.directory / MANIFEST_NAME
+        where = self.manifest.where
         for binding in self.manifest.inputs:
             model_type = self._input_types.get(binding.name)
             if model_type is None:
@@ -97,7 +96,7 @@ class OnnxPolicy:
 
     def check_shapes(self, shapes: Mapping[str, tuple[int, ...]], task: TaskSpec) -> None:
         """Raise :class:`ExportError` if a model input cannot take what ``task`` feeds it."""
-        where = self.manifest.directory / MANIFEST_NAME
+        where = self.manifest.where
         for node in self.session.get_inputs():
             expected = shapes[node.name]
             if len(node.shape) != len(expected) or any(
@@ -108,16 +107,16 @@ class OnnxPolicy:
                     f"{list(expected)} (task {task.key})"
                 )
 
-    def truncated_instructions(self, tasks: list[TaskSpec]) -> list[str]:
-        """One line per (input, task) whose instruction is longer than its ``max_length``."""
+    def truncated_instructions(self, tasks: list[TaskSpec], state_dim: int) -> list[str]:
+        """One line per (input, task) whose prompt is longer than its ``max_length`` (at a zero state)."""
         lines = []
         for name, encoder in self._encoders.items():
             for task in tasks:
-                encoded = encoder.encode(task.instruction)
+                encoded = encoder.encode(task.instruction, np.zeros(state_dim))
                 if encoded.truncated:
                     lines.append(
                         f"inputs.{name}: the instruction of {task.key} has {encoded.full_length} tokens, "
-                        f"truncated to {encoder.max_length}: {task.instruction!r}"
+                        f"truncated to {encoder.binding.max_length}: {task.instruction!r}"
                     )
         return lines
 
@@ -138,7 +137,7 @@ class OnnxPolicy:
             elif isinstance(binding, ObjectsOfInterestInput):
                 feed[binding.name] = np.asarray(observation.objects_of_interest, dtype=np.float32)[None]
             elif isinstance(binding, InstructionInput):
-                encoded = self._encoders[binding.name].encode(self._current()[1].instruction)
+                encoded = self._encoders[binding.name].encode(self._current()[1].instruction, observation.state)
                 values = encoded.ids if binding.part == "tokens" else encoded.mask
                 feed[binding.name] = values.astype(NUMPY_TYPES[self._input_types[binding.name]])[None]
             elif isinstance(binding, ConstantInput):
@@ -161,11 +160,11 @@ class OnnxPolicy:
         self._query += 1
         return action_chunk(np.asarray(output), self.manifest.action)
 
-    def check(self, task: TaskSpec, observation: Observation) -> None:
+    def check(self, task: TaskSpec, observation: Observation) -> np.ndarray:
         """Run once on a synthetic observation; raise :class:`ExportError` if the output is unusable."""
         self.begin_episode(0, task, 0)
         try:
-            self.act(observation)
+            return self.act(observation)
         except PolicyError as exc:
             raise ExportError(f"{self.manifest.model}: on a synthetic observation: {exc}") from None
         except Exception as exc:

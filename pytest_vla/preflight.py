@@ -7,15 +7,17 @@ export or setup costs seconds, not hours.
 from __future__ import annotations
 
 import tempfile
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
 from pytest_vla.bindings import binding_shapes, synthetic_observation
-from pytest_vla.export import ExportError, load_manifest
+from pytest_vla.export import ExportError, Manifest, load_manifest
 from pytest_vla.options import Settings
 from pytest_vla.plan import EvalPlan
 from pytest_vla.policy import OnnxPolicy
-from pytest_vla.suites.base import Suite, SuiteError
+from pytest_vla.suites.base import Suite, SuiteError, TaskSpec
 
 
 class VlaWarning(UserWarning):
@@ -38,23 +40,15 @@ def run_preflight(config: pytest.Config, settings: Settings, *, explicit_paths: 
         )
     _check_writable(settings)
     try:
-        manifest = load_manifest(settings.export)
-        if manifest.action.dim != suite.action_dim:
-            raise ExportError(
-                f"{manifest.directory / 'vla_export.json'}: action.dim is {manifest.action.dim} but "
-                f"{suite.name} actions have {suite.action_dim} values"
-            )
         tasks = suite.resolve_tasks(settings.tasks)
-        policy = OnnxPolicy(manifest)
-        for task in tasks:
-            policy.check_shapes(binding_shapes(manifest, suite, task), task)
-        for line in policy.truncated_instructions(tasks):
+        checked = check_export(settings.export, suite, tasks)
+        for line in checked.warnings:
             config.issue_config_time_warning(VlaWarning(line), stacklevel=2)
-        policy.check(tasks[0], synthetic_observation(suite, tasks[0], manifest.cameras))
-        if manifest.cameras:
+        if checked.manifest.cameras:
             suite.check_rendering()
     except (ExportError, SuiteError) as exc:
         raise pytest.UsageError(str(exc)) from None
+    manifest, policy = checked.manifest, checked.policy
     return EvalPlan(
         suite=suite.name,
         export=settings.export,
@@ -68,6 +62,33 @@ def run_preflight(config: pytest.Config, settings: Settings, *, explicit_paths: 
         provider=policy.provider,
         collect_paths=explicit_paths,
     )
+
+
+@dataclass
+class CheckedExport:
+    manifest: Manifest
+    policy: OnnxPolicy
+    warnings: list[str]  # worth telling, not worth stopping for (truncated instructions)
+    actions_shape: tuple[int, ...]  # what the synthetic observation's query returned
+
+
+def check_export(export_dir: Path, suite: Suite, tasks: list[TaskSpec]) -> CheckedExport:
+    """Every check that needs no simulator: the binding, the model, each task's shapes, one synthetic query.
+
+    Raises :class:`ExportError` naming the culprit in one line.
+    """
+    manifest = load_manifest(export_dir)
+    if manifest.action.dim != suite.action_dim:
+        raise ExportError(
+            f"{manifest.where}: action.dim is {manifest.action.dim} but {suite.name} actions have "
+            f"{suite.action_dim} values"
+        )
+    policy = OnnxPolicy(manifest)
+    for task in tasks:
+        policy.check_shapes(binding_shapes(manifest, suite, task), task)
+    warnings = policy.truncated_instructions(tasks, suite.state_dim)
+    actions = policy.check(tasks[0], synthetic_observation(suite, tasks[0], manifest.cameras))
+    return CheckedExport(manifest, policy, warnings, actions.shape)
 
 
 def _check_writable(settings: Settings) -> None:

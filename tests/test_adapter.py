@@ -210,7 +210,7 @@ def test_long_instructions_are_truncated_and_named(tmp_path: Path) -> None:
     feed = policy.inputs(Observation(images={}, state=np.zeros(8)))
     np.testing.assert_array_equal(feed["tokens"][0], [2, 3, 4, 5])
     assert feed["mask"][0].all()
-    (line,) = [line for line in policy.truncated_instructions([TASK]) if line.startswith("inputs.tokens")]
+    (line,) = [line for line in policy.truncated_instructions([TASK], 8) if line.startswith("inputs.tokens")]
     assert "libero_object:0 has 12 tokens, truncated to 4" in line
 
 
