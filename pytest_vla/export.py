@@ -192,10 +192,25 @@ def load_manifest(export_dir: Path) -> Manifest:
             f"or a reflex export with {REFLEX_CONFIG})"
         )
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
+        raw = json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=_unique_keys)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ExportError(f"{path}: not valid JSON: {exc}") from None
+    except _DuplicateKey as exc:
+        raise ExportError(f"{path}: {exc.args[0]!r} appears twice in one object (each input is bound once)") from None
     return parse_manifest(raw, export_dir)
+
+
+class _DuplicateKey(Exception):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """json.loads keeps the last of two equal keys silently; a binding must not vanish that way."""
+    keys = [key for key, _ in pairs]
+    for key in keys:
+        if keys.count(key) > 1:
+            raise _DuplicateKey(key)
+    return dict(pairs)
 
 
 def parse_manifest(raw: Any, export_dir: Path, source: str = MANIFEST_NAME) -> Manifest:

@@ -102,6 +102,14 @@ def _unknown_observation_key(directory: Path) -> None:
     write_export(directory, privileged_policy({"grip": [1, 2]}), {"grip": {"source": "obs", "key": "gripper_qpos"}})
 
 
+def _input_bound_twice(directory: Path) -> None:
+    state_only_export(directory)
+    text = (directory / "vla_export.json").read_text()
+    (directory / "vla_export.json").write_text(
+        text.replace('"inputs": {', '"inputs": {"state": {"source": "state"}, ', 1)
+    )
+
+
 def _nan_policy(directory: Path) -> None:
     state_only_export(directory, fill=float("nan"))
 
@@ -118,6 +126,7 @@ def _nan_policy(directory: Path) -> None:
             "inputs.grip.key: 'gripper_qpos' is not a libero observation of task libero_object:0 "
             "(did you mean 'robot0_gripper_qpos'",
         ),
+        (_input_bound_twice, "vla_export.json: 'state' appears twice in one object"),
         (_nan_policy, "model.onnx: on a synthetic observation: output 'actions' holds non-finite values"),
     ],
 )
