@@ -24,6 +24,7 @@ DEMO_NAME = "demo"
 DEMO_EXPORT_DIR = Path(__file__).resolve().parent / "demo_export"
 FORMAT = "vla-export/1"
 CAMERAS = ("agentview", "wrist")
+# Each tuple of choices lists its default first.
 IMAGE_LAYOUTS = ("NCHW", "NHWC")
 IMAGE_DTYPES = ("float32", "uint8")
 RESIZE_MODES = ("stretch", "pad")
@@ -267,12 +268,8 @@ def _parse_image(at: str, name: str, spec: dict[str, Any]) -> ImageInput:
     size = spec.get("size")
     if not (isinstance(size, list) and len(size) == 2 and all(_positive_int(v) for v in size)):
         raise ExportError(f"{at}.size must be [H, W] with positive integers, got {size!r}")
-    layout = spec.get("layout", "NCHW")
-    if layout not in IMAGE_LAYOUTS:
-        raise ExportError(f"{at}.layout must be one of {list(IMAGE_LAYOUTS)}, got {layout!r}")
-    dtype = spec.get("dtype", "float32")
-    if dtype not in IMAGE_DTYPES:
-        raise ExportError(f"{at}.dtype must be one of {list(IMAGE_DTYPES)}, got {dtype!r}")
+    layout = _choice(at, spec, "layout", IMAGE_LAYOUTS)
+    dtype = _choice(at, spec, "dtype", IMAGE_DTYPES)
     value_range = spec.get("range", [0, 1])
     if not (
         isinstance(value_range, list)
@@ -281,9 +278,7 @@ def _parse_image(at: str, name: str, spec: dict[str, Any]) -> ImageInput:
         and value_range[0] < value_range[1]
     ):
         raise ExportError(f"{at}.range must be [low, high] with low < high, got {value_range!r}")
-    resize = spec.get("resize", "stretch")
-    if resize not in RESIZE_MODES:
-        raise ExportError(f"{at}.resize must be one of {list(RESIZE_MODES)}, got {resize!r}")
+    resize = _choice(at, spec, "resize", RESIZE_MODES)
     return ImageInput(
         name=name,
         camera=camera,
@@ -296,12 +291,8 @@ def _parse_image(at: str, name: str, spec: dict[str, Any]) -> ImageInput:
 
 
 def _parse_state(where: Path, at: str, name: str, spec: dict[str, Any]) -> StateInput:
-    origin = spec.get("from", "observation")
-    if origin not in STATE_ORIGINS:
-        raise ExportError(f"{at}.from must be one of {list(STATE_ORIGINS)}, got {origin!r}")
-    quaternion = spec.get("quaternion", "robosuite")
-    if quaternion not in QUATERNION_CONVENTIONS:
-        raise ExportError(f"{at}.quaternion must be one of {list(QUATERNION_CONVENTIONS)}, got {quaternion!r}")
+    origin = _choice(at, spec, "from", STATE_ORIGINS)
+    quaternion = _choice(at, spec, "quaternion", QUATERNION_CONVENTIONS)
     pad_to = spec.get("pad_to")
     if pad_to is not None and not _positive_int(pad_to):
         raise ExportError(f"{at}.pad_to must be a positive integer, got {pad_to!r}")
@@ -353,9 +344,7 @@ def _parse_constant(at: str, name: str, spec: dict[str, Any]) -> ConstantInput:
     value = spec.get("value")
     if not (_number(value) or isinstance(value, bool)):
         raise ExportError(f"{at}.value must be a number or a boolean, got {value!r}")
-    dtype = spec.get("dtype", "float32")
-    if dtype not in CONSTANT_DTYPES:
-        raise ExportError(f"{at}.dtype must be one of {list(CONSTANT_DTYPES)}, got {dtype!r}")
+    dtype = _choice(at, spec, "dtype", CONSTANT_DTYPES)
     return ConstantInput(name=name, value=value, dtype=dtype, shape=_shape(at, spec.get("shape")))
 
 
@@ -394,9 +383,7 @@ def _parse_action(where: Path, raw: dict[str, Any]) -> ActionSpec:
     execute = action.get("execute")
     if execute is not None and not _positive_int(execute):
         raise ExportError(f"{where}: action.execute must be a positive integer, got {execute!r}")
-    gripper = action.get("gripper", "raw")
-    if gripper not in GRIPPER_MODES:
-        raise ExportError(f"{where}: action.gripper must be one of {list(GRIPPER_MODES)}, got {gripper!r}")
+    gripper = _choice(f"{where}: action", action, "gripper", GRIPPER_MODES)
     unnormalize = _normalization(where, f"{where}: action.unnormalize", action.get("unnormalize"), "action")
     if unnormalize is not None and unnormalize.size < dim:
         raise ExportError(
@@ -404,6 +391,14 @@ def _parse_action(where: Path, raw: dict[str, Any]) -> ActionSpec:
             f"{unnormalize.key!r}, fewer than action.dim {dim}"
         )
     return ActionSpec(output=output, dim=dim, execute=execute, unnormalize=unnormalize, gripper=gripper)
+
+
+def _choice(at: str, spec: dict[str, Any], key: str, choices: tuple[str, ...]) -> str:
+    """``spec[key]``, one of ``choices``; the first choice when absent."""
+    value = spec.get(key, choices[0])
+    if value not in choices:
+        raise ExportError(f"{at}.{key} must be one of {list(choices)}, got {value!r}")
+    return value
 
 
 def _number(value: Any) -> bool:

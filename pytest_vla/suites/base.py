@@ -8,7 +8,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-STATE_ORIGINS = ("observation", "controller")
+STATE_ORIGINS = ("observation", "controller")  # the default first, as every tuple of choices
 QUATERNION_CONVENTIONS = ("robosuite", "antipodal")
 
 
