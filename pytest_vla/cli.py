@@ -6,8 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from pytest_vla.errors import one_line
-from pytest_vla.export import ExportError, file_digest, load_manifest, resolve_export
+from pytest_vla.export import ExportError, Manifest, file_digest, load_manifest, resolve_export
 from pytest_vla.inspection import describe_action, describe_binding
 from pytest_vla.preflight import check_export
 from pytest_vla.suites import BUILT_IN, built_in_suite
@@ -36,24 +35,19 @@ def _inspect(export: str, suite_name: str, task_list: str) -> int:
     export_dir = resolve_export(export)
     try:
         manifest = load_manifest(export_dir)
-        print(f"export   {export_dir}  (binding from {manifest.source})")
-        digest = file_digest(manifest.model)
-        print(f"model    {manifest.model.name}  {digest['bytes']} bytes  sha256 {digest['sha256'][:16]}")
-        print("inputs")
-        width = max(len(binding.name) for binding in manifest.inputs)
-        for binding in manifest.inputs:
-            print(f"  {binding.name:<{width}}  {describe_binding(binding, suite.render_size)}")
-        print(f"action   {describe_action(manifest.action)}")
+    except ExportError as exc:
+        return _fail(str(exc))
+    print(f"export   {export_dir}  (binding from {manifest.source})")
+    digest = file_digest(manifest.model)
+    print(f"model    {manifest.model.name}  {digest['bytes']} bytes  sha256 {digest['sha256'][:16]}")
+    try:
         tasks = suite.resolve_tasks([entry.strip() for entry in task_list.split(",") if entry.strip()])
         checked = check_export(export_dir, suite, tasks)
     except (ExportError, SuiteError) as exc:
+        _print_inputs(manifest, suite.render_size, {})  # what was resolved, before the failing check
         return _fail(str(exc))
-    except Exception as exc:  # an unexpected library error still gets one line, not a traceback
-        return _fail(f"{export_dir}: {one_line(exc)}")
-    model_inputs = {node.name: node for node in checked.policy.session.get_inputs()}
-    print("model inputs")
-    for name, node in model_inputs.items():
-        print(f"  {name:<{width}}  {node.type} {list(node.shape)}")
+    nodes = {node.name: f"{node.type} {list(node.shape)}" for node in checked.policy.session.get_inputs()}
+    _print_inputs(manifest, suite.render_size, nodes)
     for line in checked.warnings:
         print(f"warning  {line}")
     print(
@@ -61,6 +55,17 @@ def _inspect(export: str, suite_name: str, task_list: str) -> int:
         f"once, types and shapes agree, a synthetic observation gives finite actions {list(checked.actions_shape)}"
     )
     return 0
+
+
+def _print_inputs(manifest: Manifest, render_size: tuple[int, int], model_types: dict[str, str]) -> None:
+    """One line per model input: name, the model's type and shape (once loaded), source and preprocessing."""
+    print("inputs")
+    name_width = max(len(binding.name) for binding in manifest.inputs)
+    type_width = max((len(text) for text in model_types.values()), default=0)
+    for binding in manifest.inputs:
+        declared = model_types.get(binding.name, "")
+        print(f"  {binding.name:<{name_width}}  {declared:<{type_width}}  {describe_binding(binding, render_size)}")
+    print(f"action   {describe_action(manifest.action)}")
 
 
 def _fail(message: str) -> int:

@@ -179,13 +179,19 @@ def test_inspect_prints_the_binding_and_the_checks(tmp_path: Path, capsys: pytes
     assert main(["inspect", str(tmp_path / "e"), "--tasks", "libero_object"]) == 0
     out = " ".join(capsys.readouterr().out.split())  # alignment aside
     assert "(binding from reflex_config.json)" in out
-    assert "img_cam1 camera agentview: 256x256 rotated 180 degrees, resized (pad) to 512x512, float32 in [-1, 1]" in out
     assert (
-        "state state from the observation, quaternion robosuite, normalized mean_std "
+        "img_cam1 tensor(float) [1, 3, 512, 512] camera agentview: 256x256 rotated 180 degrees, "
+        "resized (pad) to 512x512, float32 in [-1, 1]" in out
+    )
+    assert (
+        "state tensor(float) [1, 32] state from the observation, quaternion robosuite, normalized mean_std "
         "(policy_preprocessor_step_5_normalizer_processor.safetensors: 'observation.state'), zero-padded to 32"
     ) in out
-    assert "lang_tokens instruction token ids: tokenizer.json, template '{instruction}\\n', 16 tokens" in out
-    assert "noise standard normal noise, shape [1, 50, 32]" in out
+    assert (
+        "lang_tokens tensor(int64) [1, 16] instruction token ids: tokenizer.json, "
+        "template '{instruction}\\n', 16 tokens" in out
+    )
+    assert "noise tensor(float) [1, 50, 32] standard normal noise, shape [1, 50, 32]" in out
     assert "action output 'actions': the first 7 values of each action, unnormalized mean_std" in out
     assert "checks passed on 10 libero task(s)" in out and "finite actions [5, 7]" in out
 
@@ -206,4 +212,6 @@ def test_the_console_script_is_installed() -> None:
         [str(script), "inspect", "demo", "--tasks", "libero_object:3"], capture_output=True, text=True
     )
     assert result.returncode == 0, result.stderr
-    assert "objects privileged: positions of the goal's objects, in goal order" in " ".join(result.stdout.split())
+    assert "objects tensor(float) [1, 'k', 3] privileged: positions of the goal's objects, in goal order" in " ".join(
+        result.stdout.split()
+    )
