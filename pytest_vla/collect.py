@@ -34,6 +34,18 @@ class EpisodeFailure(Exception):
     """The policy did not complete the task (reported as a pytest failure)."""
 
 
+def episode_key(plan: EvalPlan, nodeid: str) -> tuple[str, int, int] | None:
+    """(family, task index, episode) of an episode's node id, ``None`` for any other test."""
+    prefix = f"{plan.suite}::"
+    if not nodeid.startswith(prefix):
+        return None
+    family, _, rest = nodeid[len(prefix) :].partition(":")
+    index, _, episode = rest.partition(":ep")
+    if not (index.isdigit() and episode.isdigit()):
+        return None
+    return family, int(index), int(episode)
+
+
 class SuiteCollector(pytest.Collector):
     def __init__(self, *, plan: EvalPlan, **kwargs: Any) -> None:
         super().__init__(**kwargs)

@@ -13,6 +13,7 @@ from typing import Protocol
 
 import numpy as np
 
+from pytest_vla import interrupts
 from pytest_vla.errors import one_line
 from pytest_vla.policy import PolicyError
 from pytest_vla.suites.base import EnvFailure, Observation, SuiteEnv
@@ -47,25 +48,30 @@ def run_episode(env: SuiteEnv, policy: Policy, episode_index: int, max_steps: in
     started = time.perf_counter()
     outcome = EpisodeOutcome(terminal_reason=TIMEOUT, n_steps=0, wall_clock_s=0.0)
     try:
-        observation = env.reset(episode_index)
-        plan: deque[np.ndarray] = deque()
-        while outcome.n_steps < max_steps:
-            if not plan:
-                plan.extend(_query(policy, observation, outcome.n_steps))
-            action = plan.popleft()
-            outcome.states.append(np.asarray(observation.state, dtype=np.float64))
-            outcome.actions.append(action)
-            observation, done = env.step(action)
-            outcome.n_steps += 1
-            if done:
-                outcome.terminal_reason = SUCCESS
-                break
+        _loop(env, policy, episode_index, max_steps, outcome)
     except EnvFailure as exc:
         outcome.terminal_reason, outcome.error_message = exc.terminal_reason, str(exc)
     except PolicyError as exc:
         outcome.terminal_reason, outcome.error_message = ADAPTER_ERROR, f"policy: {exc}"
     outcome.wall_clock_s = time.perf_counter() - started
     return outcome
+
+
+def _loop(env: SuiteEnv, policy: Policy, episode_index: int, max_steps: int, outcome: EpisodeOutcome) -> None:
+    observation = env.reset(episode_index)
+    plan: deque[np.ndarray] = deque()
+    while outcome.n_steps < max_steps:
+        interrupts.check()
+        if not plan:
+            plan.extend(_query(policy, observation, outcome.n_steps))
+        action = plan.popleft()
+        outcome.states.append(np.asarray(observation.state, dtype=np.float64))
+        outcome.actions.append(action)
+        observation, done = env.step(action)
+        outcome.n_steps += 1
+        if done:
+            outcome.terminal_reason = SUCCESS
+            return
 
 
 def _query(policy: Policy, observation: Observation, step: int) -> np.ndarray:

@@ -34,6 +34,11 @@ _OPTIONS = (
     ("--vla-output", f"directory for report.json and trajectories (default: ./{DEFAULT_OUTPUT})", "DIR"),
     ("--vla-max-steps", "override the suite's policy-step budget per episode (for smoke runs)", "N"),
     ("--vla-save-trajectories", "save each episode's actions and states as .npz", None),
+    (
+        "--vla-min-success-rate",
+        "exit 0 when the aggregate success rate is at least R (0..1), whatever single episodes did",
+        "R",
+    ),
 )
 
 
@@ -59,6 +64,7 @@ class Settings:
     output: Path
     max_steps: int | None
     save_trajectories: bool
+    min_success_rate: float | None
 
 
 def is_active(config: pytest.Config) -> bool:
@@ -75,6 +81,7 @@ def read_settings(config: pytest.Config) -> Settings:
     if max_steps is not None and max_steps < 1:
         raise pytest.UsageError(f"--vla-max-steps must be at least 1, got {max_steps}")
     save = _value(config, "--vla-save-trajectories")
+    min_success_rate = _rate(config, "--vla-min-success-rate")
     return Settings(
         export=resolve_export(str(export)),
         suite=_value(config, "--vla-suite") or DEFAULT_SUITE,
@@ -84,6 +91,7 @@ def read_settings(config: pytest.Config) -> Settings:
         output=Path(_value(config, "--vla-output") or DEFAULT_OUTPUT).expanduser().resolve(),
         max_steps=max_steps,
         save_trajectories=bool(save),
+        min_success_rate=min_success_rate,
     )
 
 
@@ -108,3 +116,16 @@ def _int(config: pytest.Config, option: str, default: int | None) -> int | None:
         return int(str(value))
     except ValueError:
         raise pytest.UsageError(f"{option} must be an integer, got {value!r}") from None
+
+
+def _rate(config: pytest.Config, option: str) -> float | None:
+    value = _value(config, option)
+    if value is None:
+        return None
+    try:
+        rate = float(str(value))
+    except ValueError:
+        rate = -1.0
+    if not 0.0 <= rate <= 1.0:
+        raise pytest.UsageError(f"{option} must be a fraction in 0..1 (0.9 for 90%), got {value!r}")
+    return rate

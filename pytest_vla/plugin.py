@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from pytest_vla import hookspecs, options, suites
+from pytest_vla import hookspecs, interrupts, options, suites
 from pytest_vla.collect import PLAN_KEY, ROW_KEY, RUNNER_KEY, EpisodeItem, SuiteCollector
 from pytest_vla.plan import EvalPlan
 from pytest_vla.session import ControllerSession
@@ -31,6 +31,7 @@ def pytest_configure(config: pytest.Config) -> None:
     workerinput = getattr(config, "workerinput", None)
     if workerinput is not None:
         config.stash[PLAN_KEY] = EvalPlan.from_json(workerinput[_WORKER_PLAN])
+        interrupts.install()  # a terminal's Ctrl-C reaches the workers too
         return
     config.stash[CONTROLLER_KEY] = hooks = ControllerHooks(config)
     config.pluginmanager.register(hooks, "vla-controller")
@@ -50,17 +51,25 @@ class ControllerHooks:
         # Before xdist starts workers (its sessionstart is trylast) and before the header prints.
         self.session = ControllerSession.start(self.config)
         self.config.stash[PLAN_KEY] = self.session.plan
+        interrupts.install()
 
     def pytest_report_header(self, config: pytest.Config) -> list[str]:
         return self.session.header_lines() if self.session else []
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        # Without xdist the controller collects; under xdist see XdistHooks.
+        if self.session:
+            self.session.expect(item.nodeid for item in session.items)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if self.session:
             self.session.record(report)
 
+    @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if self.session and not self.config.option.collectonly:
             self.session.finish()
+            session.exitstatus = self.session.exit_status(session.exitstatus)
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         if self.session and not self.config.option.collectonly:
@@ -77,6 +86,12 @@ class XdistHooks:
 
     def pytest_configure_node(self, node: Any) -> None:
         node.workerinput[_WORKER_PLAN] = self.config.stash[PLAN_KEY].to_json()
+
+    def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
+        # Every worker collects the same items (the plan decides them); any one's list will do.
+        controller = self.config.stash[CONTROLLER_KEY].session
+        if controller is not None:
+            controller.expect(ids)
 
 
 @pytest.hookimpl(wrapper=True)

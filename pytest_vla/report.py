@@ -42,7 +42,16 @@ class ReportWriter:
         self._started_at = _utc_now()
         self._started = time.monotonic()
         self._rows: dict[tuple[str, int, int], dict[str, Any]] = {}
+        self._expected: list[tuple[str, int, int]] = []  # the selected episodes, in run order
         self._environment = _environment(plan)
+
+    def expect(self, keys: list[tuple[str, int, int]]) -> None:
+        """The episodes this run selected; those without a row are listed as missing."""
+        self._expected = keys
+
+    @property
+    def rows(self) -> list[dict[str, Any]]:
+        return list(self._rows.values())
 
     def add(self, row: dict[str, Any]) -> None:
         """Record an episode's row; a later attempt of the same episode replaces the earlier one."""
@@ -61,6 +70,7 @@ class ReportWriter:
             key=lambda row: (order.get(f"{row['task_id']}:{row['task_index']}", len(order)), row["episode_index"]),
         )
         families = self.plan.families
+        missing = [key for key in self._expected if key not in self._rows]
         # Grouped in one pass: the report is rebuilt after every episode of runs with thousands.
         by_family: dict[str, list[dict[str, Any]]] = {}
         by_task: dict[tuple[str, int], list[dict[str, Any]]] = {}
@@ -106,6 +116,11 @@ class ReportWriter:
             },
             "video_paths": [],
             "notes": None,
+            # Until every selected episode has a row (a run in progress, interrupted or killed).
+            "partial": bool(missing),
+            "missing_episodes": [
+                {"task_id": family, "task_index": index, "episode_index": episode} for family, index, episode in missing
+            ],
         }
 
 

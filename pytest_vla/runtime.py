@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from pytest_vla import interrupts
 from pytest_vla.episode import ADAPTER_ERROR, EpisodeOutcome, run_episode
 from pytest_vla.errors import one_line
 from pytest_vla.export import ExportError, load_manifest
@@ -33,12 +34,14 @@ class EpisodeRunner:
         """Run one episode and return its report row; harness problems end up in the row, not raised."""
         env_construction_s = 0.0
         try:
-            policy = self._load_policy()
-            if self._env_task != task:
-                env_construction_s = self._switch_env(task)
-            assert self._env is not None
-            policy.begin_episode(self.plan.seed, task, episode_index)
-            outcome = run_episode(self._env, policy, episode_index, self.plan.max_steps(task))
+            # Ctrl-C and SIGTERM wait for a step boundary: the simulator is never torn down mid-call.
+            with interrupts.deferred():
+                policy = self._load_policy()
+                if self._env_task != task:
+                    env_construction_s = self._switch_env(task)
+                assert self._env is not None
+                policy.begin_episode(self.plan.seed, task, episode_index)
+                outcome = run_episode(self._env, policy, episode_index, self.plan.max_steps(task))
         except EnvFailure as exc:
             outcome = EpisodeOutcome(exc.terminal_reason, 0, 0.0, str(exc))
         except ExportError as exc:

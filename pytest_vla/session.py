@@ -7,12 +7,15 @@ aggregates what the workers report.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from pytest_vla.collect import episode_key
 from pytest_vla.options import read_settings
+from pytest_vla.outcome import exit_status, gate_line
 from pytest_vla.plan import EvalPlan
 from pytest_vla.preflight import make_suite, run_preflight
 from pytest_vla.report import ReportWriter
@@ -20,10 +23,14 @@ from pytest_vla.summary import summary_lines
 
 
 class ControllerSession:
-    def __init__(self, config: pytest.Config, plan: EvalPlan, writer: ReportWriter) -> None:
+    def __init__(
+        self, config: pytest.Config, plan: EvalPlan, writer: ReportWriter, min_success_rate: float | None
+    ) -> None:
         self.config = config
         self.plan = plan
         self.writer = writer
+        self.min_success_rate = min_success_rate
+        self._other_failures: set[str] = set()  # failed tests of the user's own beside the episodes
 
     @classmethod
     def start(cls, config: pytest.Config) -> ControllerSession:
@@ -31,7 +38,17 @@ class ControllerSession:
         settings = read_settings(config)
         plan = run_preflight(config, settings, explicit_paths=_explicit_paths(config))
         protocol = make_suite(config, plan.suite).protocol()
-        return cls(config, plan, ReportWriter(plan, protocol, workers=_worker_count(config)))
+        writer = ReportWriter(plan, protocol, workers=_worker_count(config))
+        return cls(config, plan, writer, settings.min_success_rate)
+
+    def expect(self, nodeids: Iterable[str]) -> None:
+        """The selected items (after -k, -m, --lf): episodes among them that never report are missing."""
+        keys = [episode_key(self.plan, nodeid) for nodeid in nodeids]
+        self.writer.expect([key for key in keys if key is not None])
+        if not self.config.option.collectonly:
+            # A valid, partial report.json exists from the start: a run killed before its first
+            # episode still says what it was going to run.
+            self.writer.write(self.config)
 
     def header_lines(self) -> list[str]:
         plan = self.plan
@@ -46,6 +63,8 @@ class ControllerSession:
     def record(self, report: pytest.TestReport) -> None:
         row: dict[str, Any] | None = getattr(report, "vla_episode", None)
         if row is None:
+            if report.failed and episode_key(self.plan, report.nodeid) is None:
+                self._other_failures.add(report.nodeid)
             return
         self.writer.add(row)
         self.writer.write(self.config)
@@ -54,8 +73,14 @@ class ControllerSession:
     def finish(self) -> Path:
         return self.writer.write(self.config)
 
+    def exit_status(self, pytest_status: int) -> int:
+        return exit_status(pytest_status, self.writer.rows, self.min_success_rate, len(self._other_failures))
+
     def summary(self) -> list[str]:
-        return summary_lines(self.writer.build(), self.writer.path)
+        lines = summary_lines(self.writer.build(), self.writer.path)
+        if self.min_success_rate is not None:
+            lines.append(gate_line(self.writer.rows, self.min_success_rate))
+        return lines
 
 
 def _explicit_paths(config: pytest.Config) -> bool:

@@ -167,6 +167,7 @@ def test_policy_errors_are_pytest_errors_and_hooks_see_every_episode(
         "--vla-export", "export", "--vla-tasks", "libero_object:0", "--vla-num-episodes", "2", "--vla-max-steps", "3",
     )  # fmt: skip
     result.assert_outcomes(errors=2)
+    assert result.ret == 6  # harness errors: the run could not measure these episodes
     result.stdout.fnmatch_lines(
         ["*libero_object:0:ep0: adapter_error: policy: at step 0: output 'actions' holds non-finite*"]
     )

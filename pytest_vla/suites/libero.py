@@ -230,7 +230,7 @@ class LiberoEnv:
     def reset(self, episode_index: int) -> Observation:
         with _simulator("resetting"):
             self._env.seed(self._seed)
-            self._env.reset()
+            _reset(self._env)
             raw = self._env.set_init_state(self._init_states[episode_index])
             for _ in range(SETTLE_STEPS):
                 # `done` during the settle steps is ignored, as in the reference loop.
@@ -266,6 +266,22 @@ class LiberoEnv:
         else:
             position, quat = np.array(raw["robot0_eef_pos"]), raw["robot0_eef_quat"]
         return position, axis_angle(quat, self._state.quaternion)
+
+
+def _reset(env: Any) -> Any:
+    """``ControlEnv.reset`` without its ``finally: continue``.
+
+    LIBERO retries a reset whose random placement failed, but its ``finally: continue`` also
+    swallows every other exception, Ctrl-C included, and then retries forever on a half-reset env.
+    Only robosuite's RandomizationError is retried here.
+    """
+    from robosuite.utils.errors import RandomizationError
+
+    while True:
+        try:
+            return env.env.reset()
+        except RandomizationError:
+            continue
 
 
 def axis_angle(quat: np.ndarray, convention: str) -> np.ndarray:

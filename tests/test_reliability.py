@@ -1,0 +1,129 @@
+"""Exit status, the success-rate gate, and what an interrupted run leaves behind."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pytest_vla.export import ExportError, parse_manifest
+from pytest_vla.outcome import HARNESS_ERROR_EXIT, exit_status
+from tests.models import state_only_export
+
+OK, FAILED = pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED
+
+
+def _rows(*reasons: str) -> list[dict[str, Any]]:
+    return [{"terminal_reason": reason, "success": reason == "success"} for reason in reasons]
+
+
+@pytest.mark.parametrize(
+    ("pytest_status", "rows", "gate", "other", "expected"),
+    [
+        (OK, _rows("success", "success"), None, 0, OK),
+        (FAILED, _rows("success", "timeout"), None, 0, FAILED),
+        (FAILED, _rows("success", "timeout"), 0.5, 0, OK),  # 50% meets a 0.5 gate
+        (FAILED, _rows("success", "timeout", "timeout"), 0.5, 0, FAILED),
+        (FAILED, _rows("success", "adapter_error"), 0.1, 0, HARNESS_ERROR_EXIT),  # errors beat the gate
+        (FAILED, _rows("success", "rendering_failure"), None, 0, HARNESS_ERROR_EXIT),
+        (FAILED, _rows("success", "success"), 0.5, 1, FAILED),  # a failing test of the user's own
+        (pytest.ExitCode.INTERRUPTED, _rows("success"), 0.5, 0, pytest.ExitCode.INTERRUPTED),
+        (pytest.ExitCode.USAGE_ERROR, [], None, 0, pytest.ExitCode.USAGE_ERROR),
+    ],
+)
+def test_exit_status(
+    pytest_status: int, rows: list[dict[str, Any]], gate: float | None, other: int, expected: int
+) -> None:
+    assert exit_status(pytest_status, rows, gate, other) == expected
+
+
+@pytest.mark.libero
+def test_the_gate_decides_the_exit_status(pytester: pytest.Pytester) -> None:
+    state_only_export(pytester.path / "export")
+    common = ["--vla-export", "export", "--vla-tasks", "libero_spatial:0", "--vla-num-episodes", "2",
+              "--vla-max-steps", "2", "-p", "no:xdist"]  # fmt: skip
+    held = pytester.runpytest_subprocess(*common, "--vla-min-success-rate", "0")
+    held.assert_outcomes(failed=2)  # every episode is still a failed item ...
+    assert held.ret == OK  # ... but the aggregate met the gate
+    held.stdout.fnmatch_lines(["gate: success rate 0.0% vs --vla-min-success-rate 0.0%: held"])
+    missed = pytester.runpytest_subprocess(*common, "--vla-min-success-rate", "0.5")
+    assert missed.ret == FAILED
+    missed.stdout.fnmatch_lines(["gate: success rate 0.0% vs --vla-min-success-rate 50.0%: missed"])
+
+
+def test_a_bad_gate_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    state_only_export(pytester.path / "export")
+    result = pytester.runpytest_subprocess("--vla-export", "export", "--vla-min-success-rate", "90")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "ERROR: --vla-min-success-rate must be a fraction in 0..1 (0.9 for 90%), got '90'" in result.stderr.str()
+
+
+@pytest.mark.libero
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupted_run_keeps_finished_episodes_and_lists_the_rest(
+    tmp_path: Path, signum: int, validate_report
+) -> None:
+    command = [sys.executable, "-m", "pytest", "--vla-export", "demo", "--vla-tasks", "libero_object:0",
+               "--vla-num-episodes", "4", "-p", "no:xdist", "-p", "no:cacheprovider"]  # fmt: skip
+    process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    report_path = tmp_path / "eval_output" / "report.json"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not _episodes_in(report_path):
+        time.sleep(0.2)
+    assert _episodes_in(report_path), "no episode finished in time"
+    process.send_signal(signum)
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == pytest.ExitCode.INTERRUPTED, output
+    assert "Traceback" not in output
+    report = validate_report(report_path)
+    assert report["partial"] is True
+    done = [(row["episode_index"], row["terminal_reason"]) for row in report["episodes"]]
+    assert done[0] == (0, "success")  # what finished is kept
+    missing = [entry["episode_index"] for entry in report["missing_episodes"]]
+    assert sorted([index for index, _ in done] + missing) == [0, 1, 2, 3]  # and the rest is listed
+    assert 3 in missing
+
+
+def _episodes_in(path: Path) -> int:
+    try:
+        return len(json.loads(path.read_text())["episodes"])
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+# --- the manifest reader against malformed input -------------------------------------------------
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 5) | st.floats(allow_nan=False) | st.sampled_from(
+        ["image", "state", "obs", "noise", "constant", "instruction_tokens", "agentview", "float32", "pad",
+         "model.onnx", "vla-export/1", "actions", "mean_std", "stats.json", ""]
+    ),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(
+        st.sampled_from(["format", "model", "inputs", "action", "source", "camera", "size", "dtype", "range", "shape",
+                         "value", "key", "output", "dim", "execute", "gripper", "normalize", "stats", "mode", "pad_to",
+                         "tokenizer", "max_length", "template", "resize", "layout", "x"]),
+        children, max_size=6,
+    ),
+    max_leaves=20,
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(raw=JSON)
+def test_any_json_is_a_manifest_or_one_export_error(tmp_path_factory: pytest.TempPathFactory, raw: Any) -> None:
+    directory = tmp_path_factory.getbasetemp() / "manifest_fuzz"
+    directory.mkdir(exist_ok=True)
+    (directory / "model.onnx").write_bytes(b"")
+    for wrapped in (raw, {"format": "vla-export/1", "model": "model.onnx", "inputs": raw, "action": raw}):
+        try:
+            parse_manifest(wrapped, directory)
+        except ExportError as exc:
+            assert "\n" not in str(exc)
