@@ -10,7 +10,7 @@ import pytest
 from pytest_vla import hookspecs, interrupts, options, suites
 from pytest_vla.collect import PLAN_KEY, ROW_KEY, RUNNER_KEY, EpisodeItem, SuiteCollector
 from pytest_vla.plan import EvalPlan
-from pytest_vla.session import ControllerSession
+from pytest_vla.session import ControllerSession, worker_exit
 
 CONTROLLER_KEY = pytest.StashKey["ControllerHooks"]()
 _WORKER_PLAN = "vla_plan"
@@ -86,6 +86,11 @@ class XdistHooks:
 
     def pytest_configure_node(self, node: Any) -> None:
         node.workerinput[_WORKER_PLAN] = self.config.stash[PLAN_KEY].to_json()
+
+    def pytest_testnodedown(self, node: Any, error: Any) -> None:
+        controller = self.config.stash[CONTROLLER_KEY].session
+        if controller is not None and error:
+            controller.worker_deaths[node.gateway.id] = worker_exit(node, error)
 
     def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
         # Every worker collects the same items (the plan decides them); any one's list will do.

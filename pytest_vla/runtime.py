@@ -80,22 +80,8 @@ class EpisodeRunner:
     def _row(
         self, task: TaskSpec, episode_index: int, outcome: EpisodeOutcome, env_construction_s: float
     ) -> dict[str, Any]:
-        return {
-            "task_id": task.family,
-            "episode_index": episode_index,
-            "success": outcome.success,
-            "terminal_reason": outcome.terminal_reason,
-            "wall_clock_s": round(outcome.wall_clock_s, 4),
-            "n_steps": outcome.n_steps,
-            "video_path": None,
-            "error_message": outcome.error_message,
-            "task_index": task.index,
-            "instruction": task.instruction,
-            "max_steps": self.plan.max_steps(task),
-            "worker": self.worker,
-            "env_construction_s": round(env_construction_s, 4),
-            "provider": self._policy.provider if self._policy else None,
-        }
+        provider = self._policy.provider if self._policy else None
+        return episode_row(self.plan, task, episode_index, outcome, self.worker, env_construction_s, provider)
 
     def _save_trajectory(self, task: TaskSpec, episode_index: int, outcome: EpisodeOutcome) -> str:
         directory = self.plan.output / "trajectories"
@@ -105,6 +91,42 @@ class EpisodeRunner:
         states = np.asarray(outcome.states, dtype=np.float64).reshape(-1, self.suite.state_dim)
         np.savez(path, actions=actions, states=states)
         return str(path)
+
+
+def episode_row(
+    plan: EvalPlan,
+    task: TaskSpec,
+    episode_index: int,
+    outcome: EpisodeOutcome,
+    worker: str,
+    env_construction_s: float = 0.0,
+    provider: str | None = None,
+) -> dict[str, Any]:
+    """An episode's report row (schema v1 fields first, then pytest-vla's)."""
+    return {
+        "task_id": task.family,
+        "episode_index": episode_index,
+        "success": outcome.success,
+        "terminal_reason": outcome.terminal_reason,
+        "wall_clock_s": round(outcome.wall_clock_s, 4),
+        "n_steps": outcome.n_steps,
+        "video_path": None,
+        "error_message": outcome.error_message,
+        "task_index": task.index,
+        "instruction": task.instruction,
+        "max_steps": plan.max_steps(task),
+        "worker": worker,
+        "env_construction_s": round(env_construction_s, 4),
+        "provider": provider,
+    }
+
+
+def crashed_worker_row(plan: EvalPlan, key: tuple[str, int, int], worker: str, how: str) -> dict[str, Any]:
+    """The row of an episode whose worker process died under it (segfault, OOM kill, os._exit)."""
+    family, index, episode_index = key
+    task = next(task for task in plan.tasks if (task.family, task.index) == (family, index))
+    message = f"worker {worker} died while running this episode ({how}); xdist replaced it"
+    return episode_row(plan, task, episode_index, EpisodeOutcome(ADAPTER_ERROR, 0, 0.0, message), worker)
 
 
 def describe_failure(row: dict[str, Any]) -> str:

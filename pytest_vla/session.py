@@ -7,6 +7,7 @@ aggregates what the workers report.
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from pytest_vla.outcome import exit_status, gate_line
 from pytest_vla.plan import EvalPlan
 from pytest_vla.preflight import make_suite, run_preflight
 from pytest_vla.report import ReportWriter
+from pytest_vla.runtime import crashed_worker_row
 from pytest_vla.summary import summary_lines
 
 
@@ -31,6 +33,7 @@ class ControllerSession:
         self.writer = writer
         self.min_success_rate = min_success_rate
         self._other_failures: set[str] = set()  # failed tests of the user's own beside the episodes
+        self.worker_deaths: dict[str, str] = {}  # xdist worker id -> how it went down
 
     @classmethod
     def start(cls, config: pytest.Config) -> ControllerSession:
@@ -62,9 +65,16 @@ class ControllerSession:
 
     def record(self, report: pytest.TestReport) -> None:
         row: dict[str, Any] | None = getattr(report, "vla_episode", None)
-        if row is None:
-            if report.failed and episode_key(self.plan, report.nodeid) is None:
+        if row is None and report.failed:
+            key = episode_key(self.plan, report.nodeid)
+            if key is None:
                 self._other_failures.add(report.nodeid)
+            elif report.when not in ("setup", "call", "teardown"):
+                # xdist's report for an item whose worker died: no row came back, so make one.
+                worker = getattr(getattr(report, "node", None), "gateway", None)
+                worker_id = getattr(worker, "id", "?")
+                row = crashed_worker_row(self.plan, key, worker_id, self.worker_deaths.get(worker_id, "no exit status"))
+        if row is None:
             return
         self.writer.add(row)
         self.writer.write(self.config)
@@ -81,6 +91,20 @@ class ControllerSession:
         if self.min_success_rate is not None:
             lines.append(gate_line(self.writer.rows, self.min_success_rate))
         return lines
+
+
+def worker_exit(node: Any, error: object) -> str:
+    """How an xdist worker went down: its signal or exit code when the process tells, else xdist's words."""
+    popen = getattr(getattr(node.gateway, "_io", None), "popen", None)  # execnet's local popen gateways
+    try:
+        code = popen.wait(timeout=5) if popen is not None else None
+    except Exception:  # a remote gateway, or a process that will not go
+        code = None
+    if code is not None and code < 0:
+        return f"killed by {signal.Signals(-code).name}"
+    if code is not None:
+        return f"exit code {code}"
+    return str(error).splitlines()[0] if str(error) else "no exit status"
 
 
 def _explicit_paths(config: pytest.Config) -> bool:

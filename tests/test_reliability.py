@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from junitparser.xunit2 import JUnitXml
 
 from pytest_vla.export import ExportError, parse_manifest
 from pytest_vla.outcome import HARNESS_ERROR_EXIT, exit_status
@@ -127,3 +128,42 @@ def test_any_json_is_a_manifest_or_one_export_error(tmp_path_factory: pytest.Tem
             parse_manifest(wrapped, directory)
         except ExportError as exc:
             assert "\n" not in str(exc)
+
+
+@pytest.mark.libero
+@pytest.mark.parametrize(
+    ("death", "how"),
+    [
+        ("os.kill(os.getpid(), signal.SIGKILL)", "killed by SIGKILL"),  # what the OOM killer sends
+        ("os.kill(os.getpid(), signal.SIGSEGV)", "killed by SIGSEGV"),  # a simulator segfault
+        ("os._exit(3)", "exit code 3"),
+    ],
+)
+def test_a_worker_that_dies_mid_episode_costs_only_that_episode(
+    pytester: pytest.Pytester, validate_report, death: str, how: str
+) -> None:
+    state_only_export(pytester.path / "export")
+    pytester.makeconftest(
+        f"""
+        import os, signal, threading
+
+        def pytest_runtest_setup(item):
+            # One second into episode 1 (building its env or stepping it), on a worker.
+            if item.nodeid.endswith(":ep1") and hasattr(item.config, "workerinput"):
+                threading.Timer(1.0, lambda: {death}).start()
+        """
+    )
+    result = pytester.runpytest_subprocess(
+        "--vla-export", "export", "--vla-tasks", "libero_spatial:0", "--vla-num-episodes", "3",
+        "--vla-max-steps", "3", "-n", "2", "--junitxml", "junit.xml",
+    )  # fmt: skip
+    assert result.ret == HARNESS_ERROR_EXIT
+    assert "replacing crashed worker" in result.stdout.str()
+    report = validate_report(pytester.path / "eval_output" / "report.json")
+    rows = {row["episode_index"]: row for row in report["episodes"]}
+    assert sorted(rows) == [0, 1, 2] and report["partial"] is False
+    assert rows[1]["terminal_reason"] == "adapter_error"
+    assert f"died while running this episode ({how})" in rows[1]["error_message"]
+    assert rows[0]["terminal_reason"] == rows[2]["terminal_reason"] == "timeout"  # the others ran
+    cases = [case for suite in JUnitXml.fromfile(str(pytester.path / "junit.xml")) for case in suite]
+    assert len(cases) == 3
