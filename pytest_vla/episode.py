@@ -43,12 +43,22 @@ class EpisodeOutcome:
         return self.terminal_reason == SUCCESS
 
 
-def run_episode(env: SuiteEnv, policy: Policy, episode_index: int, max_steps: int) -> EpisodeOutcome:
-    """Run one episode; ``wall_clock_s`` covers the reset (with its settle steps) to the end."""
+def run_episode(
+    env: SuiteEnv, policy: Policy, episode_index: int, max_steps: int, timeout_s: float | None = None
+) -> EpisodeOutcome:
+    """Run one episode; ``wall_clock_s`` covers the reset (with its settle steps) to the end.
+
+    Past ``timeout_s`` of wall clock the episode ends as ``timeout`` too, with a message that says so.
+    """
     started = time.perf_counter()
     outcome = EpisodeOutcome(terminal_reason=TIMEOUT, n_steps=0, wall_clock_s=0.0)
+    deadline = started + timeout_s if timeout_s is not None else float("inf")
     try:
-        _loop(env, policy, episode_index, max_steps, outcome)
+        _loop(env, policy, episode_index, max_steps, deadline, outcome)
+        if outcome.terminal_reason == TIMEOUT and time.perf_counter() > deadline:
+            outcome.error_message = (
+                f"wall-clock timeout: not done after {timeout_s:g} s ({outcome.n_steps} of {max_steps} policy steps)"
+            )
     except EnvFailure as exc:
         outcome.terminal_reason, outcome.error_message = exc.terminal_reason, str(exc)
     except PolicyError as exc:
@@ -57,10 +67,12 @@ def run_episode(env: SuiteEnv, policy: Policy, episode_index: int, max_steps: in
     return outcome
 
 
-def _loop(env: SuiteEnv, policy: Policy, episode_index: int, max_steps: int, outcome: EpisodeOutcome) -> None:
+def _loop(
+    env: SuiteEnv, policy: Policy, episode_index: int, max_steps: int, deadline: float, outcome: EpisodeOutcome
+) -> None:
     observation = env.reset(episode_index)
     plan: deque[np.ndarray] = deque()
-    while outcome.n_steps < max_steps:
+    while outcome.n_steps < max_steps and time.perf_counter() <= deadline:
         interrupts.check()
         if not plan:
             plan.extend(_query(policy, observation, outcome.n_steps))

@@ -35,6 +35,11 @@ _OPTIONS = (
     ("--vla-max-steps", "override the suite's policy-step budget per episode (for smoke runs)", "N"),
     ("--vla-save-trajectories", "save each episode's actions and states as .npz", None),
     (
+        "--vla-episode-timeout",
+        "wall-clock seconds per episode, from its reset (default: 120 + 2 per step of its budget)",
+        "S",
+    ),
+    (
         "--vla-min-success-rate",
         "exit 0 when the aggregate success rate is at least R (0..1), whatever single episodes did",
         "R",
@@ -65,6 +70,7 @@ class Settings:
     max_steps: int | None
     save_trajectories: bool
     min_success_rate: float | None
+    episode_timeout: float | None
 
 
 def is_active(config: pytest.Config) -> bool:
@@ -82,6 +88,7 @@ def read_settings(config: pytest.Config) -> Settings:
         raise pytest.UsageError(f"--vla-max-steps must be at least 1, got {max_steps}")
     save = _value(config, "--vla-save-trajectories")
     min_success_rate = _rate(config, "--vla-min-success-rate")
+    episode_timeout = _seconds(config, "--vla-episode-timeout")
     return Settings(
         export=resolve_export(str(export)),
         suite=_value(config, "--vla-suite") or DEFAULT_SUITE,
@@ -92,6 +99,7 @@ def read_settings(config: pytest.Config) -> Settings:
         max_steps=max_steps,
         save_trajectories=bool(save),
         min_success_rate=min_success_rate,
+        episode_timeout=episode_timeout,
     )
 
 
@@ -129,3 +137,16 @@ def _rate(config: pytest.Config, option: str) -> float | None:
     if not 0.0 <= rate <= 1.0:
         raise pytest.UsageError(f"{option} must be a fraction in 0..1 (0.9 for 90%), got {value!r}")
     return rate
+
+
+def _seconds(config: pytest.Config, option: str) -> float | None:
+    value = _value(config, option)
+    if value is None:
+        return None
+    try:
+        seconds = float(str(value))
+    except ValueError:
+        seconds = 0.0
+    if not seconds > 0:
+        raise pytest.UsageError(f"{option} must be a positive number of seconds, got {value!r}")
+    return seconds

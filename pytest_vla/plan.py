@@ -24,12 +24,17 @@ class EvalPlan:
     seed: int
     max_steps_override: int | None
     save_trajectories: bool
+    episode_timeout_override: float | None
     cameras: tuple[str, ...]  # the cameras the export binds: the only ones rendered
     provider: str  # the onnxruntime execution provider the controller's preflight got
     collect_paths: bool  # also collect the test paths the user named; without any, episodes only
 
     def max_steps(self, task: TaskSpec) -> int:
         return self.max_steps_override or task.max_steps
+
+    def episode_timeout(self, task: TaskSpec) -> float:
+        """Wall-clock seconds from the reset: generous by default (rendering both cameras costs ~0.25 s a step)."""
+        return self.episode_timeout_override or 120.0 + 2.0 * self.max_steps(task)
 
     @property
     def families(self) -> list[str]:

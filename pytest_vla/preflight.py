@@ -58,6 +58,7 @@ def run_preflight(config: pytest.Config, settings: Settings, *, explicit_paths: 
         seed=settings.seed,
         max_steps_override=settings.max_steps,
         save_trajectories=settings.save_trajectories,
+        episode_timeout_override=settings.episode_timeout,
         cameras=manifest.cameras,
         provider=policy.provider,
         collect_paths=explicit_paths,

@@ -12,12 +12,15 @@ from typing import Any
 import numpy as np
 
 from pytest_vla import interrupts
-from pytest_vla.episode import ADAPTER_ERROR, EpisodeOutcome, run_episode
+from pytest_vla.episode import ADAPTER_ERROR, TIMEOUT, EpisodeOutcome, run_episode
 from pytest_vla.errors import one_line
 from pytest_vla.export import ExportError, load_manifest
 from pytest_vla.plan import EvalPlan
 from pytest_vla.policy import OnnxPolicy
 from pytest_vla.suites.base import EnvFailure, Suite, SuiteEnv, TaskSpec
+from pytest_vla.watchdog import WATCHDOG_EXIT, Watchdog
+
+ENV_BUILD_ALLOWANCE_S = 600.0  # LIBERO builds an env in 5 to 20 s; a hung GL or BDDL setup never returns
 
 
 class EpisodeRunner:
@@ -29,6 +32,7 @@ class EpisodeRunner:
         self._policy: OnnxPolicy | None = None
         self._env: SuiteEnv | None = None
         self._env_task: TaskSpec | None = None
+        self._watchdog = Watchdog()
 
     def run(self, task: TaskSpec, episode_index: int) -> dict[str, Any]:
         """Run one episode and return its report row; harness problems end up in the row, not raised."""
@@ -38,16 +42,21 @@ class EpisodeRunner:
             with interrupts.deferred():
                 policy = self._load_policy()
                 if self._env_task != task:
+                    self._watchdog.arm(ENV_BUILD_ALLOWANCE_S, f"building the env of {task.key}")
                     env_construction_s = self._switch_env(task)
                 assert self._env is not None
                 policy.begin_episode(self.plan.seed, task, episode_index)
-                outcome = run_episode(self._env, policy, episode_index, self.plan.max_steps(task))
+                timeout = self.plan.episode_timeout(task)
+                self._watchdog.arm(timeout, f"{task.key} episode {episode_index}")
+                outcome = run_episode(self._env, policy, episode_index, self.plan.max_steps(task), timeout)
         except EnvFailure as exc:
             outcome = EpisodeOutcome(exc.terminal_reason, 0, 0.0, str(exc))
         except ExportError as exc:
             outcome = EpisodeOutcome(ADAPTER_ERROR, 0, 0.0, str(exc))
         except Exception as exc:  # a harness bug must still leave a row behind
             outcome = EpisodeOutcome(ADAPTER_ERROR, 0, 0.0, f"harness: {one_line(exc)}")
+        finally:
+            self._watchdog.disarm()
         row = self._row(task, episode_index, outcome, env_construction_s)
         if self.plan.save_trajectories:
             row["trajectory_path"] = self._save_trajectory(task, episode_index, outcome)
@@ -121,16 +130,30 @@ def episode_row(
     }
 
 
-def crashed_worker_row(plan: EvalPlan, key: tuple[str, int, int], worker: str, how: str) -> dict[str, Any]:
-    """The row of an episode whose worker process died under it (segfault, OOM kill, os._exit)."""
+def crashed_worker_row(
+    plan: EvalPlan, key: tuple[str, int, int], worker: str, how: str, exit_code: int | None
+) -> dict[str, Any]:
+    """The row of an episode whose worker process died under it (segfault, OOM kill, watchdog)."""
     family, index, episode_index = key
     task = next(task for task in plan.tasks if (task.family, task.index) == (family, index))
-    message = f"worker {worker} died while running this episode ({how}); xdist replaced it"
-    return episode_row(plan, task, episode_index, EpisodeOutcome(ADAPTER_ERROR, 0, 0.0, message), worker)
+    if exit_code == WATCHDOG_EXIT:
+        outcome = EpisodeOutcome(
+            TIMEOUT,
+            0,
+            0.0,
+            f"wall-clock timeout: stuck past {plan.episode_timeout(task):g} s inside the simulator or the model; "
+            f"the watchdog ended worker {worker} and xdist replaced it",
+        )
+    else:
+        message = f"worker {worker} died while running this episode ({how}); xdist replaced it"
+        outcome = EpisodeOutcome(ADAPTER_ERROR, 0, 0.0, message)
+    return episode_row(plan, task, episode_index, outcome, worker)
 
 
 def describe_failure(row: dict[str, Any]) -> str:
     """The one-line reason shown for a failed or errored episode."""
+    if row["terminal_reason"] == "timeout" and row["error_message"]:
+        return row["error_message"]
     if row["terminal_reason"] == "timeout":
         return f"not done after {row['n_steps']} policy steps (step budget {row['max_steps']})"
     return f"{row['terminal_reason']}: {row['error_message']}"

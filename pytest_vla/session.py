@@ -33,7 +33,7 @@ class ControllerSession:
         self.writer = writer
         self.min_success_rate = min_success_rate
         self._other_failures: set[str] = set()  # failed tests of the user's own beside the episodes
-        self.worker_deaths: dict[str, str] = {}  # xdist worker id -> how it went down
+        self.worker_deaths: dict[str, tuple[str, int | None]] = {}  # xdist worker id -> (how, exit code)
 
     @classmethod
     def start(cls, config: pytest.Config) -> ControllerSession:
@@ -73,7 +73,8 @@ class ControllerSession:
                 # xdist's report for an item whose worker died: no row came back, so make one.
                 worker = getattr(getattr(report, "node", None), "gateway", None)
                 worker_id = getattr(worker, "id", "?")
-                row = crashed_worker_row(self.plan, key, worker_id, self.worker_deaths.get(worker_id, "no exit status"))
+                how, code = self.worker_deaths.get(worker_id, ("no exit status", None))
+                row = crashed_worker_row(self.plan, key, worker_id, how, code)
         if row is None:
             return
         self.writer.add(row)
@@ -93,18 +94,18 @@ class ControllerSession:
         return lines
 
 
-def worker_exit(node: Any, error: object) -> str:
-    """How an xdist worker went down: its signal or exit code when the process tells, else xdist's words."""
+def worker_exit(node: Any, error: object) -> tuple[str, int | None]:
+    """How an xdist worker went down, and its exit code (negative: the signal) when the process tells."""
     popen = getattr(getattr(node.gateway, "_io", None), "popen", None)  # execnet's local popen gateways
     try:
         code = popen.wait(timeout=5) if popen is not None else None
     except Exception:  # a remote gateway, or a process that will not go
         code = None
     if code is not None and code < 0:
-        return f"killed by {signal.Signals(-code).name}"
+        return f"killed by {signal.Signals(-code).name}", code
     if code is not None:
-        return f"exit code {code}"
-    return str(error).splitlines()[0] if str(error) else "no exit status"
+        return f"exit code {code}", code
+    return (str(error).splitlines()[0] if str(error) else "no exit status"), None
 
 
 def _explicit_paths(config: pytest.Config) -> bool:

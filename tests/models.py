@@ -177,3 +177,51 @@ def word_tokenizer(path: Path, words: list[str], pad_id: int | None = None) -> P
         tokenizer.enable_padding(pad_id=pad_id, pad_token="[PAD]")
     tokenizer.save(str(path))
     return path
+
+
+def hanging_policy() -> onnx.ModelProto:
+    """state -> actions, but stuck for hours in onnxruntime's native Loop for any non-zero state
+    (the preflight's zero state passes): a native hang the episode loop cannot interrupt."""
+    counter_in = helper.make_tensor_value_info("counter_in", TensorProto.FLOAT, [])
+    body = helper.make_graph(
+        [
+            helper.make_node("Identity", ["cond_in"], ["cond_out"]),
+            helper.make_node("Add", ["counter_in", "one"], ["counter_out"]),
+        ],
+        "spin",
+        [
+            helper.make_tensor_value_info("iteration", TensorProto.INT64, []),
+            helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+            counter_in,
+        ],
+        [
+            helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+            helper.make_tensor_value_info("counter_out", TensorProto.FLOAT, []),
+        ],
+        [numpy_helper.from_array(np.array(1.0, np.float32), "one")],
+    )
+    nodes = [
+        helper.make_node("Abs", ["state"], ["magnitude"]),
+        helper.make_node("ReduceSum", ["magnitude"], ["total"], keepdims=0),
+        helper.make_node("Mul", ["total", "huge"], ["scaled"]),
+        helper.make_node("Cast", ["scaled"], ["trips"], to=TensorProto.INT64),
+        helper.make_node("Loop", ["trips", "true", "zero"], ["spun"], body=body),
+        helper.make_node("Mul", ["spun", "zero"], ["nothing"]),
+        helper.make_node("Expand", ["nothing", "action_shape"], ["actions"]),
+    ]
+    initializers = [
+        numpy_helper.from_array(np.array(1e15, np.float32), "huge"),
+        numpy_helper.from_array(np.array(True), "true"),
+        numpy_helper.from_array(np.array(0.0, np.float32), "zero"),
+        numpy_helper.from_array(np.array([1, ACTION_DIM], np.int64), "action_shape"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "hanging_policy",
+        [helper.make_tensor_value_info("state", TensorProto.FLOAT, [1, STATE_DIM])],
+        [helper.make_tensor_value_info("actions", TensorProto.FLOAT, [1, ACTION_DIM])],
+        initializers,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+    onnx.checker.check_model(model)
+    return model

@@ -17,7 +17,7 @@ from junitparser.xunit2 import JUnitXml
 
 from pytest_vla.export import ExportError, parse_manifest
 from pytest_vla.outcome import HARNESS_ERROR_EXIT, exit_status
-from tests.models import state_only_export
+from tests.models import hanging_policy, state_only_export, write_export
 
 OK, FAILED = pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED
 
@@ -167,3 +167,34 @@ def test_a_worker_that_dies_mid_episode_costs_only_that_episode(
     assert rows[0]["terminal_reason"] == rows[2]["terminal_reason"] == "timeout"  # the others ran
     cases = [case for suite in JUnitXml.fromfile(str(pytester.path / "junit.xml")) for case in suite]
     assert len(cases) == 3
+
+
+@pytest.mark.libero
+def test_a_slow_episode_ends_as_a_wall_clock_timeout(pytester: pytest.Pytester, validate_report) -> None:
+    state_only_export(pytester.path / "export")
+    result = pytester.runpytest_subprocess(
+        "--vla-export", "export", "--vla-tasks", "libero_spatial:0", "--vla-num-episodes", "1",
+        "--vla-episode-timeout", "2.5", "-p", "no:xdist",
+    )  # fmt: skip
+    result.assert_outcomes(failed=1)
+    (row,) = validate_report(pytester.path / "eval_output" / "report.json")["episodes"]
+    assert row["terminal_reason"] == "timeout" and 0 < row["n_steps"] < 220
+    assert row["error_message"] == f"wall-clock timeout: not done after 2.5 s ({row['n_steps']} of 220 policy steps)"
+    result.stdout.fnmatch_lines(["*libero_spatial:0:ep0: wall-clock timeout: not done after 2.5 s*"])
+
+
+@pytest.mark.libero
+def test_a_worker_stuck_in_native_code_is_replaced_and_the_run_goes_on(
+    pytester: pytest.Pytester, validate_report
+) -> None:
+    write_export(pytester.path / "export", hanging_policy(), {"state": {"source": "state"}})
+    result = pytester.runpytest_subprocess(
+        "--vla-export", "export", "--vla-tasks", "libero_spatial:0", "--vla-num-episodes", "2",
+        "--vla-episode-timeout", "4", "-n", "2",
+    )  # fmt: skip
+    assert result.ret == FAILED  # timeouts are failures of the policy, not harness errors
+    rows = validate_report(pytester.path / "eval_output" / "report.json")["episodes"]
+    assert sorted(row["episode_index"] for row in rows) == [0, 1]
+    for row in rows:
+        assert row["terminal_reason"] == "timeout"
+        assert row["error_message"].startswith("wall-clock timeout: stuck past 4 s inside the simulator or the model")

@@ -27,6 +27,7 @@ def _plan(tmp_path: Path) -> EvalPlan:
         seed=7,
         max_steps_override=None,
         save_trajectories=False,
+        episode_timeout_override=None,
         cameras=(),
         provider="CPUExecutionProvider",
         collect_paths=False,
