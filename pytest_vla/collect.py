@@ -57,10 +57,12 @@ class SuiteCollector(pytest.Collector):
         return cls.from_parent(session, name=plan.suite, nodeid=plan.suite, plan=plan)
 
     def collect(self) -> list[pytest.Item]:
+        finished = set(self.plan.finished)
         return [
-            EpisodeItem.from_parent(self, name=f"{task.key}:ep{episode}", task=task, episode_index=episode)
+            EpisodeItem.from_parent(self, name=name, task=task, episode_index=episode)
             for task in self.plan.tasks
             for episode in range(self.plan.num_episodes)
+            if (name := f"{task.key}:ep{episode}") not in finished
         ]
 
 

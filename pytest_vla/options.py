@@ -35,6 +35,11 @@ _OPTIONS = (
     ("--vla-max-steps", "override the suite's policy-step budget per episode (for smoke runs)", "N"),
     ("--vla-save-trajectories", "save each episode's actions and states as .npz", None),
     (
+        "--vla-resume",
+        "run only the episodes not yet in --vla-output's report.json (same export, seed and protocol)",
+        None,
+    ),
+    (
         "--vla-episode-timeout",
         "wall-clock seconds per episode, from its reset (default: 120 + 2 per step of its budget)",
         "S",
@@ -71,6 +76,7 @@ class Settings:
     save_trajectories: bool
     min_success_rate: float | None
     episode_timeout: float | None
+    resume: bool
 
 
 def is_active(config: pytest.Config) -> bool:
@@ -100,6 +106,7 @@ def read_settings(config: pytest.Config) -> Settings:
         save_trajectories=bool(save),
         min_success_rate=min_success_rate,
         episode_timeout=episode_timeout,
+        resume=bool(_value(config, "--vla-resume")),
     )
 
 

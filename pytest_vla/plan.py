@@ -28,6 +28,7 @@ class EvalPlan:
     cameras: tuple[str, ...]  # the cameras the export binds: the only ones rendered
     provider: str  # the onnxruntime execution provider the controller's preflight got
     collect_paths: bool  # also collect the test paths the user named; without any, episodes only
+    finished: tuple[str, ...] = ()  # items ("libero_object:3:ep2") an earlier report already holds (--vla-resume)
 
     def max_steps(self, task: TaskSpec) -> int:
         return self.max_steps_override or task.max_steps
@@ -51,4 +52,5 @@ class EvalPlan:
         fields["export"], fields["output"] = Path(data["export"]), Path(data["output"])
         fields["tasks"] = tuple(TaskSpec(**task) for task in data["tasks"])
         fields["cameras"] = tuple(data["cameras"])
+        fields["finished"] = tuple(data["finished"])
         return cls(**fields)

@@ -6,6 +6,7 @@ aggregates what the workers report.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 from collections.abc import Iterable
@@ -15,11 +16,13 @@ from typing import Any
 import pytest
 
 from pytest_vla.collect import episode_key
+from pytest_vla.export import export_files
 from pytest_vla.options import read_settings
 from pytest_vla.outcome import exit_status, gate_line
 from pytest_vla.plan import EvalPlan
 from pytest_vla.preflight import make_suite, run_preflight
 from pytest_vla.report import ReportWriter
+from pytest_vla.resume import ResumeError, finished_rows, row_key
 from pytest_vla.runtime import crashed_worker_row
 from pytest_vla.summary import summary_lines
 
@@ -34,6 +37,7 @@ class ControllerSession:
         self.min_success_rate = min_success_rate
         self._other_failures: set[str] = set()  # failed tests of the user's own beside the episodes
         self.worker_deaths: dict[str, tuple[str, int | None]] = {}  # xdist worker id -> (how, exit code)
+        self.resumed: tuple[int, bool] = (0, False)  # (rows kept from the earlier report, --vla-resume given)
 
     @classmethod
     def start(cls, config: pytest.Config) -> ControllerSession:
@@ -41,8 +45,16 @@ class ControllerSession:
         settings = read_settings(config)
         plan = run_preflight(config, settings, explicit_paths=_explicit_paths(config))
         protocol = make_suite(config, plan.suite).protocol()
+        kept: list[dict[str, Any]] = []
+        if settings.resume:
+            kept = _resumable_rows(plan, protocol)
+            plan = dataclasses.replace(plan, finished=tuple(f"{f}:{i}:ep{e}" for f, i, e in map(row_key, kept)))
         writer = ReportWriter(plan, protocol, workers=_worker_count(config))
-        return cls(config, plan, writer, settings.min_success_rate)
+        for row in kept:
+            writer.add(row)
+        session = cls(config, plan, writer, settings.min_success_rate)
+        session.resumed = (len(kept), settings.resume)
+        return session
 
     def expect(self, nodeids: Iterable[str]) -> None:
         """The selected items (after -k, -m, --lf): episodes among them that never report are missing."""
@@ -56,7 +68,9 @@ class ControllerSession:
     def header_lines(self) -> list[str]:
         plan = self.plan
         n_items = len(plan.tasks) * plan.num_episodes
-        return [
+        kept, resuming = self.resumed
+        resume = [f"vla: --vla-resume: {kept} finished episodes of {self.writer.path} kept, {n_items - kept} to run"]
+        return (resume if resuming else []) + [
             f"vla: export {plan.export} on {plan.provider}",
             f"vla: suite {plan.suite}, {len(plan.tasks)} tasks x {plan.num_episodes} episodes = {n_items} items, "
             f"seed {plan.seed}, cameras rendered: {', '.join(plan.cameras) or 'none'}, "
@@ -92,6 +106,22 @@ class ControllerSession:
         if self.min_success_rate is not None:
             lines.append(gate_line(self.writer.rows, self.min_success_rate))
         return lines
+
+
+def _resumable_rows(plan: EvalPlan, protocol: dict[str, Any]) -> list[dict[str, Any]]:
+    """The earlier report's rows of this run's episodes; a report of another export or protocol is refused."""
+    try:
+        rows = finished_rows(
+            plan.output,
+            suite=plan.suite,
+            seed=plan.seed,
+            protocol={**protocol, "max_steps_override": plan.max_steps_override},
+            export_files=export_files(plan.export),
+        )
+    except ResumeError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    planned = {(task.family, task.index, episode) for task in plan.tasks for episode in range(plan.num_episodes)}
+    return [row for row in rows if row_key(row) in planned]
 
 
 def worker_exit(node: Any, error: object) -> tuple[str, int | None]:

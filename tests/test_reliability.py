@@ -198,3 +198,86 @@ def test_a_worker_stuck_in_native_code_is_replaced_and_the_run_goes_on(
     for row in rows:
         assert row["terminal_reason"] == "timeout"
         assert row["error_message"].startswith("wall-clock timeout: stuck past 4 s inside the simulator or the model")
+
+
+# --- --vla-resume ------------------------------------------------------------------------------
+
+
+@pytest.mark.libero
+def test_resume_runs_only_what_the_report_lacks_and_keeps_the_rest(pytester: pytest.Pytester, validate_report) -> None:
+    state_only_export(pytester.path / "export")
+    common = ["--vla-export", "export", "--vla-tasks", "libero_spatial:0", "--vla-max-steps", "2", "-p", "no:xdist"]
+    pytester.runpytest_subprocess(*common, "--vla-num-episodes", "1").assert_outcomes(failed=1)
+    first = validate_report(pytester.path / "eval_output" / "report.json")
+    resumed = pytester.runpytest_subprocess(*common, "--vla-num-episodes", "3", "--vla-resume")
+    resumed.assert_outcomes(failed=2)  # episodes 1 and 2 only
+    resumed.stdout.fnmatch_lines(["vla: --vla-resume: 1 finished episodes of *report.json kept, 2 to run"])
+    report = validate_report(pytester.path / "eval_output" / "report.json")
+    assert [row["episode_index"] for row in report["episodes"]] == [0, 1, 2] and report["partial"] is False
+    assert report["episodes"][0] == first["episodes"][0]  # unchanged
+    # pytest's own --lf still works beside it.
+    rerun = pytester.runpytest_subprocess(*common, "--vla-num-episodes", "3", "--lf", "--collect-only", "-q")
+    assert "libero::libero_spatial:0:ep2" in rerun.stdout.str()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (["--vla-seed", "8"], "was made with seed 7, this run has 8"),
+        (["--vla-max-steps", "3"], "was made under another protocol: max_steps_override was 2, now 3"),
+        ([], "was made with a different export (changed: model.onnx)"),
+    ],
+)
+def test_resume_refuses_another_export_or_protocol(pytester: pytest.Pytester, change: list[str], message: str) -> None:
+    export = state_only_export(pytester.path / "export")
+    output = pytester.path / "eval_output"
+    output.mkdir()
+    report = {
+        "suite": "libero",
+        "seed": 7,
+        "protocol": {"max_steps_override": 2},
+        "env": {"export_files": [{"name": p.name, "sha256": _sha(p)} for p in sorted(export.iterdir())]},
+        "episodes": [],
+    }
+    if not change:  # the export changed since
+        state_only_export(export, seed=1)
+    else:
+        from pytest_vla.suites.libero import LiberoSuite
+
+        report["protocol"] = {**LiberoSuite().protocol(), "max_steps_override": 2}
+    (output / "report.json").write_text(json.dumps(report))
+    result = pytester.runpytest_subprocess(
+        "--vla-export", "export", "--vla-tasks", "libero_spatial:0", "--vla-max-steps", "2", "--vla-resume", *change
+    )
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    (line,) = [line for line in result.stderr.lines if line.startswith("ERROR: ")]
+    assert line.startswith("ERROR: --vla-resume: ") and message in line
+
+
+def _sha(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@settings(max_examples=300, deadline=None)
+@given(raw=JSON)
+def test_any_earlier_report_is_resumed_or_refused_in_one_line(
+    tmp_path_factory: pytest.TempPathFactory, raw: Any
+) -> None:
+    from pytest_vla.resume import ResumeError, finished_rows
+
+    output = tmp_path_factory.getbasetemp() / "resume_fuzz"
+    output.mkdir(exist_ok=True)
+    files = [{"name": "model.onnx", "sha256": "0" * 64}]
+    for report in (
+        raw,
+        {"suite": "libero", "seed": 7, "protocol": {}, "env": {"export_files": files}, "episodes": raw},
+    ):
+        (output / "report.json").write_text(json.dumps(report))
+        try:
+            rows = finished_rows(output, suite="libero", seed=7, protocol={}, export_files=files)
+        except ResumeError as exc:
+            assert "\n" not in str(exc)
+        else:
+            assert isinstance(rows, list)
