@@ -76,6 +76,8 @@ class EpisodeItem(pytest.Item):
         if ROW_KEY in self.stash:  # a rerun must not report the previous attempt's row
             del self.stash[ROW_KEY]
         row = self._runner().run(self.task, self.episode_index)
+        # pytest-rerunfailures counts attempts on the item; the last attempt's row is the one kept.
+        row["attempt"] = getattr(self, "execution_count", 1)
         self.stash[ROW_KEY] = row
         # Replace rather than append: a rerun of the item must not duplicate the properties.
         self.user_properties[:] = [p for p in self.user_properties if p[0] not in JUNIT_PROPERTIES]

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Generator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from pytest_vla import hookspecs, interrupts, options, suites
 from pytest_vla.collect import PLAN_KEY, ROW_KEY, RUNNER_KEY, EpisodeItem, SuiteCollector
+from pytest_vla.junit import keep_last_attempts
 from pytest_vla.plan import EvalPlan
 from pytest_vla.session import ControllerSession, worker_exit
 
@@ -70,6 +72,9 @@ class ControllerHooks:
         if self.session and not self.config.option.collectonly:
             self.session.finish()
             session.exitstatus = self.session.exit_status(session.exitstatus)
+            xml_path = getattr(self.config.option, "xmlpath", None)
+            if xml_path and Path(xml_path).is_file():  # written by junitxml's sessionfinish, before this one
+                keep_last_attempts(Path(xml_path), self.session.is_episode)
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         if self.session and not self.config.option.collectonly:
@@ -119,7 +124,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         report.longrepr = item.repr_failure(call.excinfo)
     row = item.stash.get(ROW_KEY, None)
     # The row travels on the report (xdist serialises extra attributes) to the controller.
-    if row is not None and (call.when == "call" or (call.when == "setup" and report.failed)):
+    if row is not None and (call.when == "call" or (call.when == "setup" and call.excinfo is not None)):
         report.vla_episode = row
     return report
 

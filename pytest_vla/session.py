@@ -37,6 +37,7 @@ class ControllerSession:
         self.min_success_rate = min_success_rate
         self._other_failures: set[str] = set()  # failed tests of the user's own beside the episodes
         self.worker_deaths: dict[str, tuple[str, int | None]] = {}  # xdist worker id -> (how, exit code)
+        self._expected_failures: set[tuple[str, int, int]] = set()  # xfail-marked episodes that failed
         self.resumed: tuple[int, bool] = (0, False)  # (rows kept from the earlier report, --vla-resume given)
 
     @classmethod
@@ -91,15 +92,22 @@ class ControllerSession:
                 row = crashed_worker_row(self.plan, key, worker_id, how, code)
         if row is None:
             return
+        if getattr(report, "wasxfail", None) is not None:
+            self._expected_failures.add(row_key(row))
         self.writer.add(row)
         self.writer.write(self.config)
         self.config.hook.pytest_vla_episode_finished(config=self.config, episode=row)
+
+    def is_episode(self, nodeid: str) -> bool:
+        return episode_key(self.plan, nodeid) is not None
 
     def finish(self) -> Path:
         return self.writer.write(self.config)
 
     def exit_status(self, pytest_status: int) -> int:
-        return exit_status(pytest_status, self.writer.rows, self.min_success_rate, len(self._other_failures))
+        return exit_status(
+            pytest_status, self.writer.rows, self.min_success_rate, len(self._other_failures), self._expected_failures
+        )
 
     def summary(self) -> list[str]:
         lines = summary_lines(self.writer.build(), self.writer.path)

@@ -23,7 +23,11 @@ OK, FAILED = pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED
 
 
 def _rows(*reasons: str) -> list[dict[str, Any]]:
-    return [{"terminal_reason": reason, "success": reason == "success"} for reason in reasons]
+    return [
+        {"task_id": "libero_spatial", "task_index": 0, "episode_index": index, "terminal_reason": reason,
+         "success": reason == "success"}
+        for index, reason in enumerate(reasons)
+    ]  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -174,13 +178,14 @@ def test_a_slow_episode_ends_as_a_wall_clock_timeout(pytester: pytest.Pytester, 
     state_only_export(pytester.path / "export")
     result = pytester.runpytest_subprocess(
         "--vla-export", "export", "--vla-tasks", "libero_spatial:0", "--vla-num-episodes", "1",
-        "--vla-episode-timeout", "2.5", "-p", "no:xdist",
+        "--vla-episode-timeout", "3", "-p", "no:xdist",
     )  # fmt: skip
     result.assert_outcomes(failed=1)
     (row,) = validate_report(pytester.path / "eval_output" / "report.json")["episodes"]
-    assert row["terminal_reason"] == "timeout" and 0 < row["n_steps"] < 220
-    assert row["error_message"] == f"wall-clock timeout: not done after 2.5 s ({row['n_steps']} of 220 policy steps)"
-    result.stdout.fnmatch_lines(["*libero_spatial:0:ep0: wall-clock timeout: not done after 2.5 s*"])
+    # 220 steps take about 4 s here, more under load: the clock, not the step budget, ended it.
+    assert row["terminal_reason"] == "timeout" and row["n_steps"] < 220
+    assert row["error_message"] == f"wall-clock timeout: not done after 3 s ({row['n_steps']} of 220 policy steps)"
+    result.stdout.fnmatch_lines(["*libero_spatial:0:ep0: wall-clock timeout: not done after 3 s*"])
 
 
 @pytest.mark.libero
@@ -190,14 +195,14 @@ def test_a_worker_stuck_in_native_code_is_replaced_and_the_run_goes_on(
     write_export(pytester.path / "export", hanging_policy(), {"state": {"source": "state"}})
     result = pytester.runpytest_subprocess(
         "--vla-export", "export", "--vla-tasks", "libero_spatial:0", "--vla-num-episodes", "2",
-        "--vla-episode-timeout", "4", "-n", "2",
+        "--vla-episode-timeout", "15", "-n", "2",
     )  # fmt: skip
     assert result.ret == FAILED  # timeouts are failures of the policy, not harness errors
     rows = validate_report(pytester.path / "eval_output" / "report.json")["episodes"]
     assert sorted(row["episode_index"] for row in rows) == [0, 1]
     for row in rows:
         assert row["terminal_reason"] == "timeout"
-        assert row["error_message"].startswith("wall-clock timeout: stuck past 4 s inside the simulator or the model")
+        assert row["error_message"].startswith("wall-clock timeout: stuck past 15 s inside the simulator or the model")
 
 
 # --- --vla-resume ------------------------------------------------------------------------------
@@ -281,3 +286,38 @@ def test_any_earlier_report_is_resumed_or_refused_in_one_line(
             assert "\n" not in str(exc)
         else:
             assert isinstance(rows, list)
+
+
+# --- flaky and known-bad tasks -----------------------------------------------------------------
+
+
+@pytest.mark.libero
+def test_flaky_reruns_and_xfail_through_a_hook(pytester: pytest.Pytester, validate_report) -> None:
+    pytest.importorskip("pytest_rerunfailures")
+    state_only_export(pytester.path / "export")
+    example = (Path(__file__).parent.parent / "conftest_examples" / "flaky_tasks_conftest.py").read_text()
+    example = example.replace('{"libero_10:3"}', '{"libero_spatial:0"}')
+    example = example.replace('{"libero_90:41": ', '{"libero_spatial:1": ')
+    pytester.makeconftest(example)
+    result = pytester.runpytest_subprocess(
+        "--vla-export", "export", "--vla-tasks", "libero_spatial:0,libero_spatial:1", "--vla-num-episodes", "1",
+        "--vla-max-steps", "2", "-p", "no:xdist", "--junitxml", "junit.xml",
+    )  # fmt: skip
+    outcomes = result.parseoutcomes()
+    assert (outcomes["failed"], outcomes["rerun"], outcomes["xfailed"]) == (1, 2, 1)
+    assert result.ret == FAILED  # the flaky one still failed on its last attempt
+    rows = {
+        row["task_index"]: row for row in validate_report(pytester.path / "eval_output" / "report.json")["episodes"]
+    }
+    assert (rows[0]["attempt"], rows[1]["attempt"]) == (3, 1)  # 2 reruns: the third attempt decided
+    cases = [case for suite in JUnitXml.fromfile(str(pytester.path / "junit.xml")) for case in suite]
+    assert sorted(case.name for case in cases) == ["libero_spatial:0:ep0", "libero_spatial:1:ep0"]
+
+
+def test_expected_failures_do_not_fail_the_run() -> None:
+    rows = _rows("success", "timeout", "bddl_failure")
+    for row, index in zip(rows, range(3), strict=True):
+        row.update(task_id="libero_spatial", task_index=index, episode_index=0)
+    known_bad = {("libero_spatial", 1, 0), ("libero_spatial", 2, 0)}
+    assert exit_status(FAILED, rows, None, 0, known_bad) == OK
+    assert exit_status(FAILED, rows, None, 0, known_bad - {("libero_spatial", 2, 0)}) == HARNESS_ERROR_EXIT
