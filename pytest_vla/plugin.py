@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from pytest_vla import hookspecs, interrupts, options, suites
+from pytest_vla import gpus, hookspecs, interrupts, options, suites
 from pytest_vla.collect import PLAN_KEY, ROW_KEY, RUNNER_KEY, EpisodeItem, SuiteCollector
 from pytest_vla.junit import keep_last_attempts
 from pytest_vla.plan import EvalPlan
@@ -88,6 +88,15 @@ class XdistHooks:
 
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
+
+    def pytest_xdist_setupnodes(self, config: pytest.Config, specs: list[Any]) -> None:
+        devices = gpus.visible_gpus()
+        if devices:
+            assignment = gpus.pin_workers(specs, devices)
+            reporter = config.pluginmanager.get_plugin("terminalreporter")
+            if reporter is not None:
+                pairs = ", ".join(f"gw{index}: {device}" for index, device in enumerate(assignment))
+                reporter.write_line(f"vla: workers pinned to GPUs ({pairs})")
 
     def pytest_configure_node(self, node: Any) -> None:
         node.workerinput[_WORKER_PLAN] = self.config.stash[PLAN_KEY].to_json()

@@ -6,6 +6,7 @@ of a task is kept for that task's following episodes, since building one costs s
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -127,6 +128,7 @@ def episode_row(
         "worker": worker,
         "env_construction_s": round(env_construction_s, 4),
         "provider": provider,
+        "gpu": os.environ.get("CUDA_VISIBLE_DEVICES"),  # the worker's pinned device, when pinned
     }
 
 

@@ -321,3 +321,39 @@ def test_expected_failures_do_not_fail_the_run() -> None:
     known_bad = {("libero_spatial", 1, 0), ("libero_spatial", 2, 0)}
     assert exit_status(FAILED, rows, None, 0, known_bad) == OK
     assert exit_status(FAILED, rows, None, 0, known_bad - {("libero_spatial", 2, 0)}) == HARNESS_ERROR_EXIT
+
+
+# --- GPU pinning --------------------------------------------------------------------------------
+
+
+@pytest.mark.libero
+def test_workers_are_pinned_to_gpus_and_a_replacement_keeps_its_slot(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, validate_report
+) -> None:
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")
+    state_only_export(pytester.path / "export")
+    pytester.makeconftest(
+        """
+        import os
+        from pathlib import Path
+
+        def pytest_configure(config):
+            if hasattr(config, "workerinput"):
+                worker = config.workerinput["workerid"]
+                Path(f"{worker}.device").write_text(os.environ.get("CUDA_VISIBLE_DEVICES", "unset"))
+
+        def pytest_runtest_setup(item):
+            # gw1 dies once, at its first episode; xdist starts gw2 from the same spec.
+            if getattr(item.config, "workerinput", {}).get("workerid") == "gw1":
+                os._exit(3)
+        """
+    )
+    result = pytester.runpytest_subprocess(
+        "--vla-export", "export", "--vla-tasks", "libero_spatial:0", "--vla-num-episodes", "4",
+        "--vla-max-steps", "2", "-n", "2",
+    )  # fmt: skip
+    result.stdout.fnmatch_lines(["vla: workers pinned to GPUs (gw0: 3, gw1: 5)"])
+    devices = {path.stem: path.read_text() for path in pytester.path.glob("gw*.device")}
+    assert devices["gw0"] == "3" and devices["gw1"] == "5" and devices["gw2"] == "5"
+    rows = validate_report(pytester.path / "eval_output" / "report.json")["episodes"]
+    assert {row["gpu"] for row in rows if row["terminal_reason"] == "timeout"} <= {"3", "5"}
