@@ -102,6 +102,13 @@ def _unknown_observation_key(directory: Path) -> None:
     write_export(directory, privileged_policy({"grip": [1, 2]}), {"grip": {"source": "obs", "key": "gripper_qpos"}})
 
 
+def _binding_the_model_lacks(directory: Path) -> None:
+    state_only_export(directory)
+    manifest = json.loads((directory / "vla_export.json").read_text())
+    manifest["inputs"]["wrist"] = {"source": "image", "camera": "wrist", "size": [8, 8]}
+    (directory / "vla_export.json").write_text(json.dumps(manifest))
+
+
 def _input_bound_twice(directory: Path) -> None:
     state_only_export(directory)
     text = (directory / "vla_export.json").read_text()
@@ -127,6 +134,10 @@ def _nan_policy(directory: Path) -> None:
             "(did you mean 'robot0_gripper_qpos'",
         ),
         (_input_bound_twice, "vla_export.json: 'state' appears twice in one object"),
+        (
+            _binding_the_model_lacks,
+            "vla_export.json: inputs.wrist is not an input of model.onnx (model inputs: ['state'])",
+        ),
         (_nan_policy, "model.onnx: on a synthetic observation: output 'actions' holds non-finite values"),
     ],
 )
