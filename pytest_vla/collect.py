@@ -14,7 +14,7 @@ import pytest
 
 from pytest_vla.episode import HARNESS_ERRORS, SUCCESS
 from pytest_vla.plan import EvalPlan
-from pytest_vla.preflight import make_suite
+from pytest_vla.preflight import PREFLIGHT_POLICY_KEY, make_suite
 from pytest_vla.runtime import EpisodeRunner, describe_failure
 from pytest_vla.suites.base import TaskSpec
 
@@ -109,5 +109,6 @@ class EpisodeItem(pytest.Item):
                 make_suite(self.config, plan.suite),
                 worker=workerinput["workerid"],
                 workers=workerinput["workercount"],
+                policy=self.config.stash.get(PREFLIGHT_POLICY_KEY, None),  # set only where the preflight ran
             )
         return runner

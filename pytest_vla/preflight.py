@@ -19,6 +19,10 @@ from pytest_vla.plan import EvalPlan
 from pytest_vla.policy import OnnxPolicy
 from pytest_vla.suites.base import Suite, SuiteError, TaskSpec
 
+# The policy the preflight loaded: the process that also runs the episodes (no xdist) reuses it
+# instead of loading a possibly multi-GB model a second time.
+PREFLIGHT_POLICY_KEY = pytest.StashKey[OnnxPolicy]()
+
 
 class VlaWarning(UserWarning):
     """Something an evaluation runs with but a user should know (e.g. a truncated instruction)."""
@@ -42,6 +46,7 @@ def run_preflight(config: pytest.Config, settings: Settings, *, explicit_paths: 
     try:
         tasks = suite.resolve_tasks(settings.tasks)
         checked = check_export(settings.export, suite, tasks)
+        config.stash[PREFLIGHT_POLICY_KEY] = checked.policy
         for line in checked.warnings:
             config.issue_config_time_warning(VlaWarning(line), stacklevel=2)
         if checked.manifest.cameras:

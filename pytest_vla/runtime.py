@@ -25,12 +25,14 @@ ENV_BUILD_ALLOWANCE_S = 600.0  # LIBERO builds an env in 5 to 20 s; a hung GL or
 
 
 class EpisodeRunner:
-    def __init__(self, plan: EvalPlan, suite: Suite, *, worker: str, workers: int) -> None:
+    def __init__(
+        self, plan: EvalPlan, suite: Suite, *, worker: str, workers: int, policy: OnnxPolicy | None = None
+    ) -> None:
         self.plan = plan
         self.suite = suite
         self.worker = worker  # "gw0", ... under xdist, else "main"
         self.workers = workers
-        self._policy: OnnxPolicy | None = None
+        self._policy = policy  # loaded on first use unless the preflight's is handed over
         self._env: SuiteEnv | None = None
         self._env_task: TaskSpec | None = None
         self._watchdog = Watchdog()

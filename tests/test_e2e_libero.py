@@ -191,3 +191,33 @@ def test_last_failed_reruns_only_the_failed_episodes(pytester: pytest.Pytester) 
     pytester.runpytest_subprocess(*args, "-k", "ep1").assert_outcomes(failed=1, deselected=2)
     rerun = pytester.runpytest_subprocess(*args, "--lf", "--collect-only", "-q")
     assert [line for line in rerun.stdout.lines if line.startswith("libero::")] == ["libero::libero_spatial:0:ep1"]
+
+
+def test_one_process_loads_the_model_once(pytester: pytest.Pytester) -> None:
+    state_only_export(pytester.path / "export")
+    pytester.makeconftest(
+        """
+        from pathlib import Path
+
+        import pytest_vla.policy
+
+        loads = []
+        original = pytest_vla.policy.OnnxPolicy.__init__
+
+        def counting(self, *args, **kwargs):
+            loads.append(1)
+            original(self, *args, **kwargs)
+
+        pytest_vla.policy.OnnxPolicy.__init__ = counting
+
+        def pytest_sessionfinish(session):
+            Path("loads.txt").write_text(str(len(loads)))
+        """
+    )
+    result = pytester.runpytest_subprocess(
+        "--vla-export", "export", "--vla-tasks", "libero_spatial:0", "--vla-num-episodes", "2", "--vla-max-steps", "1",
+        "-p", "no:xdist",
+    )  # fmt: skip
+    result.assert_outcomes(failed=2)
+    # The preflight's session runs the episodes too: a multi-GB model is not loaded twice.
+    assert (pytester.path / "loads.txt").read_text() == "1"
