@@ -27,6 +27,7 @@ from pytest_vla.export import (
     PromptState,
     StateInput,
 )
+from pytest_vla.normalize import Normalization
 from pytest_vla.suites.base import Observation, Suite, TaskSpec
 
 # ONNX element types as onnxruntime names them.
@@ -45,9 +46,7 @@ MASK_TYPES = ("tensor(bool)", "tensor(int64)", "tensor(int32)", "tensor(float)")
 
 def accepted_types(binding: InputBinding) -> tuple[str, ...]:
     """The ONNX input types a binding can feed (tokens and masks follow the model's declared type)."""
-    if isinstance(binding, ImageInput):
-        return (ORT_TYPES[binding.dtype],)
-    if isinstance(binding, ConstantInput):
+    if isinstance(binding, ImageInput | ConstantInput):
         return (ORT_TYPES[binding.dtype],)
     if isinstance(binding, InstructionInput):
         return TOKEN_TYPES if binding.part == "tokens" else MASK_TYPES
@@ -149,12 +148,16 @@ def _resize_with_pad(image: np.ndarray, height: int, width: int) -> np.ndarray:
 
 def state_vector(state: np.ndarray, binding: StateInput) -> np.ndarray:
     """The state as the model takes it: normalized, then zero-padded, ``[1, N]`` float32."""
+    return _normalized_and_padded(state, binding.normalize, binding.pad_to).reshape(1, -1)
+
+
+def _normalized_and_padded(state: np.ndarray, normalize: Normalization | None, pad_to: int | None) -> np.ndarray:
     values = np.asarray(state, dtype=np.float32)
-    if binding.normalize is not None:
-        values = binding.normalize.normalize(values)
-    if binding.pad_to is not None:
-        values = np.pad(values, (0, binding.pad_to - values.shape[0]))
-    return values.astype(np.float32).reshape(1, -1)
+    if normalize is not None:
+        values = normalize.normalize(values)
+    if pad_to is not None:
+        values = np.pad(values, (0, max(0, pad_to - values.shape[0])))
+    return values.astype(np.float32)
 
 
 def constant_tensor(binding: ConstantInput) -> np.ndarray:
@@ -224,11 +227,7 @@ class InstructionEncoder:
 
 def state_bins(state: np.ndarray, spec: PromptState) -> str:
     """pi0.5's state text: normalized, zero-padded, digitized into 256 bins over [-1, 1], space-separated."""
-    values = np.asarray(state, dtype=np.float32)
-    if spec.normalize is not None:
-        values = spec.normalize.normalize(values)
-    if spec.pad_to is not None:
-        values = np.pad(values, (0, max(0, spec.pad_to - values.shape[0])))
+    values = _normalized_and_padded(state, spec.normalize, spec.pad_to)
     bins = np.digitize(values, bins=np.linspace(-1, 1, 256 + 1)[:-1]) - 1
     return " ".join(map(str, bins))
 

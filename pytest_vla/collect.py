@@ -34,6 +34,11 @@ class EpisodeFailure(Exception):
     """The policy did not complete the task (reported as a pytest failure)."""
 
 
+def episode_name(family: str, index: int, episode: int) -> str:
+    """An episode item's name, e.g. ``libero_object:3:ep2`` (its node id is ``<suite>::<name>``)."""
+    return f"{family}:{index}:ep{episode}"
+
+
 def episode_key(plan: EvalPlan, nodeid: str) -> tuple[str, int, int] | None:
     """(family, task index, episode) of an episode's node id, ``None`` for any other test."""
     prefix = f"{plan.suite}::"
@@ -62,7 +67,7 @@ class SuiteCollector(pytest.Collector):
             EpisodeItem.from_parent(self, name=name, task=task, episode_index=episode)
             for task in self.plan.tasks
             for episode in range(self.plan.num_episodes)
-            if (name := f"{task.key}:ep{episode}") not in finished
+            if (name := episode_name(task.family, task.index, episode)) not in finished
         ]
 
 

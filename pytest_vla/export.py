@@ -293,9 +293,7 @@ def _parse_image(at: str, name: str, spec: dict[str, Any]) -> ImageInput:
 def _parse_state(where: Path, at: str, name: str, spec: dict[str, Any]) -> StateInput:
     origin = _choice(at, spec, "from", STATE_ORIGINS)
     quaternion = _choice(at, spec, "quaternion", QUATERNION_CONVENTIONS)
-    pad_to = spec.get("pad_to")
-    if pad_to is not None and not _positive_int(pad_to):
-        raise ExportError(f"{at}.pad_to must be a positive integer, got {pad_to!r}")
+    pad_to = _optional_positive_int(at, spec, "pad_to")
     normalize = _normalization(where, f"{at}.normalize", spec.get("normalize"), "observation.state")
     return StateInput(name=name, convention=StateConvention(origin, quaternion), normalize=normalize, pad_to=pad_to)
 
@@ -331,12 +329,9 @@ def _prompt_state(where: Path, at: str, spec: Any) -> PromptState:
         return PromptState()
     if not isinstance(spec, dict):
         raise ExportError(f"{at}.state must be an object with 'normalize' and/or 'pad_to'")
-    pad_to = spec.get("pad_to")
-    if pad_to is not None and not _positive_int(pad_to):
-        raise ExportError(f"{at}.state.pad_to must be a positive integer, got {pad_to!r}")
     return PromptState(
         normalize=_normalization(where, f"{at}.state.normalize", spec.get("normalize"), "observation.state"),
-        pad_to=pad_to,
+        pad_to=_optional_positive_int(f"{at}.state", spec, "pad_to"),
     )
 
 
@@ -380,9 +375,7 @@ def _parse_action(where: Path, raw: dict[str, Any]) -> ActionSpec:
     dim = action.get("dim")
     if not _positive_int(dim):
         raise ExportError(f"{where}: action.dim must be a positive integer, got {dim!r}")
-    execute = action.get("execute")
-    if execute is not None and not _positive_int(execute):
-        raise ExportError(f"{where}: action.execute must be a positive integer, got {execute!r}")
+    execute = _optional_positive_int(f"{where}: action", action, "execute")
     gripper = _choice(f"{where}: action", action, "gripper", GRIPPER_MODES)
     unnormalize = _normalization(where, f"{where}: action.unnormalize", action.get("unnormalize"), "action")
     if unnormalize is not None and unnormalize.size < dim:
@@ -398,6 +391,13 @@ def _choice(at: str, spec: dict[str, Any], key: str, choices: tuple[str, ...]) -
     value = spec.get(key, choices[0])
     if value not in choices:
         raise ExportError(f"{at}.{key} must be one of {list(choices)}, got {value!r}")
+    return value
+
+
+def _optional_positive_int(at: str, spec: dict[str, Any], key: str) -> int | None:
+    value = spec.get(key)
+    if value is not None and not _positive_int(value):
+        raise ExportError(f"{at}.{key} must be a positive integer, got {value!r}")
     return value
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,8 +95,12 @@ def read_settings(config: pytest.Config) -> Settings:
     if max_steps is not None and max_steps < 1:
         raise pytest.UsageError(f"--vla-max-steps must be at least 1, got {max_steps}")
     save = _value(config, "--vla-save-trajectories")
-    min_success_rate = _rate(config, "--vla-min-success-rate")
-    episode_timeout = _seconds(config, "--vla-episode-timeout")
+    min_success_rate = _float(
+        config, "--vla-min-success-rate", lambda rate: 0.0 <= rate <= 1.0, "a fraction in 0..1 (0.9 for 90%)"
+    )
+    episode_timeout = _float(
+        config, "--vla-episode-timeout", lambda seconds: seconds > 0, "a positive number of seconds"
+    )
     return Settings(
         export=resolve_export(str(export)),
         suite=_value(config, "--vla-suite") or DEFAULT_SUITE,
@@ -133,27 +139,15 @@ def _int(config: pytest.Config, option: str, default: int | None) -> int | None:
         raise pytest.UsageError(f"{option} must be an integer, got {value!r}") from None
 
 
-def _rate(config: pytest.Config, option: str) -> float | None:
+def _float(config: pytest.Config, option: str, valid: Callable[[float], bool], what: str) -> float | None:
+    """The option as a number ``valid`` accepts, else a usage error saying it must be ``what``."""
     value = _value(config, option)
     if value is None:
         return None
     try:
-        rate = float(str(value))
+        number = float(str(value))
     except ValueError:
-        rate = -1.0
-    if not 0.0 <= rate <= 1.0:
-        raise pytest.UsageError(f"{option} must be a fraction in 0..1 (0.9 for 90%), got {value!r}")
-    return rate
-
-
-def _seconds(config: pytest.Config, option: str) -> float | None:
-    value = _value(config, option)
-    if value is None:
-        return None
-    try:
-        seconds = float(str(value))
-    except ValueError:
-        seconds = 0.0
-    if not seconds > 0:
-        raise pytest.UsageError(f"{option} must be a positive number of seconds, got {value!r}")
-    return seconds
+        number = math.nan  # fails every check below
+    if not valid(number):
+        raise pytest.UsageError(f"{option} must be {what}, got {value!r}")
+    return number

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from pytest_vla.episode import HARNESS_ERRORS
+from pytest_vla.report import row_key
 
 HARNESS_ERROR_EXIT = 6
 
@@ -36,7 +37,7 @@ def exit_status(
     if pytest_status not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
         return pytest_status  # interrupted, usage error, nothing collected: pytest's word stands
     rows = list(rows)
-    judged = [row for row in rows if (row["task_id"], row["task_index"], row["episode_index"]) not in expected_failures]
+    judged = [row for row in rows if row_key(row) not in expected_failures]
     if any(row["terminal_reason"] in HARNESS_ERRORS for row in judged):
         return HARNESS_ERROR_EXIT
     if other_failures:

@@ -21,7 +21,6 @@ from typing import Any
 import pytest
 
 import pytest_vla
-from pytest_vla.export import export_files
 from pytest_vla.plan import EvalPlan
 
 SCHEMA_VERSION = 1
@@ -34,7 +33,9 @@ def _utc_now() -> str:
 
 
 class ReportWriter:
-    def __init__(self, plan: EvalPlan, protocol: dict[str, Any], workers: int) -> None:
+    def __init__(
+        self, plan: EvalPlan, protocol: dict[str, Any], workers: int, export_files: list[dict[str, Any]]
+    ) -> None:
         self.plan = plan
         self.path = plan.output / REPORT_NAME
         self._protocol = protocol
@@ -43,7 +44,7 @@ class ReportWriter:
         self._started = time.monotonic()
         self._rows: dict[tuple[str, int, int], dict[str, Any]] = {}
         self._expected: list[tuple[str, int, int]] = []  # the selected episodes, in run order
-        self._environment = _environment(plan)
+        self._environment = _environment(plan, export_files)
 
     def expect(self, keys: list[tuple[str, int, int]]) -> None:
         """The episodes this run selected; those without a row are listed as missing."""
@@ -55,7 +56,7 @@ class ReportWriter:
 
     def add(self, row: dict[str, Any]) -> None:
         """Record an episode's row; a later attempt of the same episode replaces the earlier one."""
-        self._rows[(row["task_id"], row["task_index"], row["episode_index"])] = row
+        self._rows[row_key(row)] = row
 
     def write(self, config: pytest.Config) -> Path:
         report = self.build()
@@ -124,6 +125,11 @@ class ReportWriter:
         }
 
 
+def row_key(row: dict[str, Any]) -> tuple[str, int, int]:
+    """(family, task index, episode) of a report row: what identifies an episode across runs."""
+    return row["task_id"], row["task_index"], row["episode_index"]
+
+
 def _tally(rows: list[dict[str, Any]]) -> dict[str, Any]:
     n_success = sum(1 for row in rows if row["success"])
     return {
@@ -133,8 +139,7 @@ def _tally(rows: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def _environment(plan: EvalPlan) -> dict[str, Any]:
-    files = export_files(plan.export)
+def _environment(plan: EvalPlan, files: list[dict[str, Any]]) -> dict[str, Any]:
     versions = {}
     for package in _HARNESS_PACKAGES:
         try:

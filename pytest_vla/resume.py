@@ -13,7 +13,6 @@ from typing import Any
 
 from pytest_vla.report import REPORT_NAME
 
-EpisodeKey = tuple[str, int, int]
 _ROW_KEYS = ("task_id", "task_index", "episode_index", "success", "terminal_reason")
 
 
@@ -59,10 +58,6 @@ def finished_rows(
     if not isinstance(rows, list) or not all(_is_row(row) for row in rows):
         raise ResumeError(f"--vla-resume: {path} has malformed episode rows")
     return rows
-
-
-def row_key(row: dict[str, Any]) -> EpisodeKey:
-    return row["task_id"], row["task_index"], row["episode_index"]
 
 
 def _files(report: dict[str, Any]) -> dict[str, str] | None:

@@ -15,30 +15,35 @@ from typing import Any
 
 import pytest
 
-from pytest_vla.collect import episode_key
+from pytest_vla.collect import episode_key, episode_name
 from pytest_vla.export import export_files
 from pytest_vla.options import read_settings
 from pytest_vla.outcome import exit_status, gate_line
 from pytest_vla.plan import EvalPlan
 from pytest_vla.preflight import make_suite, run_preflight
-from pytest_vla.report import ReportWriter
-from pytest_vla.resume import ResumeError, finished_rows, row_key
+from pytest_vla.report import ReportWriter, row_key
+from pytest_vla.resume import ResumeError, finished_rows
 from pytest_vla.runtime import crashed_worker_row
 from pytest_vla.summary import summary_lines
 
 
 class ControllerSession:
     def __init__(
-        self, config: pytest.Config, plan: EvalPlan, writer: ReportWriter, min_success_rate: float | None
+        self,
+        config: pytest.Config,
+        plan: EvalPlan,
+        writer: ReportWriter,
+        min_success_rate: float | None,
+        resuming: bool,
     ) -> None:
         self.config = config
         self.plan = plan
         self.writer = writer
         self.min_success_rate = min_success_rate
+        self.resuming = resuming  # --vla-resume: plan.finished holds the episodes the earlier report kept
         self._other_failures: set[str] = set()  # failed tests of the user's own beside the episodes
         self.worker_deaths: dict[str, tuple[str, int | None]] = {}  # xdist worker id -> (how, exit code)
         self._expected_failures: set[tuple[str, int, int]] = set()  # xfail-marked episodes that failed
-        self.resumed: tuple[int, bool] = (0, False)  # (rows kept from the earlier report, --vla-resume given)
 
     @classmethod
     def start(cls, config: pytest.Config) -> ControllerSession:
@@ -46,16 +51,15 @@ class ControllerSession:
         settings = read_settings(config)
         plan = run_preflight(config, settings, explicit_paths=_explicit_paths(config))
         protocol = make_suite(config, plan.suite).protocol()
+        files = export_files(plan.export)  # hashed once: exports can weigh gigabytes
         kept: list[dict[str, Any]] = []
         if settings.resume:
-            kept = _resumable_rows(plan, protocol)
-            plan = dataclasses.replace(plan, finished=tuple(f"{f}:{i}:ep{e}" for f, i, e in map(row_key, kept)))
-        writer = ReportWriter(plan, protocol, workers=_worker_count(config))
+            kept = _resumable_rows(plan, protocol, files)
+            plan = dataclasses.replace(plan, finished=tuple(episode_name(*row_key(row)) for row in kept))
+        writer = ReportWriter(plan, protocol, workers=_worker_count(config), export_files=files)
         for row in kept:
             writer.add(row)
-        session = cls(config, plan, writer, settings.min_success_rate)
-        session.resumed = (len(kept), settings.resume)
-        return session
+        return cls(config, plan, writer, settings.min_success_rate, settings.resume)
 
     def expect(self, nodeids: Iterable[str]) -> None:
         """The selected items (after -k, -m, --lf): episodes among them that never report are missing."""
@@ -69,9 +73,9 @@ class ControllerSession:
     def header_lines(self) -> list[str]:
         plan = self.plan
         n_items = len(plan.tasks) * plan.num_episodes
-        kept, resuming = self.resumed
+        kept = len(plan.finished)
         resume = [f"vla: --vla-resume: {kept} finished episodes of {self.writer.path} kept, {n_items - kept} to run"]
-        return (resume if resuming else []) + [
+        return (resume if self.resuming else []) + [
             f"vla: export {plan.export} on {plan.provider}",
             f"vla: suite {plan.suite}, {len(plan.tasks)} tasks x {plan.num_episodes} episodes = {n_items} items, "
             f"seed {plan.seed}, cameras rendered: {', '.join(plan.cameras) or 'none'}, "
@@ -116,7 +120,7 @@ class ControllerSession:
         return lines
 
 
-def _resumable_rows(plan: EvalPlan, protocol: dict[str, Any]) -> list[dict[str, Any]]:
+def _resumable_rows(plan: EvalPlan, protocol: dict[str, Any], files: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The earlier report's rows of this run's episodes; a report of another export or protocol is refused."""
     try:
         rows = finished_rows(
@@ -124,7 +128,7 @@ def _resumable_rows(plan: EvalPlan, protocol: dict[str, Any]) -> list[dict[str, 
             suite=plan.suite,
             seed=plan.seed,
             protocol={**protocol, "max_steps_override": plan.max_steps_override},
-            export_files=export_files(plan.export),
+            export_files=files,
         )
     except ResumeError as exc:
         raise pytest.UsageError(str(exc)) from None

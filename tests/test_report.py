@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from pytest_vla.export import export_files
 from pytest_vla.plan import EvalPlan
 from pytest_vla.report import ReportWriter, write_json_atomically
 from pytest_vla.suites.base import TaskSpec
@@ -49,7 +50,8 @@ def _row(task: TaskSpec, episode: int, reason: str) -> dict:
 
 
 def test_report_tallies_families_and_tasks_and_validates(tmp_path: Path, validate_report, pytestconfig) -> None:
-    writer = ReportWriter(_plan(tmp_path), {"settle_steps": 10}, workers=2)
+    plan = _plan(tmp_path)
+    writer = ReportWriter(plan, {"settle_steps": 10}, workers=2, export_files=export_files(plan.export))
     writer.add(_row(TASKS[1], 1, "timeout"))
     writer.add(_row(TASKS[0], 1, "adapter_error"))
     writer.add(_row(TASKS[0], 0, "success"))

@@ -258,11 +258,9 @@ class LiberoEnv:
     def _eef_pose(self, raw: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
         """End-effector position and axis-angle orientation under the export's state convention."""
         if self._state.origin == "controller":
-            from robosuite.utils.transform_utils import mat2quat
-
             # What the OSC controller computed for this step (vla-eval's `controller_states`).
             controller = self._env.env.robots[0].controller
-            position, quat = np.array(controller.ee_pos), mat2quat(np.array(controller.ee_ori_mat))
+            position, quat = np.array(controller.ee_pos), _transforms().mat2quat(np.array(controller.ee_ori_mat))
         else:
             position, quat = np.array(raw["robot0_eef_pos"]), raw["robot0_eef_quat"]
         return position, axis_angle(quat, self._state.quaternion)
@@ -286,14 +284,20 @@ def _reset(env: Any) -> Any:
 
 def axis_angle(quat: np.ndarray, convention: str) -> np.ndarray:
     """robosuite's ``quat2axisangle`` of an x, y, z, w quaternion; ``antipodal`` first flips it to w >= 0."""
-    configure_rendering()  # robosuite binds its GL backend when first imported
-    with _quiet_import():
-        from robosuite.utils.transform_utils import quat2axisangle
-
     quat = np.array(quat, dtype=np.float64)  # a copy: quat2axisangle clips it in place
     if convention == "antipodal" and quat[3] < 0:
         quat = -quat
-    return quat2axisangle(quat)
+    return _transforms().quat2axisangle(quat)
+
+
+@functools.cache
+def _transforms() -> Any:
+    """robosuite's transform_utils, imported once (it runs on every step)."""
+    configure_rendering()  # robosuite binds its GL backend when first imported
+    with _quiet_import():
+        from robosuite.utils import transform_utils
+
+    return transform_utils
 
 
 @contextlib.contextmanager
