@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pytest_vla.suites.base import TaskSpec
+from pytest_vla.report.schema import EpisodeId, TaskSpec
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,11 @@ class EvalPlan:
     cameras: tuple[str, ...]  # the cameras the export binds: the only ones rendered
     provider: str  # the onnxruntime execution provider the controller's preflight got
     collect_paths: bool  # also collect the test paths the user named; without any, episodes only
-    finished: tuple[str, ...] = ()  # items ("libero_object:3:ep2") an earlier report already holds (--vla-resume)
+    finished: tuple[EpisodeId, ...] = ()  # episodes an earlier report already holds (--vla-resume, --lf)
+
+    def episodes(self) -> list[tuple[TaskSpec, EpisodeId]]:
+        """Every episode the plan selects, in run order: a task's episodes together."""
+        return [(task, task.episode(index)) for task in self.tasks for index in range(self.num_episodes)]
 
     def max_steps(self, task: TaskSpec) -> int:
         return self.max_steps_override or task.max_steps
@@ -52,5 +56,5 @@ class EvalPlan:
         fields["export"], fields["output"] = Path(data["export"]), Path(data["output"])
         fields["tasks"] = tuple(TaskSpec(**task) for task in data["tasks"])
         fields["cameras"] = tuple(data["cameras"])
-        fields["finished"] = tuple(data["finished"])
+        fields["finished"] = tuple(EpisodeId(**episode) for episode in data["finished"])
         return cls(**fields)

@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Generator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from pytest_vla import gpus, hookspecs, interrupts, options, suites
-from pytest_vla.collect import PLAN_KEY, ROW_KEY, RUNNER_KEY, EpisodeItem, SuiteCollector
-from pytest_vla.junit import keep_last_attempts
+from pytest_vla import hookspecs
+from pytest_vla.controller import options
+from pytest_vla.controller.hooks import ControllerHooks
+from pytest_vla.controller.items import PLAN_KEY, ROW_KEY, RUNNER_KEY, EpisodeItem, SuiteCollector, keep_tasks_together
+from pytest_vla.controller.rootdir import choose_rootdir_without_option_values
+from pytest_vla.controller.xdist import WORKER_PLAN, XdistHooks
+from pytest_vla.errors import EpisodeHarnessError
 from pytest_vla.plan import EvalPlan
-from pytest_vla.session import ControllerSession, worker_exit
-
-CONTROLLER_KEY = pytest.StashKey["ControllerHooks"]()
-_WORKER_PLAN = "vla_plan"
+from pytest_vla.rollout import interrupts
+from pytest_vla.suites import built_in_suite
+from pytest_vla.suites.base import Suite
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -26,91 +28,34 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     options.add_options(parser)
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser, args: list[str]) -> None:
+    # Options are not parsed yet; the early parse already knows pytest-vla's.
+    if getattr(early_config.known_args_namespace, "vla_export", None) is not None:
+        choose_rootdir_without_option_values(early_config, parser, args)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     if not options.is_active(config):
         return
-    config.pluginmanager.register(suites, "vla-suites")
     workerinput = getattr(config, "workerinput", None)
     if workerinput is not None:
-        config.stash[PLAN_KEY] = EvalPlan.from_json(workerinput[_WORKER_PLAN])
+        config.stash[PLAN_KEY] = EvalPlan.from_json(workerinput[WORKER_PLAN])
         interrupts.install()  # a terminal's Ctrl-C reaches the workers too
         return
-    config.stash[CONTROLLER_KEY] = hooks = ControllerHooks(config)
-    config.pluginmanager.register(hooks, "vla-controller")
+    controller = ControllerHooks(config)
+    config.pluginmanager.register(controller, "vla-controller")
     if config.pluginmanager.hasplugin("xdist"):
-        config.pluginmanager.register(XdistHooks(config), "vla-xdist")
+        config.pluginmanager.register(XdistHooks(controller), "vla-xdist")
 
 
-class ControllerHooks:
-    """Hooks that only the controller (the single process without xdist) implements."""
-
-    def __init__(self, config: pytest.Config) -> None:
-        self.config = config
-        self.session: ControllerSession | None = None
-
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_sessionstart(self, session: pytest.Session) -> None:
-        # Before xdist starts workers (its sessionstart is trylast) and before the header prints.
-        self.session = ControllerSession.start(self.config)
-        self.config.stash[PLAN_KEY] = self.session.plan
-        interrupts.install()
-
-    def pytest_report_header(self, config: pytest.Config) -> list[str]:
-        return self.session.header_lines() if self.session else []
-
-    def pytest_collection_finish(self, session: pytest.Session) -> None:
-        # Without xdist the controller collects; under xdist see XdistHooks.
-        if self.session:
-            self.session.expect(item.nodeid for item in session.items)
-
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if self.session:
-            self.session.record(report)
-
-    @pytest.hookimpl(trylast=True)
-    def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        if self.session and not self.config.option.collectonly:
-            self.session.finish()
-            session.exitstatus = self.session.exit_status(session.exitstatus)
-            xml_path = getattr(self.config.option, "xmlpath", None)
-            if xml_path and Path(xml_path).is_file():  # written by junitxml's sessionfinish, before this one
-                keep_last_attempts(Path(xml_path), self.session.is_episode)
-
-    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
-        if self.session and not self.config.option.collectonly:
-            terminalreporter.section("pytest-vla")
-            for line in self.session.summary():
-                terminalreporter.write_line(line)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    interrupts.uninstall()
 
 
-class XdistHooks:
-    """Registered only when pytest-xdist is installed: ship the controller's plan to each worker."""
-
-    def __init__(self, config: pytest.Config) -> None:
-        self.config = config
-
-    def pytest_xdist_setupnodes(self, config: pytest.Config, specs: list[Any]) -> None:
-        devices = gpus.visible_gpus()
-        if devices:
-            assignment = gpus.pin_workers(specs, devices)
-            reporter = config.pluginmanager.get_plugin("terminalreporter")
-            if reporter is not None:
-                pairs = ", ".join(f"gw{index}: {device}" for index, device in enumerate(assignment))
-                reporter.write_line(f"vla: workers pinned to GPUs ({pairs})")
-
-    def pytest_configure_node(self, node: Any) -> None:
-        node.workerinput[_WORKER_PLAN] = self.config.stash[PLAN_KEY].to_json()
-
-    def pytest_testnodedown(self, node: Any, error: Any) -> None:
-        controller = self.config.stash[CONTROLLER_KEY].session
-        if controller is not None and error:
-            controller.worker_deaths[node.gateway.id] = worker_exit(node, error)
-
-    def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
-        # Every worker collects the same items (the plan decides them); any one's list will do.
-        controller = self.config.stash[CONTROLLER_KEY].session
-        if controller is not None:
-            controller.expect(ids)
+@pytest.hookimpl(trylast=True)
+def pytest_vla_make_suite(config: pytest.Config, name: str) -> Suite | None:
+    return built_in_suite(name)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -123,12 +68,17 @@ def pytest_make_collect_report(collector: pytest.Collector) -> Generator[None, A
     return report
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    keep_tasks_together(items)
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
     report = yield
     if not isinstance(item, EpisodeItem):
         return report
-    if call.when == "setup" and call.excinfo is not None:
+    if call.when == "setup" and call.excinfo is not None and isinstance(call.excinfo.value, EpisodeHarnessError):
         # pytest shows setup errors as tracebacks; a harness error is one line that names the cause.
         report.longrepr = item.repr_failure(call.excinfo)
     row = item.stash.get(ROW_KEY, None)
@@ -136,6 +86,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if row is not None and (call.when == "call" or (call.when == "setup" and call.excinfo is not None)):
         report.vla_episode = row
     return report
+
+
+def pytest_runtest_logfinish() -> None:
+    # A Ctrl-C that came while no simulator step followed (the env build, the last step) stops here,
+    # once the episode's row is out.
+    interrupts.raise_pending()
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

@@ -1,4 +1,4 @@
-"""Build the demo export shipped in ``pytest_vla/demo_export``: a scripted pick-and-place policy.
+"""Build the demo export shipped in ``pytest_vla/export/demo``: a scripted pick-and-place policy.
 
 The policy reads privileged state (the gripper's position and fingers, and the positions of the
 objects the task's goal names) and is memoryless: every action is a function of the current
@@ -26,7 +26,7 @@ import onnx
 from onnxscript import FLOAT, script
 from onnxscript import opset18 as op
 
-EXPORT_DIR = Path(__file__).resolve().parent.parent / "pytest_vla" / "demo_export"
+EXPORT_DIR = Path(__file__).resolve().parent.parent / "pytest_vla" / "export" / "demo"
 MODEL_NAME = "demo_policy.onnx"
 
 # Distances in metres, in LIBERO's world frame (z up); actions are OSC_POSE deltas in [-1, 1].

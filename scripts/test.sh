@@ -6,4 +6,5 @@ bash "$root/scripts/setup.sh"
 cd "$root"
 .venv/bin/ruff check pytest_vla tests scripts conftest_examples
 .venv/bin/ruff format --check pytest_vla tests scripts conftest_examples
+.venv/bin/lint-imports
 exec .venv/bin/pytest -n 2 "$@"

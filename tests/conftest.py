@@ -28,3 +28,11 @@ def validate_report(report_schema: dict[str, Any]):
         return report
 
     return validate
+
+
+@pytest.fixture(autouse=True)
+def _no_random_order(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """pytest-randomly is installed for one test; every other pytest run these tests start keeps its order."""
+    if "pytester" in request.fixturenames:
+        request.getfixturevalue("pytester")  # it clears PYTEST_ADDOPTS when it is set up: ours comes after
+    monkeypatch.setenv("PYTEST_ADDOPTS", "-p no:randomly")

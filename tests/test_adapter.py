@@ -12,12 +12,15 @@ from onnx import TensorProto
 from PIL import Image
 from safetensors.numpy import save_file
 
-from pytest_vla.bindings import binding_shapes, noise_tensor, preprocess_image, state_vector
-from pytest_vla.export import ExportError, ImageInput, load_manifest
-from pytest_vla.normalize import StatsError, load_normalization
-from pytest_vla.policy import OnnxPolicy, action_chunk
-from pytest_vla.suites.base import Observation, TaskSpec
-from pytest_vla.suites.libero import LiberoSuite, axis_angle
+from pytest_vla.errors import ExportError, StatsError
+from pytest_vla.export.manifest import ImageInput, load_manifest
+from pytest_vla.export.normalize import load_normalization
+from pytest_vla.policy.feeds import binding_shapes, noise_tensor, preprocess_image, state_vector
+from pytest_vla.policy.onnx import OnnxPolicy, action_chunk
+from pytest_vla.report.schema import TaskSpec
+from pytest_vla.suites.base import Observation
+from pytest_vla.suites.libero import LiberoSuite
+from pytest_vla.suites.libero.env import axis_angle
 from tests.models import signature_policy, word_tokenizer, write_export
 
 RNG = np.random.default_rng(3)

@@ -13,7 +13,8 @@ import pytest
 from junitparser.xunit2 import JUnitXml
 from onnx import TensorProto, helper
 
-from pytest_vla.export import DEMO_EXPORT_DIR, load_manifest, resolve_export
+from pytest_vla.export.files import DEMO_EXPORT_DIR, resolve_export
+from pytest_vla.export.manifest import load_manifest
 
 BUILDER = Path(__file__).resolve().parent.parent / "scripts" / "build_demo_export.py"
 

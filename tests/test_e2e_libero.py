@@ -190,7 +190,7 @@ def test_last_failed_reruns_only_the_failed_episodes(pytester: pytest.Pytester) 
     ]
     pytester.runpytest_subprocess(*args, "-k", "ep1").assert_outcomes(failed=1, deselected=2)
     rerun = pytester.runpytest_subprocess(*args, "--lf", "--collect-only", "-q")
-    assert [line for line in rerun.stdout.lines if line.startswith("libero::")] == ["libero::libero_spatial:0:ep1"]
+    assert [line for line in rerun.stdout.lines if line.startswith("libero::")] == ["libero::libero_spatial:0::ep1"]
 
 
 def test_one_process_loads_the_model_once(pytester: pytest.Pytester) -> None:
@@ -199,16 +199,16 @@ def test_one_process_loads_the_model_once(pytester: pytest.Pytester) -> None:
         """
         from pathlib import Path
 
-        import pytest_vla.policy
+        import pytest_vla.policy.onnx
 
         loads = []
-        original = pytest_vla.policy.OnnxPolicy.__init__
+        original = pytest_vla.policy.onnx.OnnxPolicy.__init__
 
         def counting(self, *args, **kwargs):
             loads.append(1)
             original(self, *args, **kwargs)
 
-        pytest_vla.policy.OnnxPolicy.__init__ = counting
+        pytest_vla.policy.onnx.OnnxPolicy.__init__ = counting
 
         def pytest_sessionfinish(session):
             Path("loads.txt").write_text(str(len(loads)))

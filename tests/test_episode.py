@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from pytest_vla.episode import run_episode
-from pytest_vla.policy import PolicyError
-from pytest_vla.suites.base import EnvFailure, Observation
+from pytest_vla.errors import EnvFailure, PolicyError
+from pytest_vla.rollout.loop import run_episode
+from pytest_vla.suites.base import Observation
 
 
 class ScriptedEnv:

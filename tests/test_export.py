@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from pytest_vla.export import ExportError, ImageInput, StateInput, file_digest, load_manifest
+from pytest_vla.errors import ExportError
+from pytest_vla.export.files import file_digest
+from pytest_vla.export.manifest import ImageInput, StateInput, load_manifest
 from tests.models import camera_export, state_only_export
 
 

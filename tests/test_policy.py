@@ -7,9 +7,10 @@ import onnxruntime as ort
 import pytest
 from PIL import Image
 
-from pytest_vla.bindings import binding_shapes, preprocess_image
-from pytest_vla.export import ExportError, ImageInput, load_manifest
-from pytest_vla.policy import OnnxPolicy, PolicyError, action_chunk
+from pytest_vla.errors import ExportError, PolicyError
+from pytest_vla.export.manifest import ImageInput, load_manifest
+from pytest_vla.policy.feeds import binding_shapes, preprocess_image
+from pytest_vla.policy.onnx import OnnxPolicy, action_chunk
 from pytest_vla.suites.base import Observation
 from pytest_vla.suites.libero import LiberoSuite
 from tests.models import camera_export, linear_policy, state_only_export, write_export

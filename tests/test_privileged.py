@@ -8,11 +8,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from pytest_vla.bindings import binding_shapes, synthetic_observation
-from pytest_vla.export import ExportError, ObjectsOfInterestInput, ObservationInput, load_manifest, parse_manifest
-from pytest_vla.policy import OnnxPolicy
+from pytest_vla.errors import ExportError
+from pytest_vla.export.manifest import ObjectsOfInterestInput, ObservationInput, load_manifest, parse_manifest
+from pytest_vla.policy.feeds import binding_shapes, synthetic_observation
+from pytest_vla.policy.onnx import OnnxPolicy
 from pytest_vla.suites.base import Observation, StateConvention
-from pytest_vla.suites.libero import LiberoSuite, goal_objects
+from pytest_vla.suites.libero import LiberoSuite
+from pytest_vla.suites.libero.suite import goal_objects
 from tests.models import privileged_policy, write_export
 
 SUITE = LiberoSuite()
@@ -183,7 +185,7 @@ def test_feeds_come_from_the_raw_observation_and_the_object_positions(tmp_path: 
 
 
 def test_a_missing_key_at_run_time_is_a_policy_error(tmp_path: Path) -> None:
-    from pytest_vla.policy import PolicyError
+    from pytest_vla.errors import PolicyError
 
     manifest = load_manifest(_export(tmp_path, {"x": [1, 3]}, {"x": {"source": "obs", "key": "milk_1_pos"}}))
     with pytest.raises(PolicyError, match=r"inputs\.x: the observation has no key 'milk_1_pos'"):

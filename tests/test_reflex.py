@@ -13,11 +13,13 @@ import pytest
 from onnx import TensorProto
 from safetensors.numpy import save_file
 
-from pytest_vla.bindings import binding_shapes
 from pytest_vla.cli import main
-from pytest_vla.export import ExportError, load_manifest
-from pytest_vla.policy import OnnxPolicy
-from pytest_vla.suites.base import Observation, TaskSpec
+from pytest_vla.errors import ExportError
+from pytest_vla.export.manifest import load_manifest
+from pytest_vla.policy.feeds import binding_shapes
+from pytest_vla.policy.onnx import OnnxPolicy
+from pytest_vla.report.schema import TaskSpec
+from pytest_vla.suites.base import Observation
 from pytest_vla.suites.libero import LiberoSuite
 from tests.models import signature_policy, word_tokenizer
 
@@ -168,7 +170,7 @@ def test_a_reflex_export_runs_the_preflight(pytester: pytest.Pytester) -> None:
         "--vla-export", "e", "--vla-tasks", "libero_object:0", "--collect-only", "-q"
     )
     assert result.ret == pytest.ExitCode.OK, result.stderr.str()
-    assert "libero::libero_object:0:ep0" in result.stdout.str()
+    assert "libero::libero_object:0::ep0" in result.stdout.str()
 
 
 # --- pytest-vla inspect ---------------------------------------------------------------------

@@ -1,15 +1,15 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 
-from pytest_vla.export import export_files
-from pytest_vla.plan import EvalPlan
-from pytest_vla.report import ReportWriter, write_json_atomically
-from pytest_vla.suites.base import TaskSpec
-from pytest_vla.summary import summary_lines
+from pytest_vla.export.files import export_files
+from pytest_vla.report.schema import EpisodeRow, TaskSpec, TerminalReason, episode_row
+from pytest_vla.report.summary import summary_lines
+from pytest_vla.report.writer import ReportWriter, RunInfo, write_json_atomically
 from tests.models import state_only_export
 
 TASKS = (
@@ -18,45 +18,43 @@ TASKS = (
 )
 
 
-def _plan(tmp_path: Path) -> EvalPlan:
-    return EvalPlan(
+def _writer(tmp_path: Path) -> ReportWriter:
+    export = state_only_export(tmp_path / "export")
+    info = RunInfo(
         suite="libero",
-        export=state_only_export(tmp_path / "export"),
-        output=tmp_path / "out",
+        seed=7,
         tasks=TASKS,
         num_episodes=2,
-        seed=7,
-        max_steps_override=None,
-        save_trajectories=False,
-        episode_timeout_override=None,
-        cameras=(),
+        protocol={"settle_steps": 10},
         provider="CPUExecutionProvider",
-        collect_paths=False,
+        workers=2,
+        export_dir=export,
+        export_files=export_files(export),
+    )
+    return ReportWriter(info, tmp_path / "out")
+
+
+def _row(task: TaskSpec, episode: int, reason: str) -> EpisodeRow:
+    error = None if reason in ("success", "timeout") else "boom"
+    return episode_row(
+        task.episode(episode),
+        reason=TerminalReason(reason),
+        instruction=task.instruction,
+        max_steps=task.max_steps,
+        worker="gw0",
+        n_steps=12,
+        wall_clock_s=1.5,
+        error_message=error,
     )
 
 
-def _row(task: TaskSpec, episode: int, reason: str) -> dict:
-    return {
-        "task_id": task.family,
-        "task_index": task.index,
-        "episode_index": episode,
-        "success": reason == "success",
-        "terminal_reason": reason,
-        "wall_clock_s": 1.5,
-        "n_steps": 12,
-        "video_path": None,
-        "error_message": None if reason in ("success", "timeout") else "boom",
-    }
-
-
-def test_report_tallies_families_and_tasks_and_validates(tmp_path: Path, validate_report, pytestconfig) -> None:
-    plan = _plan(tmp_path)
-    writer = ReportWriter(plan, {"settle_steps": 10}, workers=2, export_files=export_files(plan.export))
+def test_report_tallies_families_and_tasks_and_validates(tmp_path: Path, validate_report) -> None:
+    writer = _writer(tmp_path)
     writer.add(_row(TASKS[1], 1, "timeout"))
     writer.add(_row(TASKS[0], 1, "adapter_error"))
     writer.add(_row(TASKS[0], 0, "success"))
     writer.add(_row(TASKS[0], 1, "success"))  # a rerun of the same episode replaces the first attempt
-    path = writer.write(pytestconfig)
+    path = writer.write()
     report = validate_report(path)
     assert report["tasks"] == ["libero_object", "libero_goal"]
     assert report["aggregate"] == {"success_rate": pytest.approx(2 / 3), "n_success": 2, "n_total": 3}
@@ -80,3 +78,17 @@ def test_atomic_write_leaves_the_old_file_when_serialising_fails(tmp_path: Path)
         write_json_atomically(path, {"bad": object()})
     assert json.loads(path.read_text()) == {"ok": True}
     assert list(tmp_path.iterdir()) == [path]
+
+
+def test_report_json_is_readable_by_others(tmp_path: Path) -> None:
+    # Artifact uploaders often run as another user: the report gets a plain file's mode, not 0600.
+    path = tmp_path / "report.json"
+    write_json_atomically(path, {"ok": True})
+    assert path.stat().st_mode & 0o777 == 0o666 & ~_umask()
+    assert path.stat().st_mode & 0o044 == 0o044
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

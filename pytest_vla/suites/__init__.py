@@ -1,12 +1,14 @@
-"""Benchmark suites behind one interface (:mod:`pytest_vla.suites.base`); LIBERO ships built in."""
+"""Benchmark suites behind one interface (:mod:`pytest_vla.suites.base`); LIBERO ships built in.
+
+Other suites come from plugins through the ``pytest_vla_make_suite`` hook.
+"""
 
 from __future__ import annotations
-
-import pytest
 
 from pytest_vla.suites.base import Suite
 
 BUILT_IN = ("libero",)
+DEFAULT_SUITE = BUILT_IN[0]
 
 
 def built_in_suite(name: str) -> Suite | None:
@@ -17,6 +19,6 @@ def built_in_suite(name: str) -> Suite | None:
     return None
 
 
-@pytest.hookimpl(trylast=True)
-def pytest_vla_make_suite(config: pytest.Config, name: str) -> Suite | None:
-    return built_in_suite(name)
+def task_selection(text: str) -> tuple[str, ...]:
+    """A comma-separated ``--vla-tasks`` value as its entries (families or ``FAMILY:INDEX``)."""
+    return tuple(entry.strip() for entry in text.split(",") if entry.strip())

@@ -8,6 +8,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from pytest_vla.report.schema import TaskSpec
+
 STATE_ORIGINS = ("observation", "controller")  # the default first, as every tuple of choices
 QUATERNION_CONVENTIONS = ("robosuite", "antipodal")
 
@@ -23,32 +25,6 @@ class StateConvention:
 
     origin: str = "observation"
     quaternion: str = "robosuite"
-
-
-class SuiteError(Exception):
-    """A task list or setting the suite cannot honour; the message is one line."""
-
-
-class EnvFailure(Exception):
-    """The simulator could not do its part; ``terminal_reason`` says which part (report schema v1 enum)."""
-
-    def __init__(self, terminal_reason: str, message: str) -> None:
-        super().__init__(message)
-        self.terminal_reason = terminal_reason
-
-
-@dataclass(frozen=True)
-class TaskSpec:
-    """One task of a suite: the unit that owns an environment and a step budget."""
-
-    family: str
-    index: int
-    instruction: str
-    max_steps: int
-
-    @property
-    def key(self) -> str:
-        return f"{self.family}:{self.index}"
 
 
 @dataclass
@@ -84,7 +60,7 @@ class Suite(Protocol):
     max_episodes: int
 
     def resolve_tasks(self, selection: Sequence[str]) -> list[TaskSpec]:
-        """Expand a ``--vla-tasks`` selection (or the default when empty); raise :class:`SuiteError`."""
+        """Expand a ``--vla-tasks`` selection (or the default when empty); raise ``SuiteError``."""
 
     def protocol(self) -> dict[str, Any]:
         """The facts of the evaluation protocol and library versions, for the report."""
@@ -96,7 +72,7 @@ class Suite(Protocol):
         """The names behind :attr:`Observation.objects_of_interest` for ``task``, in the same order."""
 
     def check_rendering(self) -> None:
-        """Raise :class:`SuiteError` if the rendering backend cannot render at all."""
+        """Raise ``SuiteError`` if the rendering backend cannot render at all."""
 
     def make_env(self, task: TaskSpec, cameras: Sequence[str], seed: int, state: StateConvention) -> SuiteEnv:
-        """Build the env for ``task`` rendering only ``cameras``; raise :class:`EnvFailure`."""
+        """Build the env for ``task`` rendering only ``cameras``; raise ``EnvFailure``."""

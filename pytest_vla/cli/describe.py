@@ -1,0 +1,67 @@
+"""An export's resolved binding in words, for ``pytest-vla inspect``."""
+
+from __future__ import annotations
+
+from pytest_vla.export.manifest import (
+    ActionSpec,
+    ConstantInput,
+    ImageInput,
+    InputBinding,
+    InstructionInput,
+    NoiseInput,
+    ObjectsOfInterestInput,
+    ObservationInput,
+    StateInput,
+)
+from pytest_vla.export.normalize import Normalization
+
+
+def describe_binding(binding: InputBinding, render_size: tuple[int, int]) -> str:
+    """What feeds one model input, and how it is preprocessed."""
+    if isinstance(binding, ImageInput):
+        height, width = binding.size
+        low, high = binding.value_range
+        scale = "uint8 pixels" if binding.dtype == "uint8" else f"float32 in [{low:g}, {high:g}]"
+        resize = "as rendered" if binding.size == render_size else f"resized ({binding.resize}) to {height}x{width}"
+        return (
+            f"camera {binding.camera}: {render_size[0]}x{render_size[1]} rotated 180 degrees, {resize}, {scale}, "
+            f"{binding.layout}"
+        )
+    if isinstance(binding, StateInput):
+        parts = [f"state from the {binding.convention.origin}, quaternion {binding.convention.quaternion}"]
+        if binding.normalize is not None:
+            parts.append(f"normalized {_stats(binding.normalize)}")
+        if binding.pad_to is not None:
+            parts.append(f"zero-padded to {binding.pad_to}")
+        return ", ".join(parts)
+    if isinstance(binding, ObservationInput):
+        return f"privileged: raw observation {binding.key!r}"
+    if isinstance(binding, ObjectsOfInterestInput):
+        return "privileged: positions of the goal's objects, in goal order"
+    if isinstance(binding, InstructionInput):
+        what = "token ids" if binding.part == "tokens" else "attention mask"
+        pad = f"pad id {binding.pad_id}" if binding.pad_id is not None else "the tokenizer's pad id (else 0)"
+        text = f"instruction {what}: {binding.tokenizer.name}, template {binding.template!r}, {binding.max_length} "
+        text += f"tokens, right-padded with {pad}"
+        if binding.state is not None:
+            normalize = f"normalized {_stats(binding.state.normalize)}, " if binding.state.normalize else ""
+            pad_to = f"padded to {binding.state.pad_to}, " if binding.state.pad_to else ""
+            text += f"; {{state}}: {normalize}{pad_to}256 bins over [-1, 1]"
+        return text
+    if isinstance(binding, ConstantInput):
+        return f"constant {binding.value!r} ({binding.dtype}, shape {list(binding.shape)})"
+    assert isinstance(binding, NoiseInput)
+    return f"standard normal noise, shape {list(binding.shape)}, seeded by (seed, task, episode, query)"
+
+
+def describe_action(spec: ActionSpec) -> str:
+    parts = [f"output {spec.output!r}: the first {spec.dim} values of each action"]
+    if spec.unnormalize is not None:
+        parts.append(f"unnormalized {_stats(spec.unnormalize)}")
+    parts.append(f"gripper {spec.gripper}")
+    parts.append(f"the first {spec.execute} of each chunk run" if spec.execute else "the whole chunk runs")
+    return ", ".join(parts)
+
+
+def _stats(normalization: Normalization) -> str:
+    return f"{normalization.mode} ({normalization.source.name}: {normalization.key!r})"

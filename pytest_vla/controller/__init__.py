@@ -1,0 +1,1 @@
+"""The pytest-facing side: options, preflight, the collection tree, the controller's run, xdist wiring."""

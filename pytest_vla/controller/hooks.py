@@ -1,0 +1,51 @@
+"""The controller's pytest hooks: the preflight before workers start, rows as reports come in, the verdict."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pytest_vla.controller.items import PLAN_KEY
+from pytest_vla.controller.run import ControllerRun
+from pytest_vla.rollout import interrupts
+
+
+class ControllerHooks:
+    """Registered on the controller (the single process without xdist); ``run`` exists once the preflight passed."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.run: ControllerRun | None = None
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        # Before xdist starts workers (its sessionstart is trylast) and before the header prints.
+        self.run = ControllerRun.start(self.config)
+        self.config.stash[PLAN_KEY] = self.run.plan
+        interrupts.install()
+
+    def pytest_report_header(self, config: pytest.Config) -> list[str]:
+        return self.run.header_lines() if self.run else []
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        # Without xdist the controller collects; under xdist see XdistHooks.
+        if self.run is not None and not self.config.pluginmanager.hasplugin("dsession"):
+            self.run.expect(item.nodeid for item in session.items)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if self.run is not None:
+            self.run.record(report)
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if self.run is not None and not self.config.option.collectonly:
+            xml_path = getattr(self.config.option, "xmlpath", None)
+            session.exitstatus = self.run.finish(session.exitstatus, Path(xml_path) if xml_path else None)
+
+    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
+        if self.run is not None and not self.config.option.collectonly:
+            terminalreporter.section("pytest-vla")
+            for line in self.run.summary():
+                terminalreporter.write_line(line)

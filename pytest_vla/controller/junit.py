@@ -1,0 +1,60 @@
+"""JUnit XML that says what each episode did: one testcase per episode, carrying the episode's facts.
+
+pytest's junitxml writes a testcase for every attempt of an item that pytest-rerunfailures reran,
+and a bare one (no properties) for an item whose xdist worker died. After the file is written, the
+earlier attempts of each episode are dropped (the last attempt decides, as in report.json), every
+episode testcase gets its row's facts as ``<property>`` elements, and the suite counts are
+recomputed.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from collections.abc import Mapping
+from pathlib import Path
+
+from _pytest.junitxml import mangle_test_address
+
+from pytest_vla.report.schema import EpisodeRow
+
+# The episode facts every testcase carries.
+PROPERTIES = ("task_id", "task_index", "episode_index", "terminal_reason", "n_steps", "wall_clock_s")
+_OUTCOMES = {"failures": "failure", "errors": "error", "skipped": "skipped"}
+
+
+def testcase_address(nodeid: str, prefix: str | None) -> tuple[str, str]:
+    """(classname, name) of a node id's testcase, as pytest's junitxml writes them (``--junit-prefix`` too)."""
+    names = mangle_test_address(nodeid)
+    if prefix:
+        names.insert(0, prefix)
+    return ".".join(names[:-1]), names[-1]
+
+
+def finish_junit(path: Path, episodes: Mapping[tuple[str, str], EpisodeRow]) -> None:
+    """Rewrite ``path`` with one testcase per episode (its last), each carrying its row's facts."""
+    tree = ET.parse(path)
+    root = tree.getroot()
+    for suite in [root] if root.tag == "testsuite" else root.findall("testsuite"):
+        last: dict[tuple[str, str], ET.Element] = {}
+        for case in suite.findall("testcase"):
+            address = (case.get("classname") or "", case.get("name") or "")
+            if address in episodes:
+                if address in last:
+                    suite.remove(last[address])
+                last[address] = case
+        for address, case in last.items():
+            _set_properties(case, episodes[address])
+        cases = suite.findall("testcase")
+        suite.set("tests", str(len(cases)))
+        for attribute, tag in _OUTCOMES.items():
+            suite.set(attribute, str(sum(1 for case in cases if case.find(tag) is not None)))
+    tree.write(path, encoding="utf-8", xml_declaration=True)
+
+
+def _set_properties(case: ET.Element, row: EpisodeRow) -> None:
+    for old in case.findall("properties"):
+        case.remove(old)
+    properties = ET.Element("properties")
+    for name in PROPERTIES:
+        ET.SubElement(properties, "property", name=name, value=str(row[name]))  # type: ignore[literal-required]
+    case.insert(0, properties)  # the schema wants <properties> first

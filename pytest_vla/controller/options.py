@@ -1,0 +1,161 @@
+"""Command-line options and ini keys, and the checked :class:`Settings` read from them."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import overload
+
+import pytest
+
+from pytest_vla.export.files import resolve_export
+from pytest_vla.suites import DEFAULT_SUITE, task_selection
+
+DEFAULT_NUM_EPISODES = 3
+DEFAULT_SEED = 7  # the published protocol's (openpi, OpenVLA-OFT, vla-eval)
+DEFAULT_OUTPUT = "eval_output"
+
+# (option, help, metavar or None for a flag); each is also the ini key with dashes as underscores.
+_OPTIONS = (
+    (
+        "--vla-export",
+        "ONNX export directory to evaluate (vla_export.json + model), or 'demo' for the built-in "
+        "scripted LIBERO-Object policy; enables pytest-vla",
+        "PATH",
+    ),
+    ("--vla-suite", f"benchmark suite (default: {DEFAULT_SUITE})", "NAME"),
+    (
+        "--vla-tasks",
+        "comma-separated families (libero_spatial, libero_object, libero_goal, libero_10, libero_90) "
+        "or single tasks FAMILY:INDEX (default: spatial, object, goal, 10)",
+        "LIST",
+    ),
+    ("--vla-num-episodes", f"episodes per task, init states 0..N-1 (default: {DEFAULT_NUM_EPISODES})", "N"),
+    ("--vla-seed", f"environment seed (default: {DEFAULT_SEED})", "N"),
+    ("--vla-output", f"directory for report.json and trajectories (default: ./{DEFAULT_OUTPUT})", "DIR"),
+    ("--vla-max-steps", "override the suite's policy-step budget per episode (for smoke runs)", "N"),
+    ("--vla-save-trajectories", "save each episode's actions and states as .npz", None),
+    (
+        "--vla-resume",
+        "run only the episodes not yet in --vla-output's report.json (same export, seed and protocol)",
+        None,
+    ),
+    (
+        "--vla-episode-timeout",
+        "wall-clock seconds per episode, from its reset (default: 120 + 2 per step of its budget)",
+        "S",
+    ),
+    (
+        "--vla-min-success-rate",
+        "exit 0 when the aggregate success rate is at least R (0..1), whatever single episodes did",
+        "R",
+    ),
+)
+
+
+def add_options(parser: pytest.Parser) -> None:
+    group = parser.getgroup("vla", "VLA policy evaluation (pytest-vla)")
+    for option, help_text, metavar in _OPTIONS:
+        dest = _dest(option)
+        if metavar is None:
+            group.addoption(option, action="store_true", default=None, dest=dest, help=help_text)
+            parser.addini(dest, help_text, type="bool", default=False)
+        else:
+            group.addoption(option, default=None, dest=dest, metavar=metavar, help=help_text)
+            parser.addini(dest, help_text, default=None)
+
+
+@dataclass(frozen=True)
+class Settings:
+    export: Path
+    suite: str
+    tasks: tuple[str, ...]
+    num_episodes: int
+    seed: int
+    output: Path
+    max_steps: int | None
+    save_trajectories: bool
+    min_success_rate: float | None
+    episode_timeout: float | None
+    resume: bool
+
+
+def is_active(config: pytest.Config) -> bool:
+    """pytest-vla does nothing unless an export is named."""
+    return _value(config, "--vla-export") is not None
+
+
+def read_settings(config: pytest.Config) -> Settings:
+    """The options as typed values; raises :class:`pytest.UsageError` naming the bad option."""
+    export = _value(config, "--vla-export")
+    assert isinstance(export, str)
+    tasks = _value(config, "--vla-tasks") or ""
+    max_steps = _int(config, "--vla-max-steps", None)
+    if max_steps is not None and max_steps < 1:
+        raise pytest.UsageError(f"--vla-max-steps must be at least 1, got {max_steps}")
+    save = _value(config, "--vla-save-trajectories")
+    min_success_rate = _float(
+        config, "--vla-min-success-rate", lambda rate: 0.0 <= rate <= 1.0, "a fraction in 0..1 (0.9 for 90%)"
+    )
+    seed = _int(config, "--vla-seed", DEFAULT_SEED)
+    if not 0 <= seed < 2**32:  # what numpy's (and LIBERO's) seeding accepts
+        raise pytest.UsageError(f"--vla-seed must be in 0..{2**32 - 1}, got {seed}")
+    episode_timeout = _float(
+        config, "--vla-episode-timeout", lambda seconds: seconds > 0, "a positive number of seconds"
+    )
+    return Settings(
+        export=resolve_export(str(export)),
+        suite=_value(config, "--vla-suite") or DEFAULT_SUITE,
+        tasks=task_selection(str(tasks)),
+        num_episodes=_int(config, "--vla-num-episodes", DEFAULT_NUM_EPISODES),
+        seed=seed,
+        output=Path(_value(config, "--vla-output") or DEFAULT_OUTPUT).expanduser().resolve(),
+        max_steps=max_steps,
+        save_trajectories=bool(save),
+        min_success_rate=min_success_rate,
+        episode_timeout=episode_timeout,
+        resume=bool(_value(config, "--vla-resume")),
+    )
+
+
+def _dest(option: str) -> str:
+    return option.lstrip("-").replace("-", "_")
+
+
+def _value(config: pytest.Config, option: str) -> str | bool | None:
+    """The command line wins over the ini file."""
+    dest = _dest(option)
+    value = config.getoption(dest)
+    if value is None:
+        value = config.getini(dest) or None
+    return value
+
+
+@overload
+def _int(config: pytest.Config, option: str, default: int) -> int: ...
+@overload
+def _int(config: pytest.Config, option: str, default: None) -> int | None: ...
+def _int(config: pytest.Config, option: str, default: int | None) -> int | None:
+    value = _value(config, option)
+    if value is None:
+        return default
+    try:
+        return int(str(value))
+    except ValueError:
+        raise pytest.UsageError(f"{option} must be an integer, got {value!r}") from None
+
+
+def _float(config: pytest.Config, option: str, valid: Callable[[float], bool], what: str) -> float | None:
+    """The option as a number ``valid`` accepts, else a usage error saying it must be ``what``."""
+    value = _value(config, option)
+    if value is None:
+        return None
+    try:
+        number = float(str(value))
+    except ValueError:
+        number = math.nan  # fails every check below
+    if not valid(number):
+        raise pytest.UsageError(f"{option} must be {what}, got {value!r}")
+    return number

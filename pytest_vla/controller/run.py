@@ -1,0 +1,257 @@
+"""The controller's side of one run: the plan, the rows that come back, report.json and the verdict.
+
+Without xdist the controller is also the process that runs the episodes; with xdist it only
+aggregates what the workers report.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_vla.controller.exit_status import RunVerdict, exit_status, gate_line
+from pytest_vla.controller.items import PREFLIGHT_POLICY_KEY
+from pytest_vla.controller.junit import finish_junit, testcase_address
+from pytest_vla.controller.options import Settings, read_settings
+from pytest_vla.controller.preflight import make_suite, run_preflight
+from pytest_vla.errors import ExportError, ReportError
+from pytest_vla.export.files import export_files
+from pytest_vla.plan import EvalPlan
+from pytest_vla.report.reader import compatible_rows
+from pytest_vla.report.schema import EpisodeId, EpisodeRow, TerminalReason, episode_row
+from pytest_vla.report.summary import summary_lines
+from pytest_vla.report.writer import REPORT_NAME, ReportWriter, RunInfo
+from pytest_vla.rollout.watchdog import read_note
+
+
+@dataclass(frozen=True)
+class WorkerDeath:
+    """How an xdist worker went down, as the controller saw it."""
+
+    how: str  # "killed by SIGKILL", "exit code 3", ...
+    gpu: str | None  # the device the worker was pinned to
+
+
+class ControllerRun:
+    def __init__(self, config: pytest.Config, plan: EvalPlan, writer: ReportWriter, settings: Settings) -> None:
+        self.config = config
+        self.plan = plan
+        self.writer = writer
+        self.settings = settings
+        self.notes: list[str] = []  # header lines about what an earlier report contributed
+        self.worker_deaths: dict[str, WorkerDeath] = {}  # xdist worker id -> how it died
+        self._selected: list[EpisodeId] = []
+        self._other_failures: set[str] = set()  # failed tests of the user's own beside the episodes
+        self._unrecorded: dict[str, str] = {}  # episode node id -> what pytest reported without a row
+        self._expected_failures: set[EpisodeId] = set()  # xfail-marked episodes that failed
+
+    @classmethod
+    def start(cls, config: pytest.Config) -> ControllerRun:
+        """Check everything that can be checked before a simulator starts; raise a one-line UsageError."""
+        settings = read_settings(config)
+        suite = make_suite(config, settings.suite)
+        plan, policy = run_preflight(config, suite, settings, explicit_paths=_explicit_paths(config))
+        if _distributed(config):
+            del policy  # the workers load their own; the controller must not hold a model (or a GPU) all run
+        else:
+            config.stash[PREFLIGHT_POLICY_KEY] = policy
+        try:
+            files = export_files(plan.export)  # hashed once: exports can weigh gigabytes
+        except ExportError as exc:
+            raise pytest.UsageError(str(exc)) from None
+        protocol = {
+            **suite.protocol(),
+            "seed": plan.seed,
+            "num_episodes_per_task": plan.num_episodes,
+            "max_steps_override": plan.max_steps_override,
+            "cameras_rendered": list(plan.cameras),
+        }
+        info = RunInfo(
+            suite=plan.suite,
+            seed=plan.seed,
+            tasks=plan.tasks,
+            num_episodes=plan.num_episodes,
+            protocol=protocol,
+            provider=plan.provider,
+            workers=_worker_count(config),
+            export_dir=plan.export,
+            export_files=files,
+        )
+        run = cls(config, plan, ReportWriter(info, plan.output), settings)
+        run._carry_earlier_rows(suite.protocol(), files)
+        return run
+
+    def _carry_earlier_rows(self, suite_protocol: dict[str, Any], files: list[dict[str, Any]]) -> None:
+        """--vla-resume and --lf continue an earlier report instead of replacing it with a fraction of it.
+
+        ``--vla-resume`` keeps the earlier rows except harness errors (a crash is rerun) and runs
+        the rest; ``--lf`` keeps them all and lets its reruns replace theirs. A report of another
+        export, seed or protocol is refused by ``--vla-resume`` and replaced by ``--lf``.
+        """
+        if not (self.settings.resume or self.config.getoption("lf", False)):
+            return
+        path = self.plan.output / REPORT_NAME
+        if not path.is_file():
+            return
+        protocol = {**suite_protocol, "max_steps_override": self.plan.max_steps_override}
+        planned = {episode for _, episode in self.plan.episodes()}
+        try:
+            earlier = compatible_rows(
+                path, suite=self.plan.suite, seed=self.plan.seed, protocol=protocol, export_files=files
+            )
+        except ReportError as exc:
+            if self.settings.resume:
+                raise pytest.UsageError(f"--vla-resume: {exc}") from None
+            self.notes.append(f"vla: --lf: the earlier report is not continued ({exc})")
+            return
+        kept = [row for row in earlier if EpisodeId.of_row(row) in planned]
+        if self.settings.resume:
+            kept = [row for row in kept if not TerminalReason(row["terminal_reason"]).is_harness_error]
+            finished = tuple(EpisodeId.of_row(row) for row in kept)
+            self.plan = dataclasses.replace(self.plan, finished=finished)
+            self.notes.append(
+                f"vla: --vla-resume: {len(kept)} finished episodes of {path} kept, {len(planned) - len(kept)} to run"
+            )
+        else:
+            self.notes.append(f"vla: --lf: {len(kept)} episodes of {path} kept; the reruns replace theirs")
+        for row in kept:
+            self.writer.add(row)
+
+    def expect(self, nodeids: Iterable[str]) -> None:
+        """The selected items (after -k, -m, --lf): episodes among them that never report are missing."""
+        selected = [EpisodeId.from_nodeid(self.plan.suite, nodeid) for nodeid in nodeids]
+        self._selected = [episode for episode in selected if episode is not None]
+        self.writer.expect(self._selected)
+        if not self.config.option.collectonly:
+            # A valid, partial report.json exists from the start: a run killed before its first
+            # episode still says what it was going to run.
+            self.write()
+
+    def header_lines(self) -> list[str]:
+        plan = self.plan
+        n_items = len(plan.tasks) * plan.num_episodes
+        return [
+            *self.notes,
+            f"vla: export {plan.export} on {plan.provider}",
+            f"vla: suite {plan.suite}, {len(plan.tasks)} tasks x {plan.num_episodes} episodes = {n_items} items, "
+            f"seed {plan.seed}, cameras rendered: {', '.join(plan.cameras) or 'none'}, "
+            f"MUJOCO_GL={os.environ.get('MUJOCO_GL', 'osmesa')}",
+        ]
+
+    def record(self, report: pytest.TestReport) -> None:
+        row: EpisodeRow | None = getattr(report, "vla_episode", None)
+        if row is None and report.failed:
+            episode = EpisodeId.from_nodeid(self.plan.suite, report.nodeid)
+            if episode is None:
+                self._other_failures.add(report.nodeid)
+            elif report.when == "???":  # xdist's report for an item whose worker died: no row came back
+                row = self._crashed_worker_row(episode, report)
+            else:  # something beside the episode failed (a hook, a fixture): the result cannot be trusted
+                self._unrecorded[report.nodeid] = _reason(report)
+        if row is None:
+            return
+        episode = EpisodeId.of_row(row)
+        if getattr(report, "wasxfail", None) is not None:
+            self._expected_failures.add(episode)
+        self.writer.add(row)
+        self.write()
+        if report.outcome != "rerun":  # pytest-rerunfailures: only an episode's last attempt is finished
+            self.config.hook.pytest_vla_episode_finished(config=self.config, episode=dict(row))
+
+    def write(self) -> Path:
+        return self.writer.write(
+            lambda report: self.config.hook.pytest_vla_modify_report(config=self.config, report=report)
+        )
+
+    def finish(self, pytest_status: int, junit_path: Path | None) -> int:
+        """The last report write, the JUnit clean-up and the exit status, whatever happened before."""
+        self.write()
+        if junit_path is not None and junit_path.is_file():  # written by junitxml's sessionfinish, before this
+            prefix = self.config.getoption("junitprefix", None)
+            addresses = {
+                testcase_address(EpisodeId.of_row(row).nodeid(self.plan.suite), prefix): row for row in self.writer.rows
+            }
+            finish_junit(junit_path, addresses)
+        return exit_status(pytest_status, self._verdict())
+
+    def _verdict(self) -> RunVerdict:
+        return RunVerdict(
+            rows=self.writer.rows,
+            min_success_rate=self.settings.min_success_rate,
+            missing=len(self.writer.missing),
+            other_failures=len(self._other_failures),
+            unrecorded=len(self._unrecorded),
+            expected_failures=self._expected_failures,
+            nothing_left=len(self.plan.finished) == len(self.plan.episodes()),
+        )
+
+    def summary(self) -> list[str]:
+        lines = summary_lines(self.writer.build(), self.writer.path)
+        missing = self.writer.missing
+        if missing:
+            lines.append(
+                f"not run: {len(missing)} of {len(self._selected)} selected episodes "
+                f"(first: {missing[0].nodeid(self.plan.suite)}); report.json is partial"
+            )
+        for nodeid, reason in self._unrecorded.items():
+            lines.append(f"error outside the episode, no result recorded: {nodeid}: {reason}")
+        if self.settings.min_success_rate is not None:
+            lines.append(gate_line(self.writer.rows, self.settings.min_success_rate))
+        return lines
+
+    def _crashed_worker_row(self, episode: EpisodeId, report: pytest.TestReport) -> EpisodeRow:
+        """The row of an episode whose worker process died under it (segfault, OOM kill, watchdog)."""
+        worker = getattr(getattr(getattr(report, "node", None), "gateway", None), "id", "?")
+        death = self.worker_deaths.get(worker, WorkerDeath("no exit status", None))
+        task = next(task for task in self.plan.tasks if task.key == episode.task_key)
+        stuck = read_note(self.plan.output, worker)
+        if stuck is not None and stuck.phase == "episode":
+            reason = TerminalReason.TIMEOUT
+            message = (
+                f"wall-clock timeout: stuck past {stuck.limit_s:g} s inside the simulator or the model; "
+                f"the watchdog ended worker {worker} and xdist replaced it"
+            )
+        elif stuck is not None:
+            reason = TerminalReason.ADAPTER_ERROR
+            message = f"{stuck.what} was stuck past {stuck.limit_s:g} s; the watchdog ended worker {worker}"
+        else:
+            reason = TerminalReason.ADAPTER_ERROR
+            message = f"worker {worker} died while running this episode ({death.how}); xdist replaced it"
+        return episode_row(
+            episode,
+            reason=reason,
+            instruction=task.instruction,
+            max_steps=self.plan.max_steps(task),
+            worker=worker,
+            error_message=message,
+            gpu=death.gpu,
+        )
+
+
+def _reason(report: pytest.TestReport) -> str:
+    """The one line pytest would print for a failed report: the exception, else the first line."""
+    crash = getattr(report.longrepr, "reprcrash", None)
+    if crash is not None:
+        return " ".join(crash.message.split())
+    return next((line.strip() for line in report.longreprtext.splitlines() if line.strip()), f"failed in {report.when}")
+
+
+def _explicit_paths(config: pytest.Config) -> bool:
+    """Whether the user named test paths; if not, pytest-vla runs episodes only (no testpaths, no cwd)."""
+    return config.args_source == pytest.Config.ArgsSource.ARGS
+
+
+def _distributed(config: pytest.Config) -> bool:
+    return config.getoption("dist", "no") != "no"
+
+
+def _worker_count(config: pytest.Config) -> int:
+    if not _distributed(config):
+        return 1
+    return int(config.getoption("numprocesses", 0) or 1)

@@ -1,0 +1,1 @@
+"""An export as a policy: model inputs fed from observations, the ONNX session, the action chunk."""

@@ -1,0 +1,167 @@
+"""The report's vocabulary: an episode's identity, its terminal reason, and its row.
+
+Each is defined once here; item names, node ids, row keys, trajectory file names and the
+report's ``missing_episodes`` entries are all derived from :class:`EpisodeId`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, TypedDict
+
+
+def task_key(family: str, task_index: int) -> str:
+    """A task's name in ids, messages and ``--vla-tasks``: ``libero_object:3``."""
+    return f"{family}:{task_index}"
+
+
+@dataclass(frozen=True, order=True)
+class EpisodeId:
+    """(family, task index, episode index): what identifies an episode across runs, workers and reports."""
+
+    family: str
+    task_index: int
+    episode_index: int
+
+    @property
+    def task_key(self) -> str:
+        return task_key(self.family, self.task_index)
+
+    @property
+    def item_name(self) -> str:
+        """The episode item's name under its task's collector: ``ep2``."""
+        return f"ep{self.episode_index}"
+
+    def nodeid(self, suite: str) -> str:
+        """``libero::libero_object:3::ep2``: one collector level per task, so xdist's loadscope groups by task."""
+        return f"{suite}::{self.task_key}::{self.item_name}"
+
+    @classmethod
+    def from_nodeid(cls, suite: str, nodeid: str) -> EpisodeId | None:
+        """The episode a node id names, ``None`` for any other test."""
+        parts = nodeid.split("::")
+        if len(parts) != 3 or parts[0] != suite:
+            return None
+        family, _, index = parts[1].rpartition(":")
+        episode = parts[2].removeprefix("ep")
+        if not (family and index.isdigit() and parts[2].startswith("ep") and episode.isdigit()):
+            return None
+        return cls(family, int(index), int(episode))
+
+    @property
+    def file_stem(self) -> str:
+        """Per-episode artefacts: ``libero_object_task3_episode_2``."""
+        return f"{self.family}_task{self.task_index}_episode_{self.episode_index}"
+
+    @classmethod
+    def of_row(cls, row: EpisodeRow | dict[str, Any]) -> EpisodeId:
+        return cls(row["task_id"], row["task_index"], row["episode_index"])
+
+    def to_json(self) -> dict[str, Any]:
+        return {"task_id": self.family, "task_index": self.task_index, "episode_index": self.episode_index}
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One task of a suite: the unit that owns an environment and a step budget."""
+
+    family: str
+    index: int
+    instruction: str
+    max_steps: int
+
+    @property
+    def key(self) -> str:
+        return task_key(self.family, self.index)
+
+    def episode(self, episode_index: int) -> EpisodeId:
+        return EpisodeId(self.family, self.index, episode_index)
+
+
+class TerminalReason(str, Enum):
+    """Why an episode ended (report schema v1 enum)."""
+
+    SUCCESS = "success"
+    TIMEOUT = "timeout"  # out of steps or out of wall-clock time: a policy failure
+    BDDL_FAILURE = "bddl_failure"  # the env could not be built
+    RENDERING_FAILURE = "rendering_failure"
+    ADAPTER_ERROR = "adapter_error"  # the policy's output, the harness, or a worker that died
+
+    @property
+    def is_harness_error(self) -> bool:
+        """The episode was not measured: it says nothing about the policy, and it fails the run apart."""
+        return self not in (TerminalReason.SUCCESS, TerminalReason.TIMEOUT)
+
+
+class EpisodeRow(TypedDict):
+    """One ``episodes[]`` entry of report.json: schema v1 fields first, then pytest-vla's."""
+
+    task_id: str  # the family (v1 calls it the task)
+    episode_index: int
+    success: bool
+    terminal_reason: str  # a TerminalReason value
+    wall_clock_s: float
+    n_steps: int
+    video_path: str | None
+    error_message: str | None
+    task_index: int
+    instruction: str
+    max_steps: int
+    worker: str
+    env_construction_s: float
+    provider: str | None
+    gpu: str | None
+    attempt: int
+    trajectory_path: str | None
+
+
+def episode_row(
+    episode: EpisodeId,
+    *,
+    reason: TerminalReason,
+    instruction: str,
+    max_steps: int,
+    worker: str,
+    n_steps: int = 0,
+    wall_clock_s: float = 0.0,
+    error_message: str | None = None,
+    env_construction_s: float = 0.0,
+    provider: str | None = None,
+    gpu: str | None = None,
+    attempt: int = 1,
+    trajectory_path: str | None = None,
+) -> EpisodeRow:
+    """The only place a row is made, whether its episode ran, failed to run, or died with its worker."""
+    return {
+        "task_id": episode.family,
+        "episode_index": episode.episode_index,
+        "success": reason is TerminalReason.SUCCESS,
+        "terminal_reason": reason.value,
+        "wall_clock_s": round(wall_clock_s, 4),
+        "n_steps": n_steps,
+        "video_path": None,
+        "error_message": error_message,
+        "task_index": episode.task_index,
+        "instruction": instruction,
+        "max_steps": max_steps,
+        "worker": worker,
+        "env_construction_s": round(env_construction_s, 4),
+        "provider": provider,
+        "gpu": gpu,
+        "attempt": attempt,
+        "trajectory_path": trajectory_path,
+    }
+
+
+def describe_failure(row: EpisodeRow | dict[str, Any]) -> str:
+    """The one-line reason shown for a failed or errored episode."""
+    if row["terminal_reason"] == TerminalReason.TIMEOUT and row["error_message"]:
+        return str(row["error_message"])
+    if row["terminal_reason"] == TerminalReason.TIMEOUT:
+        return f"not done after {row['n_steps']} policy steps (step budget {row['max_steps']})"
+    return f"{row['terminal_reason']}: {row['error_message']}"
+
+
+def success_rate(rows: list[EpisodeRow] | list[dict[str, Any]]) -> float:
+    return sum(1 for row in rows if row["success"]) / len(rows) if rows else 0.0

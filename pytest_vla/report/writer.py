@@ -1,0 +1,174 @@
+"""``<output>/report.json``: the schema v1 envelope (``reflex eval``'s), plus additive detail.
+
+The controller owns the report: every worker's rows reach it through pytest's report stream, and
+the file is rewritten atomically after each finished episode, so it is valid at any moment.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest_vla
+from pytest_vla.report.environment import machine, package_version, utc_now
+from pytest_vla.report.schema import EpisodeId, EpisodeRow, TaskSpec, success_rate
+
+SCHEMA_VERSION = 1
+REPORT_NAME = "report.json"
+_HARNESS_PACKAGES = ("pytest", "pytest-xdist", "onnxruntime", "onnxruntime-gpu")
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What a report says about its run besides the rows: decided before the first episode."""
+
+    suite: str
+    seed: int
+    tasks: tuple[TaskSpec, ...]
+    num_episodes: int
+    protocol: dict[str, Any]  # the suite's protocol and the run's settings that change outcomes
+    provider: str
+    workers: int
+    export_dir: Path
+    export_files: list[dict[str, Any]]
+
+    @property
+    def families(self) -> list[str]:
+        return list(dict.fromkeys(task.family for task in self.tasks))
+
+
+class ReportWriter:
+    """The rows of one run, kept by episode, and the report.json built from them."""
+
+    def __init__(self, info: RunInfo, output: Path) -> None:
+        self.info = info
+        self.path = output / REPORT_NAME
+        self._started_at = utc_now()
+        self._started = time.monotonic()
+        self._rows: dict[EpisodeId, EpisodeRow] = {}
+        self._expected: list[EpisodeId] = []  # the selected episodes, in run order
+        self._environment = {
+            **machine(),
+            "export_dir": str(info.export_dir),
+            "onnx_files": [entry for entry in info.export_files if entry["name"].endswith(".onnx")],
+            "export_files": info.export_files,
+            "versions": {name: version for name in _HARNESS_PACKAGES if (version := package_version(name))},
+        }
+
+    def expect(self, episodes: list[EpisodeId]) -> None:
+        """The episodes this run selected; those without a row are listed as missing."""
+        self._expected = episodes
+
+    @property
+    def rows(self) -> list[EpisodeRow]:
+        return list(self._rows.values())
+
+    @property
+    def missing(self) -> list[EpisodeId]:
+        return [episode for episode in self._expected if episode not in self._rows]
+
+    def add(self, row: EpisodeRow) -> None:
+        """Record an episode's row; a later attempt of the same episode replaces the earlier one."""
+        self._rows[EpisodeId.of_row(row)] = row
+
+    def write(self, modify: Callable[[dict[str, Any]], None] | None = None) -> Path:
+        """Build the report, let ``modify`` add keys to it, and replace report.json atomically."""
+        report = self.build()
+        if modify is not None:
+            modify(report)
+        write_json_atomically(self.path, report)
+        return self.path
+
+    def build(self) -> dict[str, Any]:
+        info = self.info
+        order = {task.key: position for position, task in enumerate(info.tasks)}
+        episodes = sorted(
+            self._rows.values(),
+            key=lambda row: (order.get(EpisodeId.of_row(row).task_key, len(order)), row["episode_index"]),
+        )
+        families = info.families
+        missing = self.missing
+        # Grouped in one pass: the report is rebuilt after every episode of runs with thousands.
+        by_family: dict[str, list[EpisodeRow]] = {}
+        by_task: dict[str, list[EpisodeRow]] = {}
+        for row in episodes:
+            by_family.setdefault(row["task_id"], []).append(row)
+            by_task.setdefault(EpisodeId.of_row(row).task_key, []).append(row)
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "reflex_version": None,
+            "harness": "pytest-vla",
+            "harness_version": pytest_vla.__version__,
+            "suite": info.suite,
+            "runtime": "local",
+            "seed": info.seed,
+            "started_at": self._started_at,
+            "finished_at": utc_now(),
+            "wall_clock_s": round(time.monotonic() - self._started, 3),
+            "tasks": families,
+            "num_episodes_per_task": info.num_episodes,
+            "aggregate": tally(episodes),
+            "results": [{"task_id": family, **tally(by_family.get(family, []))} for family in families],
+            "task_results": [
+                {
+                    "task_id": task.family,
+                    "task_index": task.index,
+                    "instruction": task.instruction,
+                    **tally(by_task.get(task.key, [])),
+                }
+                for task in info.tasks
+            ],
+            "episodes": episodes,
+            "cost": {"total_usd": 0.0, "by_task": dict.fromkeys(families, 0.0), "cost_table_schema_version": 1},
+            "modal": None,
+            "env": self._environment,
+            "execution_provider": info.provider,
+            "workers": info.workers,
+            "protocol": info.protocol,
+            "video_paths": [],
+            "notes": None,
+            # Until every selected episode has a row (a run in progress, interrupted or killed).
+            "partial": bool(missing),
+            "missing_episodes": [episode.to_json() for episode in missing],
+        }
+
+
+def tally(rows: list[EpisodeRow]) -> dict[str, Any]:
+    return {
+        "success_rate": round(success_rate(rows), 6),
+        "n_success": sum(1 for row in rows if row["success"]),
+        "n_total": len(rows),
+    }
+
+
+def write_json_atomically(path: Path, data: dict[str, Any]) -> None:
+    """Write to a temporary file beside ``path``, flush it to disk and rename it over: never half a file.
+
+    The file gets the mode a plain ``open()`` would give (0644 under the usual umask), so artifact
+    uploaders running as other users can read it; ``mkstemp`` alone would leave it 0600.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
+            json.dump(data, stream, indent=2)
+            stream.write("\n")
+            stream.flush()
+            os.fchmod(stream.fileno(), 0o666 & ~_umask())
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -1,0 +1,124 @@
+"""The per-process side of a run: one policy, one env at a time, episodes turned into report rows.
+
+Each xdist worker (or the single process without ``-n``) owns one :class:`EpisodeRunner`. The env
+of a task is kept for that task's following episodes, since building one costs seconds.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from collections.abc import Callable
+
+from pytest_vla.errors import EnvFailure, ExportError, VlaWarning, one_line
+from pytest_vla.export.manifest import load_manifest
+from pytest_vla.plan import EvalPlan
+from pytest_vla.policy.onnx import OnnxPolicy
+from pytest_vla.report.schema import EpisodeRow, TaskSpec, TerminalReason, episode_row
+from pytest_vla.rollout import interrupts
+from pytest_vla.rollout.loop import EpisodeOutcome, run_episode
+from pytest_vla.rollout.recording import save_trajectory
+from pytest_vla.rollout.watchdog import Watchdog, note_path
+from pytest_vla.suites.base import Suite, SuiteEnv
+
+ENV_BUILD_ALLOWANCE_S = 600.0  # LIBERO builds an env in 5 to 20 s; a hung GL or BDDL setup never returns
+
+
+class EpisodeRunner:
+    def __init__(
+        self,
+        plan: EvalPlan,
+        suite: Suite,
+        *,
+        worker: str,
+        workers: int,
+        announce: Callable[[str], None],
+        policy: OnnxPolicy | None = None,
+    ) -> None:
+        self.plan = plan
+        self.suite = suite
+        self.worker = worker  # "gw0", ... under xdist, else "main"
+        self.workers = workers
+        self._policy = policy  # loaded on first use unless the preflight's is handed over
+        self._env: SuiteEnv | None = None
+        self._env_task: TaskSpec | None = None
+        self._watchdog = Watchdog(note_path(plan.output, worker), announce)
+
+    def run(self, task: TaskSpec, episode_index: int, attempt: int = 1) -> EpisodeRow:
+        """Run one episode and return its report row; harness problems end up in the row, not raised."""
+        env_construction_s = 0.0
+        try:
+            # Ctrl-C and SIGTERM wait for a step boundary: the simulator is never torn down mid-call.
+            with interrupts.deferred():
+                policy = self._load_policy()
+                if self._env_task != task:
+                    self._watchdog.arm("env_build", f"building the env of {task.key}", ENV_BUILD_ALLOWANCE_S)
+                    env_construction_s = self._switch_env(task)
+                assert self._env is not None
+                policy.begin_episode(self.plan.seed, task, episode_index)
+                timeout = self.plan.episode_timeout(task)
+                self._watchdog.arm("episode", f"{task.key} episode {episode_index}", timeout)
+                outcome = run_episode(self._env, policy, episode_index, self.plan.max_steps(task), timeout)
+        except EnvFailure as exc:
+            outcome = EpisodeOutcome(exc.terminal_reason, 0, 0.0, str(exc))
+        except ExportError as exc:
+            outcome = EpisodeOutcome(TerminalReason.ADAPTER_ERROR, 0, 0.0, str(exc))
+        except Exception as exc:  # a harness bug must still leave a row behind
+            outcome = EpisodeOutcome(TerminalReason.ADAPTER_ERROR, 0, 0.0, f"harness: {one_line(exc)}")
+        finally:
+            self._watchdog.disarm()
+        trajectory, problem = None, None
+        if self.plan.save_trajectories:
+            try:
+                path = save_trajectory(
+                    self.plan.output, task.episode(episode_index), outcome, self.suite.action_dim, self.suite.state_dim
+                )
+                trajectory = str(path)
+            except Exception as exc:  # a full disk must not cost the episode's result
+                problem = f"trajectory not saved: {one_line(exc)}"
+        return episode_row(
+            task.episode(episode_index),
+            reason=outcome.terminal_reason,
+            instruction=task.instruction,
+            max_steps=self.plan.max_steps(task),
+            worker=self.worker,
+            n_steps=outcome.n_steps,
+            wall_clock_s=outcome.wall_clock_s,
+            error_message="; ".join(text for text in (outcome.error_message, problem) if text) or None,
+            env_construction_s=env_construction_s,
+            provider=self._policy.provider if self._policy else None,
+            gpu=os.environ.get("CUDA_VISIBLE_DEVICES"),  # this worker's pinned device, when pinned
+            attempt=attempt,
+            trajectory_path=trajectory,
+        )
+
+    def close(self) -> None:
+        """Close the current env; a simulator that fails to close is dropped all the same, with a warning."""
+        env, task = self._env, self._env_task
+        self._env, self._env_task = None, None
+        if env is None or task is None:
+            return
+        try:
+            env.close()
+        except Exception as exc:
+            warnings.warn(VlaWarning(f"closing the env of {task.key} failed: {one_line(exc)}"), stacklevel=2)
+
+    def _load_policy(self) -> OnnxPolicy:
+        if self._policy is None:
+            # Several workers share the cores: one inference thread each keeps them from thrashing.
+            self._policy = OnnxPolicy(
+                load_manifest(self.plan.export),
+                intra_op_threads=1 if self.workers > 1 else 0,
+            )
+        return self._policy
+
+    def _switch_env(self, task: TaskSpec) -> float:
+        # One env per process at a time: each holds about 2 GiB.
+        self.close()
+        started = time.perf_counter()
+        self._env = self.suite.make_env(
+            task, self.plan.cameras, self.plan.seed, self._load_policy().manifest.state_convention
+        )
+        self._env_task = task
+        return time.perf_counter() - started

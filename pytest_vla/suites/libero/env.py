@@ -1,0 +1,176 @@
+"""One LIBERO task's environment: reset to an init state, step, and the observation in the protocol's conventions.
+
+One deliberate refinement over openpi's loop: the env is re-seeded before every reset, because
+LIBERO's reset draws object placements from numpy's global RNG and the draw leaks into MuJoCo's
+solver warm-start even after ``set_init_state``. Re-seeding makes an episode bit-identical
+whichever worker runs it and whatever ran before it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from pytest_vla.errors import EnvFailure, one_line
+from pytest_vla.report.schema import TerminalReason
+from pytest_vla.suites.base import Observation, StateConvention
+from pytest_vla.suites.libero.rendering import RENDER_SIZE, about_rendering, configure_rendering, quiet_import
+
+SETTLE_STEPS = 10
+SETTLE_ACTION = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, -1.0)  # zero motion, gripper open
+# Manifest camera name -> robosuite camera name (its observation key is "<name>_image").
+ROBOSUITE_CAMERAS = {"agentview": "agentview", "wrist": "robot0_eye_in_hand"}
+
+
+def build_env(
+    bddl: str,
+    init_states: np.ndarray,
+    cameras: tuple[str, ...],
+    seed: int,
+    objects_of_interest: tuple[str, ...],
+    state: StateConvention,
+) -> LiberoEnv:
+    """The env of one BDDL problem, rendering only ``cameras``; a simulator built here is closed on failure."""
+    with quiet_import():
+        from libero.libero.envs.env_wrapper import ControlEnv, OffScreenRenderEnv
+
+    if cameras:
+        env = OffScreenRenderEnv(
+            bddl_file_name=bddl,
+            camera_names=[ROBOSUITE_CAMERAS[camera] for camera in cameras],
+            camera_heights=RENDER_SIZE[0],
+            camera_widths=RENDER_SIZE[1],
+        )
+    else:
+        # A policy that binds no camera gets a physics-only env: no GL context, no rendering.
+        env = ControlEnv(bddl_file_name=bddl, use_camera_obs=False, has_offscreen_renderer=False, camera_names=[])
+    try:
+        if not cameras:
+            _step_like_a_rendering_env(env.env)
+        return LiberoEnv(env, init_states, cameras, seed, objects_of_interest, state)
+    except BaseException:
+        # Each simulator holds about 2 GiB: one that cannot be used must not outlive this call.
+        with contextlib.suppress(Exception):
+            env.close()
+        raise
+
+
+def _step_like_a_rendering_env(env: Any) -> None:
+    """Make an env without a renderer simulate exactly like one with cameras.
+
+    robosuite creates its offscreen render context at the start of every (hard) reset, and the
+    context's constructor calls ``sim.forward()``. That call moves MuJoCo's solver warm-start by
+    about 1e-12, which contacts amplify into different trajectories. A physics-only env makes the
+    same call at the same point, so rendering no camera changes no state or action.
+    """
+    reset_internal = env._reset_internal
+
+    def forward_then_reset_internal() -> None:
+        env.sim.forward()
+        reset_internal()
+
+    env._reset_internal = forward_then_reset_internal
+
+
+class LiberoEnv:
+    def __init__(
+        self,
+        env: Any,
+        init_states: np.ndarray,
+        cameras: tuple[str, ...],
+        seed: int,
+        objects_of_interest: tuple[str, ...],
+        state: StateConvention,
+    ) -> None:
+        self._env = env
+        self._init_states = init_states
+        self._cameras = cameras
+        self._seed = seed
+        self._state = state
+        # LIBERO's own state objects locate bodies and region sites alike (what its goal checks use).
+        self._object_states = [env.env.object_states_dict[name] for name in objects_of_interest]
+
+    def reset(self, episode_index: int) -> Observation:
+        with _simulator("resetting"):
+            self._env.seed(self._seed)
+            _reset(self._env)
+            raw = self._env.set_init_state(self._init_states[episode_index])
+            for _ in range(SETTLE_STEPS):
+                # `done` during the settle steps is ignored, as in the reference loop.
+                raw, _, _, _ = self._env.step(list(SETTLE_ACTION))
+        return self._observation(raw)
+
+    def step(self, action: np.ndarray) -> tuple[Observation, bool]:
+        with _simulator("stepping"):
+            raw, _, done, _ = self._env.step(action.tolist())
+        return self._observation(raw), bool(done)
+
+    def close(self) -> None:
+        self._env.close()
+
+    def _observation(self, raw: dict[str, Any]) -> Observation:
+        images = {
+            # LIBERO renders upside down; every published pipeline rotates by 180 degrees.
+            camera: raw[f"{ROBOSUITE_CAMERAS[camera]}_image"][::-1, ::-1]
+            for camera in self._cameras
+        }
+        state = np.concatenate([*self._eef_pose(raw), raw["robot0_gripper_qpos"]])
+        positions = [np.array(entry.get_geom_state()["pos"], dtype=np.float64) for entry in self._object_states]
+        return Observation(images=images, state=state, raw=raw, objects_of_interest=np.array(positions).reshape(-1, 3))
+
+    def _eef_pose(self, raw: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+        """End-effector position and axis-angle orientation under the export's state convention."""
+        if self._state.origin == "controller":
+            # What the OSC controller computed for this step (vla-eval's `controller_states`).
+            controller = self._env.env.robots[0].controller
+            position, quat = np.array(controller.ee_pos), _transforms().mat2quat(np.array(controller.ee_ori_mat))
+        else:
+            position, quat = np.array(raw["robot0_eef_pos"]), raw["robot0_eef_quat"]
+        return position, axis_angle(quat, self._state.quaternion)
+
+
+def _reset(env: Any) -> Any:
+    """``ControlEnv.reset`` without its ``finally: continue``.
+
+    LIBERO retries a reset whose random placement failed, but its ``finally: continue`` also
+    swallows every other exception, Ctrl-C included, and then retries forever on a half-reset env.
+    Only robosuite's RandomizationError is retried here.
+    """
+    from robosuite.utils.errors import RandomizationError
+
+    while True:
+        try:
+            return env.env.reset()
+        except RandomizationError:
+            continue
+
+
+def axis_angle(quat: np.ndarray, convention: str) -> np.ndarray:
+    """robosuite's ``quat2axisangle`` of an x, y, z, w quaternion; ``antipodal`` first flips it to w >= 0."""
+    quat = np.array(quat, dtype=np.float64)  # a copy: quat2axisangle clips it in place
+    if convention == "antipodal" and quat[3] < 0:
+        quat = -quat
+    return _transforms().quat2axisangle(quat)
+
+
+@functools.cache
+def _transforms() -> Any:
+    """robosuite's transform_utils, imported once (it runs on every step)."""
+    configure_rendering()  # robosuite binds its GL backend when first imported
+    with quiet_import():
+        from robosuite.utils import transform_utils
+
+    return transform_utils
+
+
+@contextlib.contextmanager
+def _simulator(doing: str) -> Iterator[None]:
+    try:
+        yield
+    except Exception as exc:
+        reason = TerminalReason.RENDERING_FAILURE if about_rendering(exc) else TerminalReason.ADAPTER_ERROR
+        raise EnvFailure(reason, f"simulator failed while {doing}: {one_line(exc)}") from exc

