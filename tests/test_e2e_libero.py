@@ -221,3 +221,26 @@ def test_one_process_loads_the_model_once(pytester: pytest.Pytester) -> None:
     result.assert_outcomes(failed=2)
     # The preflight's session runs the episodes too: a multi-GB model is not loaded twice.
     assert (pytester.path / "loads.txt").read_text() == "1"
+
+
+def test_a_failed_env_build_closes_the_simulator_it_started(monkeypatch: pytest.MonkeyPatch) -> None:
+    from libero.libero.envs.env_wrapper import ControlEnv
+
+    from pytest_vla.errors import EnvFailure
+    from pytest_vla.suites.base import StateConvention
+    from pytest_vla.suites.libero import LiberoSuite
+    from pytest_vla.suites.libero import env as libero_env
+
+    closed = []
+    original_close = ControlEnv.close
+    monkeypatch.setattr(ControlEnv, "close", lambda self: closed.append(1) or original_close(self))
+
+    def broken(env: object) -> None:
+        raise RuntimeError("after the simulator started")
+
+    monkeypatch.setattr(libero_env, "_step_like_a_rendering_env", broken)
+    suite = LiberoSuite()
+    (task,) = suite.resolve_tasks(["libero_spatial:0"])
+    with pytest.raises(EnvFailure, match="after the simulator started"):
+        suite.make_env(task, (), SEED, StateConvention())
+    assert closed == [1]  # about 2 GiB each: not leaked once per episode of the task
