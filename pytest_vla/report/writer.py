@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytest_vla
+from pytest_vla import __version__
 from pytest_vla.report.environment import machine, package_version, utc_now
 from pytest_vla.report.schema import EpisodeId, EpisodeRow, TaskSpec, success_rate
 
@@ -104,7 +104,7 @@ class ReportWriter:
             "schema_version": SCHEMA_VERSION,
             "reflex_version": None,
             "harness": "pytest-vla",
-            "harness_version": pytest_vla.__version__,
+            "harness_version": __version__,
             "suite": info.suite,
             "runtime": "local",
             "seed": info.seed,
