@@ -4,4 +4,4 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$root/scripts/setup.sh"
 cd "$root"
-exec .venv/bin/pytest --vla-export demo --vla-tasks libero_object -n 2 --junitxml eval_output/junit.xml "$@"
+exec .venv/bin/pytest --vla-export demo --vla-tasks libero_object -n 2 --dist worksteal --junitxml eval_output/junit.xml "$@"

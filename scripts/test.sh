@@ -4,7 +4,7 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$root/scripts/setup.sh"
 cd "$root"
-.venv/bin/ruff check pytest_vla tests scripts conftest_examples
-.venv/bin/ruff format --check pytest_vla tests scripts conftest_examples
+.venv/bin/ruff check pytest_vla tests scripts conftest_examples benchmarks
+.venv/bin/ruff format --check pytest_vla tests scripts conftest_examples benchmarks
 .venv/bin/lint-imports
 exec .venv/bin/pytest -n 2 "$@"

@@ -4,7 +4,8 @@ Tests copy this file into a pytester directory as its conftest. ``FAKE_SUITE_SCR
 ``{"TASK:EPISODE" or "TASK": behaviour}``) says what each episode does; the default is to run out
 of steps. Behaviours: ``succeed`` (done at step 2), ``fail``, ``build_error``, ``close_error``,
 ``slow`` (0.2 s a step), ``hang_build``, ``die`` (the process exits at step 1), ``interrupt_at_build``
-and ``interrupt_at_last_step`` (a SIGINT to this process there).
+and ``interrupt_at_last_step`` (one SIGINT to this process there, the first time only). Every reset
+appends ``TASK:EPISODE`` to ``resets.log`` in the working directory: which episodes started.
 """
 
 from __future__ import annotations
@@ -23,6 +24,14 @@ from pytest_vla.report.schema import TaskSpec, TerminalReason
 from pytest_vla.suites.base import Observation, StateConvention
 
 N_TASKS, MAX_STEPS = 4, 5
+_interrupted = False  # one Ctrl-C per process: a second would interrupt at once, whatever the harness does
+
+
+def _interrupt_once() -> None:
+    global _interrupted
+    if not _interrupted:
+        _interrupted = True
+        os.kill(os.getpid(), signal.SIGINT)
 
 
 def _behaviour(task: TaskSpec, episode: int | None = None) -> str:
@@ -38,6 +47,8 @@ class FakeEnv:
 
     def reset(self, episode_index: int) -> Observation:
         self.t, self.behaviour = 0, _behaviour(self.task, episode_index)
+        with open("resets.log", "a") as log:
+            log.write(f"{self.task.index}:{episode_index}\n")
         return Observation(images={}, state=np.zeros(8))
 
     def step(self, action: np.ndarray) -> tuple[Observation, bool]:
@@ -47,7 +58,7 @@ class FakeEnv:
         if self.behaviour == "die":
             os._exit(3)
         if self.behaviour == "interrupt_at_last_step" and self.t == MAX_STEPS:
-            os.kill(os.getpid(), signal.SIGINT)
+            _interrupt_once()
         return Observation(images={}, state=np.full(8, float(self.t))), self.behaviour == "succeed" and self.t == 2
 
     def close(self) -> None:
@@ -91,7 +102,7 @@ class FakeSuite:
         if behaviour == "hang_build":
             time.sleep(3600)
         if behaviour == "interrupt_at_build":
-            os.kill(os.getpid(), signal.SIGINT)
+            _interrupt_once()
             raise EnvFailure(TerminalReason.BDDL_FAILURE, f"building the env for {task.key}: interrupted")
         return FakeEnv(task)
 

@@ -60,9 +60,7 @@ def test_maxfail_is_not_a_pass_even_when_the_rows_seen_meet_the_gate(fake, pytes
     result = fake({}, "--vla-tasks", "fake:0", "--vla-num-episodes", "3", "--maxfail", "1",
                   "--vla-min-success-rate", "0", "-p", "no:xdist")  # fmt: skip
     assert result.ret == FAILED  # the rows seen meet the gate, but 2 of 3 episodes never ran
-    result.stdout.fnmatch_lines(
-        ["not run: 2 of 3 selected episodes (first: fake::fake:0::ep1); report.json is partial"]
-    )
+    result.stdout.fnmatch_lines(["not run: 2 of 3 selected episodes (first: fake/fake:0::ep1); report.json is partial"])
     assert _report(pytester, validate_report)["partial"] is True
 
 
@@ -74,7 +72,7 @@ def test_an_error_outside_the_episode_without_a_row_fails_the_run(fake, pytester
     )
     result = fake({"0": "succeed"}, "--vla-tasks", "fake:0", "--vla-num-episodes", "2", "-p", "no:xdist")
     assert result.ret == HARNESS_ERROR_EXIT  # ep0 succeeded, ep1 never produced a result
-    result.stdout.fnmatch_lines(["error outside the episode, no result recorded: fake::fake:0::ep1: *disk gone*"])
+    result.stdout.fnmatch_lines(["error outside the episode, no result recorded: fake/fake:0::ep1: *disk gone*"])
 
 
 def test_a_finished_episode_keeps_its_row_when_its_trajectory_cannot_be_saved(fake, pytester, validate_report) -> None:
@@ -88,8 +86,9 @@ def test_a_finished_episode_keeps_its_row_when_its_trajectory_cannot_be_saved(fa
     assert row["error_message"].startswith("trajectory not saved: ")
 
 
-def test_loadscope_gives_each_task_to_one_worker(fake, pytester: pytest.Pytester, validate_report) -> None:
-    result = fake({}, "--vla-tasks", "fake:0,fake:1", "--vla-num-episodes", "3", "-n", "2", "--dist", "loadscope")
+@pytest.mark.parametrize("mode", ["loadscope", "loadfile"])
+def test_scope_scheduling_gives_each_task_to_one_worker(fake, pytester, validate_report, mode: str) -> None:
+    result = fake({}, "--vla-tasks", "fake:0,fake:1", "--vla-num-episodes", "3", "-n", "2", "--dist", mode)
     result.assert_outcomes(failed=6)
     workers: dict[int, set[str]] = {}
     for row in _report(pytester, validate_report)["episodes"]:
@@ -102,11 +101,11 @@ def test_pytest_randomly_keeps_a_tasks_episodes_together(fake, pytester, monkeyp
     monkeypatch.delenv("PYTEST_ADDOPTS", raising=False)
     result = fake({}, "--vla-num-episodes", "4", "-p", "randomly", "-p", "no:xdist",
                   "--randomly-seed", "1", "--collect-only", "-q")  # fmt: skip
-    ids = [line for line in result.stdout.lines if line.startswith("fake::")]
+    ids = [line for line in result.stdout.lines if line.startswith("fake/")]
     assert ids != sorted(ids)  # randomly did shuffle
-    tasks = [nodeid.split("::")[1] for nodeid in ids]
+    tasks = [nodeid.split("::")[0] for nodeid in ids]
     runs = [task for position, task in enumerate(tasks) if position == 0 or tasks[position - 1] != task]
-    assert len(tasks) == 16 and sorted(runs) == ["fake:0", "fake:1", "fake:2", "fake:3"]  # one run per task
+    assert len(tasks) == 16 and sorted(runs) == [f"fake/fake:{i}" for i in range(4)]  # a run per task
 
 
 def test_the_controller_releases_the_model_under_xdist(fake, pytester: pytest.Pytester) -> None:
@@ -139,13 +138,20 @@ def test_an_env_that_fails_to_close_costs_a_warning_not_the_run(fake, pytester, 
     assert _report(pytester, validate_report)["partial"] is False
 
 
-@pytest.mark.parametrize("where", ["interrupt_at_last_step", "interrupt_at_build"])
-def test_a_ctrl_c_where_no_step_follows_still_stops_the_run(fake, pytester, validate_report, where: str) -> None:
-    result = fake({"0": where}, "--vla-tasks", "fake:0", "--vla-num-episodes", "2", "-p", "no:xdist")
-    assert result.ret == INTERRUPTED  # not dropped (0/1), nor delayed to the next episode
+@pytest.mark.parametrize(
+    ("where", "episodes", "resets"),
+    [("interrupt_at_last_step", 1, ["0:0"]), ("interrupt_at_last_step", 2, ["0:0"]), ("interrupt_at_build", 2, [])],
+)
+def test_a_ctrl_c_where_no_step_follows_still_stops_the_run(
+    fake, pytester, validate_report, where: str, episodes: int, resets: list[str]
+) -> None:
+    result = fake({"0": where}, "--vla-tasks", "fake:0", "--vla-num-episodes", str(episodes), "-p", "no:xdist")
+    assert result.ret == INTERRUPTED  # not dropped (0/1) on the last episode
+    log = pytester.path / "resets.log"
+    assert (log.read_text().split() if log.exists() else []) == resets  # nor delayed into the next episode
     report = _report(pytester, validate_report)
     assert [row["episode_index"] for row in report["episodes"]] == [0]  # the episode it came in is kept
-    assert report["partial"] is True
+    assert report["partial"] is (episodes > 1)
 
 
 def test_ctrl_c_under_xdist_keeps_the_finished_episodes(fake, pytester, validate_report) -> None:
@@ -246,9 +252,18 @@ def test_the_export_path_does_not_move_the_rootdir(pytester: pytest.Pytester, tm
     pytester.makeini("[pytest]\nvla_suite = fake\nvla_tasks = fake:1\nvla_num_episodes = 2\n")
     monkeypatch.setenv("FAKE_SUITE_SCRIPT", "{}")
     result = pytester.runpytest_subprocess("--vla-export", str(export), "--collect-only", "-q", "-p", "no:xdist")
-    assert [line for line in result.stdout.lines if "::" in line] == ["fake::fake:1::ep0", "fake::fake:1::ep1"]
+    assert [line for line in result.stdout.lines if "::" in line] == ["fake/fake:1::ep0", "fake/fake:1::ep1"]
     header = pytester.runpytest_subprocess("--vla-export", str(export), "--collect-only", "-p", "no:xdist")
     header.stdout.fnmatch_lines([f"rootdir: {pytester.path}", "configfile: tox.ini"])
+
+
+@pytest.mark.parametrize("option", ["--setup-only", "--setup-plan", "--collect-only"])
+def test_listing_options_run_no_episode(fake, pytester: pytest.Pytester, option: str) -> None:
+    result = fake({"0": "succeed"}, "--vla-tasks", "fake:0", "--vla-num-episodes", "2", "-p", "no:xdist", option)
+    assert result.ret == OK
+    result.stdout.fnmatch_lines(["*ep1*"])
+    assert not (pytester.path / "resets.log").exists()
+    assert not (pytester.path / "eval_output" / "report.json").exists()
 
 
 @pytest.mark.parametrize(("seed", "message"), [("-1", "got -1"), (str(2**32), f"got {2**32}")])

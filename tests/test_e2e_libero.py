@@ -190,7 +190,7 @@ def test_last_failed_reruns_only_the_failed_episodes(pytester: pytest.Pytester) 
     ]
     pytester.runpytest_subprocess(*args, "-k", "ep1").assert_outcomes(failed=1, deselected=2)
     rerun = pytester.runpytest_subprocess(*args, "--lf", "--collect-only", "-q")
-    assert [line for line in rerun.stdout.lines if line.startswith("libero::")] == ["libero::libero_spatial:0::ep1"]
+    assert [line for line in rerun.stdout.lines if line.startswith("libero/")] == ["libero/libero_spatial:0::ep1"]
 
 
 def test_one_process_loads_the_model_once(pytester: pytest.Pytester) -> None:

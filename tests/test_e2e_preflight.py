@@ -33,8 +33,8 @@ def test_one_item_per_task_episode_with_stable_readable_ids(pytester: pytest.Pyt
         "--vla-export", str(export), "--vla-tasks", "libero_object:3,libero_goal", "--vla-num-episodes", "2",
         "--collect-only", "-q",
     )  # fmt: skip
-    ids = [line for line in result.stdout.lines if line.startswith("libero::")]
-    assert ids[:3] == ["libero::libero_object:3::ep0", "libero::libero_object:3::ep1", "libero::libero_goal:0::ep0"]
+    ids = [line for line in result.stdout.lines if line.startswith("libero/")]
+    assert ids[:3] == ["libero/libero_object:3::ep0", "libero/libero_object:3::ep1", "libero/libero_goal:0::ep0"]
     assert len(ids) == 2 + 10 * 2
     assert "test_unrelated" not in result.stdout.str()
     assert not (pytester.path / "eval_output" / "report.json").exists()
@@ -46,14 +46,14 @@ def test_named_paths_are_collected_beside_the_episodes(pytester: pytest.Pytester
         "test_mine.py", "--vla-export", str(export), "--vla-tasks", "libero_object:0", "--collect-only", "-q"
     )
     assert "test_mine.py::test_mine" in result.stdout.str()
-    assert "libero::libero_object:0::ep2" in result.stdout.str()
+    assert "libero/libero_object:0::ep2" in result.stdout.str()
 
 
 def test_keyword_selection_and_ini_keys(pytester: pytest.Pytester, export: Path) -> None:
     pytester.makeini(f"[pytest]\nvla_export = {export}\nvla_tasks = libero_spatial\nvla_num_episodes = 4\n")
     result = pytester.runpytest("--collect-only", "-q", "-k", "libero_spatial:7 or ep3")
-    ids = [line for line in result.stdout.lines if line.startswith("libero::")]
-    expected = [f"libero::libero_spatial:{t}::ep{n}" for t in range(10) for n in range(4) if t == 7 or n == 3]
+    ids = [line for line in result.stdout.lines if line.startswith("libero/")]
+    expected = [f"libero/libero_spatial:{t}::ep{n}" for t in range(10) for n in range(4) if t == 7 or n == 3]
     assert ids == expected
 
 
@@ -162,4 +162,4 @@ def _assert_one_line_error(result: pytest.RunResult, culprit: str) -> None:
     assert len(errors) == 1, result.stderr.str()
     assert culprit in errors[0]
     assert "Traceback" not in result.stdout.str() + result.stderr.str()
-    assert not json.dumps(result.stdout.lines).count("libero::")
+    assert not json.dumps(result.stdout.lines).count("libero/libero_")

@@ -170,7 +170,7 @@ def test_a_reflex_export_runs_the_preflight(pytester: pytest.Pytester) -> None:
         "--vla-export", "e", "--vla-tasks", "libero_object:0", "--collect-only", "-q"
     )
     assert result.ret == pytest.ExitCode.OK, result.stderr.str()
-    assert "libero::libero_object:0::ep0" in result.stdout.str()
+    assert "libero/libero_object:0::ep0" in result.stdout.str()
 
 
 # --- pytest-vla inspect ---------------------------------------------------------------------

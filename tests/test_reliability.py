@@ -209,7 +209,7 @@ def test_resume_runs_only_what_the_report_lacks_and_keeps_the_rest(pytester: pyt
     assert report["episodes"][0] == first["episodes"][0]  # unchanged
     # pytest's own --lf still works beside it.
     rerun = pytester.runpytest_subprocess(*common, "--vla-num-episodes", "3", "--lf", "--collect-only", "-q")
-    assert "libero::libero_spatial:0::ep2" in rerun.stdout.str()
+    assert "libero/libero_spatial:0::ep2" in rerun.stdout.str()
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from pytest_vla.controller.items import PLAN_KEY
+from pytest_vla.controller.options import runs_episodes
 from pytest_vla.controller.run import ControllerRun
 from pytest_vla.rollout import interrupts
 
@@ -40,12 +41,12 @@ class ControllerHooks:
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        if self.run is not None and not self.config.option.collectonly:
+        if self.run is not None and runs_episodes(self.config):
             xml_path = getattr(self.config.option, "xmlpath", None)
             session.exitstatus = self.run.finish(session.exitstatus, Path(xml_path) if xml_path else None)
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
-        if self.run is not None and not self.config.option.collectonly:
+        if self.run is not None and runs_episodes(self.config):
             terminalreporter.section("pytest-vla")
             for line in self.run.summary():
                 terminalreporter.write_line(line)

@@ -1,7 +1,8 @@
 """The collection tree: a collector per suite, one per task, and a test item per episode.
 
-Node ids read ``libero::libero_object:3::ep2``: the task level makes xdist's ``--dist loadscope``
-group a task's episodes on one worker, which is also the unit that reuses an env.
+Node ids read ``libero/libero_object:3::ep2``: the task in the id makes xdist's ``--dist loadscope``,
+``loadfile`` and ``worksteal`` keep a task's episodes on one worker, which is also the unit that
+reuses an env (see :func:`~pytest_vla.report.schema.task_nodeid`).
 
 Outcomes follow what pytest users read them as: a success passes; an episode that runs out of
 steps fails; anything the harness could not do (build the env, render, run the policy) is an
@@ -17,11 +18,12 @@ from typing import Any
 
 import pytest
 
+from pytest_vla.controller.options import runs_episodes
 from pytest_vla.controller.preflight import make_suite
 from pytest_vla.errors import EpisodeFailure, EpisodeHarnessError
 from pytest_vla.plan import EvalPlan
 from pytest_vla.policy.onnx import OnnxPolicy
-from pytest_vla.report.schema import EpisodeId, EpisodeRow, TaskSpec, TerminalReason, describe_failure
+from pytest_vla.report.schema import EpisodeId, EpisodeRow, TaskSpec, TerminalReason, describe_failure, task_nodeid
 from pytest_vla.rollout.runner import EpisodeRunner
 
 PLAN_KEY = pytest.StashKey[EvalPlan]()
@@ -41,13 +43,15 @@ class SuiteCollector(pytest.Collector):
 
     @classmethod
     def for_session(cls, session: pytest.Session, plan: EvalPlan) -> SuiteCollector:
-        # An explicit id without a path: ids read "libero::..." from any directory.
+        # An explicit id without a path: ids read "libero/..." from any directory.
         return cls.from_parent(session, name=plan.suite, nodeid=plan.suite, plan=plan)
 
     def collect(self) -> list[pytest.Collector]:
         finished = set(self.plan.finished)
         return [
-            TaskCollector.from_parent(self, name=task.key, task=task, episodes=episodes)
+            TaskCollector.from_parent(
+                self, name=task.key, nodeid=task_nodeid(self.plan.suite, task.key), task=task, episodes=episodes
+            )
             for task in self.plan.tasks
             if (episodes := [e for i in range(self.plan.num_episodes) if (e := task.episode(i)) not in finished])
         ]
@@ -77,6 +81,8 @@ class EpisodeItem(pytest.Item):
         self.episode = episode
 
     def setup(self) -> None:
+        if not runs_episodes(self.config):  # --setup-only / --setup-plan show the item, nothing more
+            return
         if ROW_KEY in self.stash:  # a rerun must not report the previous attempt's row
             del self.stash[ROW_KEY]
         # pytest-rerunfailures counts attempts on the item; the last attempt's row is the one kept.

@@ -87,6 +87,11 @@ def is_active(config: pytest.Config) -> bool:
     return _value(config, "--vla-export") is not None
 
 
+def runs_episodes(config: pytest.Config) -> bool:
+    """False for ``--collect-only``, ``--setup-only`` and ``--setup-plan``: they list episodes, never run them."""
+    return not (config.option.collectonly or config.option.setuponly)
+
+
 def read_settings(config: pytest.Config) -> Settings:
     """The options as typed values; raises :class:`pytest.UsageError` naming the bad option."""
     export = _value(config, "--vla-export")

@@ -18,7 +18,7 @@ import pytest
 from pytest_vla.controller.exit_status import RunVerdict, exit_status, gate_line
 from pytest_vla.controller.items import PREFLIGHT_POLICY_KEY
 from pytest_vla.controller.junit import finish_junit, testcase_address
-from pytest_vla.controller.options import Settings, read_settings
+from pytest_vla.controller.options import Settings, read_settings, runs_episodes
 from pytest_vla.controller.preflight import make_suite, run_preflight
 from pytest_vla.errors import ExportError, ReportError
 from pytest_vla.export.files import export_files
@@ -128,7 +128,7 @@ class ControllerRun:
         selected = [EpisodeId.from_nodeid(self.plan.suite, nodeid) for nodeid in nodeids]
         self._selected = [episode for episode in selected if episode is not None]
         self.writer.expect(self._selected)
-        if not self.config.option.collectonly:
+        if runs_episodes(self.config):
             # A valid, partial report.json exists from the start: a run killed before its first
             # episode still says what it was going to run.
             self.write()

@@ -16,6 +16,16 @@ def task_key(family: str, task_index: int) -> str:
     return f"{family}:{task_index}"
 
 
+def task_nodeid(suite: str, key: str) -> str:
+    """A task collector's node id, ``libero/libero_object:3``.
+
+    xdist's ``loadfile`` groups by what precedes the first ``::`` and ``loadscope`` by what precedes
+    the last one: with the task in both places, either mode keeps a task (the env-reuse unit) on one
+    worker. JUnit reads it as the class ``libero.libero_object:3``.
+    """
+    return f"{suite}/{key}"
+
+
 @dataclass(frozen=True, order=True)
 class EpisodeId:
     """(family, task index, episode index): what identifies an episode across runs, workers and reports."""
@@ -34,18 +44,17 @@ class EpisodeId:
         return f"ep{self.episode_index}"
 
     def nodeid(self, suite: str) -> str:
-        """``libero::libero_object:3::ep2``: one collector level per task, so xdist's loadscope groups by task."""
-        return f"{suite}::{self.task_key}::{self.item_name}"
+        """``libero/libero_object:3::ep2``: the episode item under its task's collector."""
+        return f"{task_nodeid(suite, self.task_key)}::{self.item_name}"
 
     @classmethod
     def from_nodeid(cls, suite: str, nodeid: str) -> EpisodeId | None:
         """The episode a node id names, ``None`` for any other test."""
-        parts = nodeid.split("::")
-        if len(parts) != 3 or parts[0] != suite:
-            return None
-        family, _, index = parts[1].rpartition(":")
-        episode = parts[2].removeprefix("ep")
-        if not (family and index.isdigit() and parts[2].startswith("ep") and episode.isdigit()):
+        task, _, name = nodeid.partition("::")
+        in_suite, _, key = task.partition("/")
+        family, _, index = key.rpartition(":")
+        episode = name.removeprefix("ep")
+        if not (in_suite == suite and family and index.isdigit() and name.startswith("ep") and episode.isdigit()):
             return None
         return cls(family, int(index), int(episode))
 
