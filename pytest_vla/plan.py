@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_vla.report.schema import EpisodeId, TaskSpec
+from pytest_vla.report.shards import Shard
 
 
 @dataclass(frozen=True)
@@ -28,11 +29,17 @@ class EvalPlan:
     cameras: tuple[str, ...]  # the cameras the export binds: the only ones rendered
     provider: str  # the onnxruntime execution provider the controller's preflight got
     collect_paths: bool  # also collect the test paths the user named; without any, episodes only
+    shard: Shard | None = None  # this job's share of the run (--vla-shard); None: all of it
     finished: tuple[EpisodeId, ...] = ()  # episodes an earlier report already holds (--vla-resume, --lf)
 
-    def episodes(self) -> list[tuple[TaskSpec, EpisodeId]]:
-        """Every episode the plan selects, in run order: a task's episodes together."""
-        return [(task, task.episode(index)) for task in self.tasks for index in range(self.num_episodes)]
+    def run_episodes(self) -> list[EpisodeId]:
+        """Every episode of the whole run, all shards together, in run order: a task's episodes together."""
+        return [task.episode(index) for task in self.tasks for index in range(self.num_episodes)]
+
+    def episodes(self) -> list[EpisodeId]:
+        """The episodes this job runs: its shard's share of the run, in run order."""
+        everything = self.run_episodes()
+        return everything if self.shard is None else self.shard.share(everything)
 
     def max_steps(self, task: TaskSpec) -> int:
         return self.max_steps_override or task.max_steps
@@ -48,6 +55,7 @@ class EvalPlan:
     def to_json(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["export"], data["output"] = str(self.export), str(self.output)
+        data["shard"] = self.shard.to_json() if self.shard else None
         return data
 
     @classmethod
@@ -57,4 +65,5 @@ class EvalPlan:
         fields["tasks"] = tuple(TaskSpec(**task) for task in data["tasks"])
         fields["cameras"] = tuple(data["cameras"])
         fields["finished"] = tuple(EpisodeId(**episode) for episode in data["finished"])
+        fields["shard"] = Shard.from_json(data["shard"]) if data["shard"] else None
         return cls(**fields)

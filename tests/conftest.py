@@ -7,7 +7,11 @@ from typing import Any
 import jsonschema
 import pytest
 
+from tests.models import state_only_export
+
 pytest_plugins = ["pytester"]
+
+FAKE_SUITE = (Path(__file__).parent / "fake_suite.py").read_text()
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "shared" / "schema" / "report-v1.schema.json"
 VENDORED_SCHEMA = Path(__file__).parent / "report-v1.schema.json"
@@ -36,3 +40,18 @@ def _no_random_order(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyP
     if "pytester" in request.fixturenames:
         request.getfixturevalue("pytester")  # it clears PYTEST_ADDOPTS when it is set up: ours comes after
     monkeypatch.setenv("PYTEST_ADDOPTS", "-p no:randomly")
+
+
+@pytest.fixture
+def fake(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch):
+    """Run pytest-vla on the fake suite: ``fake(script, *args)``; the export and conftest are in place."""
+    pytester.makeconftest(FAKE_SUITE)
+    state_only_export(pytester.path / "export")
+
+    def run(script: dict[str, str], *args: str, subprocess: bool = True) -> pytest.RunResult:
+        monkeypatch.setenv("FAKE_SUITE_SCRIPT", json.dumps(script))
+        common = ["--vla-export", "export", "--vla-suite", "fake"]
+        runner = pytester.runpytest_subprocess if subprocess else pytester.runpytest
+        return runner(*common, *args)
+
+    return run

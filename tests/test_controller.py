@@ -25,21 +25,6 @@ FAKE_SUITE = (Path(__file__).parent / "fake_suite.py").read_text()
 OK, FAILED, INTERRUPTED = pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED, pytest.ExitCode.INTERRUPTED
 
 
-@pytest.fixture
-def fake(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch):
-    """Run pytest-vla on the fake suite: ``fake(script, *args)``; the export and conftest are in place."""
-    pytester.makeconftest(FAKE_SUITE)
-    state_only_export(pytester.path / "export")
-
-    def run(script: dict[str, str], *args: str, subprocess: bool = True) -> pytest.RunResult:
-        monkeypatch.setenv("FAKE_SUITE_SCRIPT", json.dumps(script))
-        common = ["--vla-export", "export", "--vla-suite", "fake"]
-        runner = pytester.runpytest_subprocess if subprocess else pytester.runpytest
-        return runner(*common, *args)
-
-    return run
-
-
 def _report(pytester: pytest.Pytester, validate_report) -> dict[str, Any]:
     return validate_report(pytester.path / "eval_output" / "report.json")
 

@@ -30,6 +30,8 @@ def _writer(tmp_path: Path) -> ReportWriter:
         workers=2,
         export_dir=export,
         export_files=export_files(export),
+        shard=None,
+        invocation=None,
     )
     return ReportWriter(info, tmp_path / "out")
 

@@ -1,17 +1,19 @@
-"""The ``pytest-vla`` command: tools around an export that need no pytest run."""
+"""The ``pytest-vla`` command: tools around exports and reports that need no pytest run."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from pytest_vla.cli.inspect import inspect_export
+from pytest_vla.cli.merge import merge_command
 from pytest_vla.suites import DEFAULT_SUITE
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="pytest-vla", description="Tools for pytest-vla exports.")
+    parser = argparse.ArgumentParser(prog="pytest-vla", description="Tools for pytest-vla exports and reports.")
     commands = parser.add_subparsers(dest="command", required=True)
     inspect = commands.add_parser(
         "inspect",
@@ -21,7 +23,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     inspect.add_argument("export", help="export directory (vla_export.json or a reflex export), or 'demo'")
     inspect.add_argument("--suite", default=DEFAULT_SUITE, help=f"built-in suite (default: {DEFAULT_SUITE})")
     inspect.add_argument("--tasks", default="", help="as --vla-tasks (default: the suite's default tasks)")
+    merge = commands.add_parser(
+        "merge",
+        help="merge the shards of one run (--vla-shard) into one report.json and junit.xml",
+        description="Merge the shards of one run into DIR/report.json (the report one unsharded run gives) "
+        "and DIR/junit.xml. Exit 0 when every episode is there, 1 when a shard is missing or partial, 2 when "
+        "the sources cannot be merged.",
+    )
+    merge.add_argument("--output", required=True, type=Path, metavar="DIR", help="where the merged files go")
+    merge.add_argument(
+        "sources", nargs="+", type=Path, help="shard --vla-output directories, report.json or JUnit XML files"
+    )
     args = parser.parse_args(argv)
+    if args.command == "merge":
+        return merge_command(args.sources, args.output)
     return inspect_export(args.export, args.suite, args.tasks)
 
 

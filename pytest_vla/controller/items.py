@@ -35,7 +35,7 @@ PREFLIGHT_POLICY_KEY = pytest.StashKey[OnnxPolicy]()
 
 
 class SuiteCollector(pytest.Collector):
-    """The suite (``libero``): one child per task of the plan that still has episodes to run."""
+    """The suite (``libero``): one child per task of the plan (of this shard) that still has episodes to run."""
 
     def __init__(self, *, plan: EvalPlan, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -48,12 +48,16 @@ class SuiteCollector(pytest.Collector):
 
     def collect(self) -> list[pytest.Collector]:
         finished = set(self.plan.finished)
+        by_task: dict[str, list[EpisodeId]] = {}
+        for episode in self.plan.episodes():
+            if episode not in finished:
+                by_task.setdefault(episode.task_key, []).append(episode)
         return [
             TaskCollector.from_parent(
                 self, name=task.key, nodeid=task_nodeid(self.plan.suite, task.key), task=task, episodes=episodes
             )
             for task in self.plan.tasks
-            if (episodes := [e for i in range(self.plan.num_episodes) if (e := task.episode(i)) not in finished])
+            if (episodes := by_task.get(task.key))
         ]
 
 

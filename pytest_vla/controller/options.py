@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import overload
+from typing import Any, overload
 
 import pytest
 
 from pytest_vla.export.files import resolve_export
+from pytest_vla.report.shards import Shard
 from pytest_vla.suites import DEFAULT_SUITE, task_selection
 
 DEFAULT_NUM_EPISODES = 3
@@ -48,6 +50,12 @@ _OPTIONS = (
         "S",
     ),
     (
+        "--vla-shard",
+        "run only shard K of N (K counted from 0) of the selected episodes; default: from "
+        "SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT, or JOB_COMPLETION_INDEX/VLA_SHARD_COUNT",
+        "K/N",
+    ),
+    (
         "--vla-min-success-rate",
         "exit 0 when the aggregate success rate is at least R (0..1), whatever single episodes did",
         "R",
@@ -80,6 +88,8 @@ class Settings:
     min_success_rate: float | None
     episode_timeout: float | None
     resume: bool
+    shard: Shard | None
+    shard_source: str  # where the shard came from: the option or a scheduler's variables
 
 
 def is_active(config: pytest.Config) -> bool:
@@ -122,7 +132,57 @@ def read_settings(config: pytest.Config) -> Settings:
         min_success_rate=min_success_rate,
         episode_timeout=episode_timeout,
         resume=bool(_value(config, "--vla-resume")),
+        **_shard(config),
     )
+
+
+def _shard(config: pytest.Config) -> dict[str, Any]:
+    """``shard`` and ``shard_source``: the option, else a Slurm array's or a Kubernetes Indexed Job's index."""
+    option = _value(config, "--vla-shard")
+    if option is not None:
+        text, source = str(option), "--vla-shard"
+    elif "SLURM_ARRAY_TASK_ID" in os.environ and "SLURM_ARRAY_TASK_COUNT" in os.environ:
+        # The array's own numbering may start anywhere (--array=1-8) and step (--array=0-14:2).
+        task_id, first = _env_int("SLURM_ARRAY_TASK_ID"), _env_int("SLURM_ARRAY_TASK_MIN", 0)
+        step = _env_int("SLURM_ARRAY_TASK_STEP", 1)
+        index, off_step = divmod(task_id - first, step)
+        text = f"{index}/{os.environ['SLURM_ARRAY_TASK_COUNT']}" if not off_step and index >= 0 else "?"
+        source = "SLURM_ARRAY_TASK_ID"
+    elif "JOB_COMPLETION_INDEX" in os.environ:
+        if "VLA_SHARD_COUNT" not in os.environ:
+            raise pytest.UsageError(
+                "JOB_COMPLETION_INDEX is set but VLA_SHARD_COUNT is not: set it to the Job's completions, "
+                "or give --vla-shard K/N (--vla-shard 0/1 runs everything)"
+            )
+        text, source = f"{os.environ['JOB_COMPLETION_INDEX']}/{os.environ['VLA_SHARD_COUNT']}", "JOB_COMPLETION_INDEX"
+    else:
+        return {"shard": None, "shard_source": ""}
+    try:
+        shard = Shard.parse(text)
+    except ValueError as exc:
+        if source == "--vla-shard":
+            raise pytest.UsageError(f"--vla-shard {exc}") from None
+        raise pytest.UsageError(
+            f"cannot tell this job's shard from {source} ({_scheduler_variables()}); give --vla-shard K/N "
+            "(--vla-shard 0/1 runs everything)"
+        ) from None
+    return {"shard": None if shard.count == 1 else shard, "shard_source": source}
+
+
+def _env_int(name: str, default: int | None = None) -> int:
+    value = os.environ.get(name)
+    if value is None and default is not None:
+        return default
+    try:
+        return int(str(value))
+    except ValueError:
+        raise pytest.UsageError(f"{name} must be an integer, got {value!r}") from None
+
+
+def _scheduler_variables() -> str:
+    names = ("SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_MIN", "SLURM_ARRAY_TASK_STEP", "SLURM_ARRAY_TASK_COUNT",
+             "JOB_COMPLETION_INDEX", "VLA_SHARD_COUNT")  # fmt: skip
+    return ", ".join(f"{name}={os.environ[name]}" for name in names if name in os.environ)
 
 
 def _dest(option: str) -> str:

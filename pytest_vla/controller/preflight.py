@@ -58,6 +58,7 @@ def run_preflight(
         cameras=checked.manifest.cameras,
         provider=checked.policy.provider,
         collect_paths=explicit_paths,
+        shard=settings.shard,
     )
     return plan, checked.policy
 

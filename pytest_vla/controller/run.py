@@ -26,7 +26,7 @@ from pytest_vla.plan import EvalPlan
 from pytest_vla.report.reader import compatible_rows
 from pytest_vla.report.schema import EpisodeId, EpisodeRow, TerminalReason, episode_row
 from pytest_vla.report.summary import summary_lines
-from pytest_vla.report.writer import REPORT_NAME, ReportWriter, RunInfo
+from pytest_vla.report.writer import REPORT_NAME, Invocation, ReportWriter, RunInfo
 from pytest_vla.rollout.watchdog import read_note
 
 
@@ -82,6 +82,8 @@ class ControllerRun:
             workers=_worker_count(config),
             export_dir=plan.export,
             export_files=files,
+            shard=plan.shard,
+            invocation=Invocation(list(config.invocation_params.args), str(config.invocation_params.dir)),
         )
         run = cls(config, plan, ReportWriter(info, plan.output), settings)
         run._carry_earlier_rows(suite.protocol(), files)
@@ -100,7 +102,7 @@ class ControllerRun:
         if not path.is_file():
             return
         protocol = {**suite_protocol, "max_steps_override": self.plan.max_steps_override}
-        planned = {episode for _, episode in self.plan.episodes()}
+        planned = set(self.plan.episodes())
         try:
             earlier = compatible_rows(
                 path, suite=self.plan.suite, seed=self.plan.seed, protocol=protocol, export_files=files
@@ -135,11 +137,13 @@ class ControllerRun:
 
     def header_lines(self) -> list[str]:
         plan = self.plan
-        n_items = len(plan.tasks) * plan.num_episodes
+        items = f"{len(plan.tasks) * plan.num_episodes} items"
+        if plan.shard:
+            items += f" (shard {plan.shard} from {self.settings.shard_source}: {len(plan.episodes())} of them)"
         return [
             *self.notes,
             f"vla: export {plan.export} on {plan.provider}",
-            f"vla: suite {plan.suite}, {len(plan.tasks)} tasks x {plan.num_episodes} episodes = {n_items} items, "
+            f"vla: suite {plan.suite}, {len(plan.tasks)} tasks x {plan.num_episodes} episodes = {items}, "
             f"seed {plan.seed}, cameras rendered: {', '.join(plan.cameras) or 'none'}, "
             f"MUJOCO_GL={os.environ.get('MUJOCO_GL', 'osmesa')}",
         ]

@@ -24,6 +24,7 @@ def utc_now() -> str:
 def machine() -> dict[str, Any]:
     return {
         "timestamp_utc": utc_now(),
+        "hostname": platform.node(),  # which machine of a cluster ran a shard
         **git_state(),
         "python_version": sys.version.split()[0],
         "platform": platform.platform(),

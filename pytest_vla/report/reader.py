@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from pytest_vla.errors import ReportError, read_json
-from pytest_vla.report.schema import EpisodeRow, TerminalReason
+from pytest_vla.report.schema import EpisodeRow, TaskSpec, TerminalReason
+from pytest_vla.report.shards import Shard
+from pytest_vla.report.writer import Invocation, RunInfo
 
 _ROW_KEYS = ("task_id", "task_index", "episode_index", "success", "terminal_reason")
 
@@ -22,6 +24,31 @@ def load_report(path: Path) -> dict[str, Any]:
     if not isinstance(report, dict):
         raise ReportError(f"{path} is not a pytest-vla report")
     return report
+
+
+def run_info(path: Path, report: dict[str, Any]) -> RunInfo:
+    """What ``report`` says about its run besides the rows, as the writer took it."""
+    try:
+        env = report["env"]
+        invocation = report.get("invocation")
+        return RunInfo(
+            suite=report["suite"],
+            seed=report["seed"],
+            tasks=tuple(
+                TaskSpec(result["task_id"], result["task_index"], result["instruction"], result["max_steps"])
+                for result in report["task_results"]
+            ),
+            num_episodes=report["num_episodes_per_task"],
+            protocol=report["protocol"],
+            provider=report["execution_provider"],
+            workers=report["workers"],
+            export_dir=Path(env["export_dir"]),
+            export_files=env["export_files"],
+            shard=Shard.from_json(report["shard"]) if report.get("shard") else None,
+            invocation=Invocation(invocation["args"], invocation["cwd"]) if invocation else None,
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ReportError(f"{path} does not describe its run as this pytest-vla does (missing or bad: {exc})") from None
 
 
 def compatible_rows(

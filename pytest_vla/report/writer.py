@@ -18,10 +18,22 @@ from typing import Any
 from pytest_vla import __version__
 from pytest_vla.report.environment import machine, package_version, utc_now
 from pytest_vla.report.schema import EpisodeId, EpisodeRow, TaskSpec, success_rate
+from pytest_vla.report.shards import Shard
 
 SCHEMA_VERSION = 1
 REPORT_NAME = "report.json"
 _HARNESS_PACKAGES = ("pytest", "pytest-xdist", "onnxruntime", "onnxruntime-gpu")
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """How the run was started: enough to start a missing shard the same way."""
+
+    args: list[str]  # pytest's arguments, as given
+    cwd: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"args": self.args, "cwd": self.cwd}
 
 
 @dataclass(frozen=True)
@@ -37,6 +49,8 @@ class RunInfo:
     workers: int
     export_dir: Path
     export_files: list[dict[str, Any]]
+    shard: Shard | None
+    invocation: Invocation | None  # None for a merged report: no one command made it
 
     @property
     def families(self) -> list[str]:
@@ -120,6 +134,7 @@ class ReportWriter:
                     "task_id": task.family,
                     "task_index": task.index,
                     "instruction": task.instruction,
+                    "max_steps": task.max_steps,
                     **tally(by_task.get(task.key, [])),
                 }
                 for task in info.tasks
@@ -136,6 +151,8 @@ class ReportWriter:
             # Until every selected episode has a row (a run in progress, interrupted or killed).
             "partial": bool(missing),
             "missing_episodes": [episode.to_json() for episode in missing],
+            "shard": info.shard.to_json() if info.shard else None,
+            "invocation": info.invocation.to_json() if info.invocation else None,
         }
 
 

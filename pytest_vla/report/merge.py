@@ -1,0 +1,210 @@
+"""``pytest-vla merge``: the shards of one run back into the report one unsharded run gives.
+
+Shards of one run share export, suite, seed, protocol and tasks, and each holds the rows of its
+share. The merged report has every row once, in run order, with the tallies an unsharded run
+computes; a shard that never reported, or stopped early, leaves the merge partial, and its
+episodes are listed as missing with the command that runs them. Reads files only: no pytest,
+no simulator.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import shlex
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from junitparser.xunit2 import JUnitXml
+
+from pytest_vla.errors import ReportError
+from pytest_vla.report.reader import compatible_rows, load_report, run_info
+from pytest_vla.report.schema import EpisodeId, EpisodeRow
+from pytest_vla.report.shards import Shard
+from pytest_vla.report.writer import REPORT_NAME, ReportWriter
+
+JUNIT_NAME = "junit.xml"
+
+
+@dataclass(frozen=True)
+class MergeResult:
+    report_path: Path
+    report: dict[str, Any]
+    junit_path: Path | None
+    unfinished: list[str]  # one line per shard that did not report or stopped early, with its command
+
+
+def merge(sources: Sequence[Path], output: Path) -> MergeResult:
+    """Merge shard output directories, report.json files and JUnit XML files into ``output``."""
+    report_paths, junit_paths = _sources(sources)
+    shards: dict[int, list[tuple[Path, dict[str, Any]]]] = {}
+    rows: dict[EpisodeId, tuple[EpisodeRow, Path]] = {}
+    expected: set[EpisodeId] = set()
+    first_path, first = report_paths[0], load_report(report_paths[0])
+    info = run_info(first_path, first)
+    count = info.shard.count if info.shard else 1
+    for path in report_paths:
+        report = load_report(path)
+        shard_rows = compatible_rows(
+            path, suite=info.suite, seed=info.seed, protocol=info.protocol, export_files=info.export_files
+        )
+        this = run_info(path, report)
+        if [task.key for task in this.tasks] != [task.key for task in info.tasks]:
+            raise ReportError(f"{path} ran other tasks than {first_path}: not shards of one run")
+        shard = this.shard or Shard(0, 1)
+        if shard.count != count:
+            raise ReportError(f"{path} is shard {shard}, {first_path} is one of {count}: not shards of one run")
+        shards.setdefault(shard.index, []).append((path, report))
+        for row in shard_rows:
+            episode = EpisodeId.of_row(row)
+            if episode in rows and rows[episode][0] != row:
+                raise ReportError(
+                    f"two different rows for {episode.nodeid(info.suite)}: in {rows[episode][1]} and {path}"
+                )
+            rows.setdefault(episode, (row, path))
+            expected.add(episode)
+        expected.update(_missing_episodes(path, report))
+
+    run_episodes = [task.episode(index) for task in info.tasks for index in range(info.num_episodes)]
+    unfinished = []
+    for index in range(count):
+        shard = Shard(index, count)
+        if index not in shards:
+            share = shard.share(run_episodes)
+            expected.update(share)
+            unfinished.append(_absent(shard, len(share), shards, output))
+        elif missing := {e for _, report in shards[index] for e in _missing_episodes(None, report)} - rows.keys():
+            unfinished.append(_stopped_early(shard, len(missing), shards[index][-1][1]))
+
+    reports = [report for entries in shards.values() for _, report in entries]
+    merged_info = replace(
+        info,
+        shard=None,
+        invocation=None,
+        workers=sum(int(report.get("workers") or 0) for report in reports),
+        provider=", ".join(sorted({str(report.get("execution_provider")) for report in reports})),
+    )
+    writer = ReportWriter(merged_info, output)
+    writer.expect([episode for episode in run_episodes if episode in expected])
+    for row, _ in rows.values():
+        writer.add(row)
+    report_path = writer.write(lambda report: _as_merged(report, first, shards))
+    junit_path = _merge_junit(junit_paths, output / JUNIT_NAME) if junit_paths else None
+    return MergeResult(report_path, load_report(report_path), junit_path, unfinished)
+
+
+def _sources(sources: Sequence[Path]) -> tuple[list[Path], list[Path]]:
+    """The report.json and JUnit files named, a directory standing for its report.json and junit.xml."""
+    reports: dict[Path, None] = {}
+    junits: dict[Path, None] = {}
+    for source in sources:
+        if source.is_dir():
+            if not (source / REPORT_NAME).is_file():
+                raise ReportError(f"{source} has no {REPORT_NAME}: not a shard's --vla-output directory")
+            reports[(source / REPORT_NAME).resolve()] = None
+            if (source / JUNIT_NAME).is_file():
+                junits[(source / JUNIT_NAME).resolve()] = None
+        elif source.is_file() and source.suffix == ".json":
+            reports[source.resolve()] = None
+        elif source.is_file() and source.suffix == ".xml":
+            junits[source.resolve()] = None
+        else:
+            raise ReportError(f"{source} is not a shard's output directory, a report.json or a JUnit XML file")
+    if not reports:
+        raise ReportError("no report.json among the sources: name the shards' --vla-output directories")
+    return list(reports), list(junits)
+
+
+def _missing_episodes(path: Path | None, report: dict[str, Any]) -> list[EpisodeId]:
+    try:
+        entries = report["missing_episodes"]
+        return [EpisodeId(e["task_id"], int(e["task_index"]), int(e["episode_index"])) for e in entries]
+    except (KeyError, TypeError, ValueError):
+        raise ReportError(f"{path} has a malformed missing_episodes list") from None
+
+
+def _absent(shard: Shard, size: int, shards: dict[int, list[tuple[Path, dict[str, Any]]]], output: Path) -> str:
+    """A shard that never reported: started like a shard that did, into a directory of its own."""
+    template = next(iter(shards.values()))[-1][1].get("invocation")
+    where = output.resolve() / f"shard-{shard.index}"
+    reason = f"shard {shard} did not report ({size} episodes)"
+    if not isinstance(template, dict):
+        return f"{reason}: run it with --vla-shard {shard}, then merge again"
+    args = _with_option(template["args"], "--vla-shard", str(shard))
+    args = _with_option(args, "--vla-output", str(where))
+    if any(arg == "--junitxml" or arg.startswith("--junitxml=") for arg in args):
+        args = _with_option(args, "--junitxml", str(where / JUNIT_NAME))
+    return f"{reason}; run it, then merge again adding {where}: {_command(template['cwd'], args)}"
+
+
+def _stopped_early(shard: Shard, n_missing: int, report: dict[str, Any]) -> str:
+    reason = f"shard {shard} stopped early ({n_missing} episodes missing)"
+    invocation = report.get("invocation")
+    if not isinstance(invocation, dict):
+        return f"{reason}: resume it with --vla-resume --vla-shard {shard}, then merge again"
+    args = _with_option(invocation["args"], "--vla-shard", str(shard))
+    if "--vla-resume" not in args:
+        args.append("--vla-resume")
+    return f"{reason}; resume it, then merge again: {_command(invocation['cwd'], args)}"
+
+
+def _with_option(args: Sequence[str], option: str, value: str) -> list[str]:
+    """``args`` with every ``option VALUE`` / ``option=VALUE`` dropped and ``option value`` appended."""
+    kept: list[str] = []
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg == option:
+            skip = True
+        elif not arg.startswith(f"{option}="):
+            kept.append(arg)
+    return [*kept, option, value]
+
+
+def _command(cwd: str, args: list[str]) -> str:
+    return f"cd {shlex.quote(cwd)} && pytest {shlex.join(args)}"
+
+
+def _as_merged(
+    report: dict[str, Any], first: dict[str, Any], shards: dict[int, list[tuple[Path, dict[str, Any]]]]
+) -> None:
+    """The run's span and environment from its shards, and where each shard's part came from."""
+    parts = sorted(
+        ((index, path, part) for index, entries in shards.items() for path, part in entries),
+        key=lambda entry: (entry[0], str(entry[1])),
+    )
+    started = min(str(part["started_at"]) for _, _, part in parts)
+    finished = max(str(part["finished_at"]) for _, _, part in parts)
+    report["started_at"], report["finished_at"] = started, finished
+    report["wall_clock_s"] = round((_time(finished) - _time(started)).total_seconds(), 3)
+    report["env"] = first["env"]
+    report["merged_from"] = [
+        {
+            "shard": index,
+            "report": str(path),
+            "host": part["env"].get("hostname"),
+            "started_at": part["started_at"],
+            "wall_clock_s": part["wall_clock_s"],
+            "workers": part.get("workers"),
+            "partial": part.get("partial"),
+        }
+        for index, path, part in parts
+    ]
+
+
+def _time(stamp: str) -> dt.datetime:
+    return dt.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _merge_junit(paths: list[Path], output: Path) -> Path:
+    merged = JUnitXml()
+    for path in paths:
+        try:
+            merged += JUnitXml.fromfile(str(path))
+        except Exception as exc:  # lxml and ElementTree raise their own parse errors
+            raise ReportError(f"{path} is not JUnit XML: {exc}") from None
+    output.parent.mkdir(parents=True, exist_ok=True)
+    merged.write(str(output))
+    return output
