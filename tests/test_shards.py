@@ -12,28 +12,16 @@ import shlex
 import subprocess
 import sys
 from fnmatch import fnmatchcase
-from pathlib import Path
-from typing import Any
 
 import pytest
 from junitparser.xunit2 import JUnitXml
 
 from pytest_vla.report.schema import EpisodeId
 from pytest_vla.report.shards import Shard
+from tests.merging import run_merge, stable_rows
 
 SCRIPT = {"0": "succeed", "2:1": "succeed", "3:2": "succeed"}
 RUN = ["--vla-num-episodes", "3", "-p", "no:xdist"]
-# What differs between two runs of the same episodes: timings and which process ran them.
-VARYING = ("wall_clock_s", "worker", "env_construction_s")
-
-
-def _merge(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
-    command = [str(Path(sys.executable).parent / "pytest-vla"), "merge", *map(str, args)]
-    return subprocess.run(command, capture_output=True, text=True, cwd=cwd, check=False)
-
-
-def _stable(report: dict[str, Any]) -> list[dict[str, Any]]:
-    return [{key: value for key, value in row.items() if key not in VARYING} for row in report["episodes"]]
 
 
 def _shard(fake, number: int, count: int, *args: str) -> pytest.RunResult:
@@ -123,12 +111,12 @@ def test_merged_shards_equal_the_unsharded_run(fake, pytester: pytest.Pytester, 
     whole = fake(SCRIPT, *RUN, "--junitxml", "whole.xml")
     for number in range(3):
         _shard(fake, number, 3)
-    merged = _merge("--output", "merged", "shards/0", "shards/1", "shards/2", cwd=pytester.path)
+    merged = run_merge("--output", "merged", "shards/0", "shards/1", "shards/2", cwd=pytester.path)
     assert merged.returncode == 0, merged.stderr
     assert "aggregate                   5/12   41.7%" in merged.stdout.splitlines()
     unsharded = validate_report(pytester.path / "eval_output" / "report.json")
     report = validate_report(pytester.path / "merged" / "report.json")
-    assert _stable(report) == _stable(unsharded)
+    assert stable_rows(report) == stable_rows(unsharded)
     for key in ("aggregate", "results", "task_results", "tasks", "partial", "missing_episodes", "protocol"):
         assert report[key] == unsharded[key], key
     assert [part["shard"] for part in report["merged_from"]] == [0, 1, 2] and report["shard"] is None
@@ -145,7 +133,7 @@ def test_a_missing_shard_leaves_the_merge_partial_with_the_command_that_runs_it(
 ) -> None:
     for number in (0, 2):
         _shard(fake, number, 3)
-    merged = _merge("--output", "merged", "shards/0", "shards/2", cwd=pytester.path)
+    merged = run_merge("--output", "merged", "shards/0", "shards/2", cwd=pytester.path)
     assert merged.returncode == 1
     assert merged.stderr.strip() == "merged report is partial: 4 episodes missing"
     report = validate_report(pytester.path / "merged" / "report.json")
@@ -157,7 +145,7 @@ def test_a_missing_shard_leaves_the_merge_partial_with_the_command_that_runs_it(
     # The printed command runs the missing shard; merging it in completes the report.
     command = shlex.split(line.partition(": ")[2].partition(" && ")[2])
     assert subprocess.run([sys.executable, "-m", *command], cwd=pytester.path, capture_output=True).returncode == 1
-    again = _merge("--output", "merged", "shards/0", "shards/2", "merged/shard-1", cwd=pytester.path)
+    again = run_merge("--output", "merged", "shards/0", "shards/2", "merged/shard-1", cwd=pytester.path)
     assert again.returncode == 0, again.stdout + again.stderr
     assert validate_report(pytester.path / "merged" / "report.json")["aggregate"]["n_total"] == 12
 
@@ -167,7 +155,7 @@ def test_a_shard_that_stopped_early_is_resumed_by_the_printed_command(
 ) -> None:
     _shard(fake, 0, 2)
     fake({**SCRIPT, "2:0": "interrupt_at_last_step"}, *RUN, "--vla-shard", "1/2", "--vla-output", "shards/1")
-    merged = _merge("--output", "merged", "shards/0", "shards/1", cwd=pytester.path)
+    merged = run_merge("--output", "merged", "shards/0", "shards/1", cwd=pytester.path)
     assert merged.returncode == 1
     line = merged.stdout.splitlines()[-1]
     assert line.startswith("shard 1/2 stopped early (5 episodes missing); resume it, then merge again: ")
@@ -175,7 +163,7 @@ def test_a_shard_that_stopped_early_is_resumed_by_the_printed_command(
     assert command[-3:] == ["--vla-shard", "1/2", "--vla-resume"]
     monkeypatch.setenv("FAKE_SUITE_SCRIPT", json.dumps(SCRIPT))
     subprocess.run([sys.executable, "-m", *command], cwd=pytester.path, capture_output=True, check=False)
-    assert _merge("--output", "merged", "shards/0", "shards/1", cwd=pytester.path).returncode == 0
+    assert run_merge("--output", "merged", "shards/0", "shards/1", cwd=pytester.path).returncode == 0
 
 
 def test_merge_refuses_what_is_not_one_run(fake, pytester: pytest.Pytester) -> None:
@@ -190,15 +178,14 @@ def test_merge_refuses_what_is_not_one_run(fake, pytester: pytest.Pytester) -> N
         "thirds": "*thirds/report.json is shard 1/3, */shards/0/report.json is one of 2: not shards of one run",
     }
     for source, message in cases.items():
-        result = _merge("--output", "merged", "shards/0", "shards/1", source, cwd=pytester.path)
+        result = run_merge("--output", "merged", "shards/0", "shards/1", source, cwd=pytester.path)
         assert result.returncode == 2 and result.stdout == ""
         assert len(result.stderr.splitlines()) == 1 and "Traceback" not in result.stderr
         assert fnmatchcase(result.stderr.strip(), f"pytest-vla merge: {message}"), result.stderr
     assert not (pytester.path / "merged").exists()
     # The same shard named twice (its directory and its report) is one shard, not a conflict.
-    assert (
-        _merge("--output", "merged", "shards/0", "shards/0/report.json", "shards/1", cwd=pytester.path).returncode == 0
-    )
+    twice = run_merge("--output", "merged", "shards/0", "shards/0/report.json", "shards/1", cwd=pytester.path)
+    assert twice.returncode == 0, twice.stderr
 
 
 def test_a_report_records_how_it_was_started(fake, pytester: pytest.Pytester) -> None:
@@ -215,10 +202,10 @@ def test_shards_of_real_episodes_merge_into_the_unsharded_run(pytester: pytest.P
     pytester.runpytest_subprocess(*run, "--vla-output", "whole")
     for number in range(2):
         pytester.runpytest_subprocess(*run, "--vla-shard", f"{number}/2", "--vla-output", f"shards/{number}")
-    merged = _merge("--output", "merged", "shards/0", "shards/1", cwd=pytester.path)
+    merged = run_merge("--output", "merged", "shards/0", "shards/1", cwd=pytester.path)
     assert merged.returncode == 0, merged.stderr
     unsharded = validate_report(pytester.path / "whole" / "report.json")
     report = validate_report(pytester.path / "merged" / "report.json")
-    assert _stable(report) == _stable(unsharded)  # same successes, steps and reasons, episode by episode
+    assert stable_rows(report) == stable_rows(unsharded)  # same successes, steps and reasons, episode by episode
     assert report["aggregate"] == unsharded["aggregate"] and unsharded["aggregate"]["n_total"] == 4
     assert [part["shard"] for part in report["merged_from"]] == [0, 1]
