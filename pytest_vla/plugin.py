@@ -12,7 +12,7 @@ from pytest_vla.controller import options
 from pytest_vla.controller.hooks import ControllerHooks
 from pytest_vla.controller.items import PLAN_KEY, ROW_KEY, RUNNER_KEY, EpisodeItem, SuiteCollector, keep_tasks_together
 from pytest_vla.controller.rootdir import choose_rootdir_without_option_values
-from pytest_vla.controller.xdist import WORKER_PLAN, XdistHooks
+from pytest_vla.controller.xdist import WORKER_PLAN, XdistHooks, auto_worker_count
 from pytest_vla.errors import EpisodeHarnessError
 from pytest_vla.plan import EvalPlan
 from pytest_vla.rollout import interrupts
@@ -47,6 +47,12 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(controller, "vla-controller")
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(XdistHooks(controller), "vla-xdist")
+
+
+@pytest.hookimpl(tryfirst=True, optionalhook=True)
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
+    # Runs before pytest_configure: it cannot live on the controller's hook objects.
+    return auto_worker_count(config) if options.is_active(config) else None
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -15,10 +15,11 @@ import pytest
 from junitparser.xunit2 import JUnitXml
 
 from pytest_vla.controller.exit_status import HARNESS_ERROR_EXIT
-from pytest_vla.controller.gpus import pin_workers
+from pytest_vla.controller.placement import place_workers
 from pytest_vla.controller.xdist import _signal_name
 from pytest_vla.errors import ExportError
 from pytest_vla.export.files import file_digest
+from pytest_vla.rollout.threads import THREAD_VARIABLES
 from tests.models import state_only_export
 
 FAKE_SUITE = (Path(__file__).parent / "fake_suite.py").read_text()
@@ -265,8 +266,10 @@ def test_small_things_a_review_found(tmp_path: Path, monkeypatch: pytest.MonkeyP
         file_digest(tmp_path)  # an unreadable export file is one line, not an INTERNALERROR
     monkeypatch.setenv("MUJOCO_GL", "egl")
     monkeypatch.delenv("MUJOCO_EGL_DEVICE_ID", raising=False)
+    for name in THREAD_VARIABLES:
+        monkeypatch.setenv(name, "3")  # the user's own thread settings are left alone
     specs = [_Spec(popen=True), _Spec(popen=True), _Spec(popen=False)]
-    assert pin_workers(specs, ["1", "GPU-8e4b"]) == ["1", "GPU-8e4b"]
+    assert place_workers(specs, ["1", "GPU-8e4b"]) == ["1", "GPU-8e4b"]
     assert specs[0].env == {"CUDA_VISIBLE_DEVICES": "1", "MUJOCO_EGL_DEVICE_ID": "1"}
     assert specs[1].env == {"CUDA_VISIBLE_DEVICES": "GPU-8e4b"}  # no UUID where MuJoCo wants an index
     assert specs[2].env == {}  # a remote (ssh) worker has GPUs of its own

@@ -362,5 +362,5 @@ def test_workers_are_pinned_to_gpus_and_a_replacement_keeps_its_slot(
     assert devices["gw0"] == "3" and devices["gw1"] == "5" and devices["gw2"] == "5"
     rows = validate_report(pytester.path / "eval_output" / "report.json")["episodes"]
     # Every row names the device of the worker that ran it (or died with it), not the controller's list.
-    assert len(rows) == 4 and {row["gpu"] for row in rows} <= {"3", "5"}
-    assert "5" in {row["gpu"] for row in rows if row["terminal_reason"] == "adapter_error"}
+    assert len(rows) == 4 and {row["cuda_visible_devices"] for row in rows} <= {"3", "5"}
+    assert "5" in {row["cuda_visible_devices"] for row in rows if row["terminal_reason"] == "adapter_error"}

@@ -8,6 +8,7 @@ import pytest
 
 from pytest_vla.controller.items import PLAN_KEY
 from pytest_vla.controller.options import runs_episodes
+from pytest_vla.controller.placement import AUTO_WORKERS_KEY
 from pytest_vla.controller.run import ControllerRun
 from pytest_vla.rollout import interrupts
 
@@ -27,7 +28,8 @@ class ControllerHooks:
         interrupts.install()
 
     def pytest_report_header(self, config: pytest.Config) -> list[str]:
-        return self.run.header_lines() if self.run else []
+        auto = config.stash.get(AUTO_WORKERS_KEY, None)
+        return ([auto] if auto else []) + (self.run.header_lines() if self.run else [])
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         # Without xdist the controller collects; under xdist see XdistHooks.

@@ -18,6 +18,7 @@ from pytest_vla.suites import DEFAULT_SUITE, task_selection
 DEFAULT_NUM_EPISODES = 3
 DEFAULT_SEED = 7  # the published protocol's (openpi, OpenVLA-OFT, vla-eval)
 DEFAULT_OUTPUT = "eval_output"
+RENDER_BACKENDS = ("osmesa", "egl")
 
 # (option, help, metavar or None for a flag); each is also the ini key with dashes as underscores.
 _OPTIONS = (
@@ -49,6 +50,13 @@ _OPTIONS = (
         "wall-clock seconds per episode, from its reset (default: 120 + 2 per step of its budget)",
         "S",
     ),
+    (
+        "--vla-gpus",
+        "comma-separated GPUs (indexes or UUIDs) to pin xdist workers to, round robin (default: the "
+        "visible ones: CUDA_VISIBLE_DEVICES, else nvidia-smi's)",
+        "LIST",
+    ),
+    ("--vla-render", "MuJoCo rendering backend: osmesa (CPU) or egl (GPU) (default: MUJOCO_GL, else osmesa)", "NAME"),
     (
         "--vla-shard",
         "run only shard K of N (K counted from 0) of the selected episodes; default: from "
@@ -88,13 +96,20 @@ class Settings:
     min_success_rate: float | None
     episode_timeout: float | None
     resume: bool
+    gpus: tuple[str, ...] | None  # None: the visible ones
+    render: str | None  # None: MUJOCO_GL as set, else osmesa
     shard: Shard | None
     shard_source: str  # where the shard came from: the option or a scheduler's variables
 
 
+def export_option(config: pytest.Config) -> str | None:
+    value = _value(config, "--vla-export")
+    return None if value is None else str(value)
+
+
 def is_active(config: pytest.Config) -> bool:
     """pytest-vla does nothing unless an export is named."""
-    return _value(config, "--vla-export") is not None
+    return export_option(config) is not None
 
 
 def runs_episodes(config: pytest.Config) -> bool:
@@ -132,8 +147,27 @@ def read_settings(config: pytest.Config) -> Settings:
         min_success_rate=min_success_rate,
         episode_timeout=episode_timeout,
         resume=bool(_value(config, "--vla-resume")),
+        gpus=_gpus(config),
+        render=_render(config),
         **_shard(config),
     )
+
+
+def _gpus(config: pytest.Config) -> tuple[str, ...] | None:
+    value = _value(config, "--vla-gpus")
+    if value is None:
+        return None
+    devices = tuple(device.strip() for device in str(value).split(",") if device.strip())
+    if not devices:
+        raise pytest.UsageError(f"--vla-gpus must name at least one GPU (an index or a UUID), got {value!r}")
+    return devices
+
+
+def _render(config: pytest.Config) -> str | None:
+    value = _value(config, "--vla-render")
+    if value is not None and value not in RENDER_BACKENDS:
+        raise pytest.UsageError(f"--vla-render must be one of {', '.join(RENDER_BACKENDS)}, got {value!r}")
+    return None if value is None else str(value)
 
 
 def _shard(config: pytest.Config) -> dict[str, Any]:

@@ -7,6 +7,7 @@ export or setup costs seconds, not hours.
 from __future__ import annotations
 
 import tempfile
+from importlib import metadata
 
 import pytest
 
@@ -30,6 +31,7 @@ def run_preflight(
     config: pytest.Config, suite: Suite, settings: Settings, *, explicit_paths: bool
 ) -> tuple[EvalPlan, OnnxPolicy]:
     """The plan, and the policy the checks loaded (the process that also runs episodes reuses it)."""
+    _check_one_onnxruntime()
     if not 1 <= settings.num_episodes <= suite.max_episodes:
         raise pytest.UsageError(
             f"--vla-num-episodes must be in 1..{suite.max_episodes} ({suite.name} ships "
@@ -61,6 +63,18 @@ def run_preflight(
         shard=settings.shard,
     )
     return plan, checked.policy
+
+
+def _check_one_onnxruntime() -> None:
+    """onnxruntime's builds (CPU, GPU, ...) share the import name: with two installed, which one loads is chance."""
+    builds = sorted(set(metadata.packages_distributions().get("onnxruntime", [])))
+    if len(builds) > 1:
+        keep = "onnxruntime-gpu" if "onnxruntime-gpu" in builds else builds[0]
+        others = " ".join(build for build in builds if build != keep)
+        raise pytest.UsageError(
+            f"{' and '.join(builds)} are both installed and share the import name onnxruntime: keep one, "
+            f"e.g. pip uninstall -y {others} && pip install --force-reinstall --no-deps {keep}"
+        )
 
 
 def _check_writable(settings: Settings) -> None:

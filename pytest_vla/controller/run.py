@@ -19,8 +19,9 @@ from pytest_vla.controller.exit_status import RunVerdict, exit_status, gate_line
 from pytest_vla.controller.items import PREFLIGHT_POLICY_KEY
 from pytest_vla.controller.junit import finish_junit, testcase_address
 from pytest_vla.controller.options import Settings, read_settings, runs_episodes
+from pytest_vla.controller.placement import choose_render_backend, device_environment, visible_gpus
 from pytest_vla.controller.preflight import make_suite, run_preflight
-from pytest_vla.errors import ExportError, ReportError
+from pytest_vla.errors import ExportError, ReportError, VlaWarning
 from pytest_vla.export.files import export_files
 from pytest_vla.plan import EvalPlan
 from pytest_vla.report.reader import compatible_rows
@@ -35,15 +36,18 @@ class WorkerDeath:
     """How an xdist worker went down, as the controller saw it."""
 
     how: str  # "killed by SIGKILL", "exit code 3", ...
-    gpu: str | None  # the device the worker was pinned to
+    cuda_visible_devices: str | None  # the worker's GPU pin
 
 
 class ControllerRun:
-    def __init__(self, config: pytest.Config, plan: EvalPlan, writer: ReportWriter, settings: Settings) -> None:
+    def __init__(
+        self, config: pytest.Config, plan: EvalPlan, writer: ReportWriter, settings: Settings, gpus: list[str]
+    ) -> None:
         self.config = config
         self.plan = plan
         self.writer = writer
         self.settings = settings
+        self.gpus = gpus  # what xdist workers are pinned to, round robin; empty: no GPU
         self.notes: list[str] = []  # header lines about what an earlier report contributed
         self.worker_deaths: dict[str, WorkerDeath] = {}  # xdist worker id -> how it died
         self._selected: list[EpisodeId] = []
@@ -55,8 +59,21 @@ class ControllerRun:
     def start(cls, config: pytest.Config) -> ControllerRun:
         """Check everything that can be checked before a simulator starts; raise a one-line UsageError."""
         settings = read_settings(config)
+        choose_render_backend(settings.render)  # before the preflight's rendering check imports MuJoCo
+        gpus = list(settings.gpus) if settings.gpus is not None else visible_gpus()
+        if gpus and not _distributed(config):
+            # This process runs the episodes: pinned before the preflight's session starts CUDA.
+            os.environ.update(device_environment(gpus[0]))
         suite = make_suite(config, settings.suite)
         plan, policy = run_preflight(config, suite, settings, explicit_paths=_explicit_paths(config))
+        if settings.gpus is not None and plan.provider != "CUDAExecutionProvider":
+            config.issue_config_time_warning(
+                VlaWarning(
+                    f"--vla-gpus {','.join(settings.gpus)}: inference runs on {plan.provider}, this onnxruntime "
+                    "has no usable CUDA; the processes stay pinned and each row records its pin"
+                ),
+                stacklevel=2,
+            )
         if _distributed(config):
             del policy  # the workers load their own; the controller must not hold a model (or a GPU) all run
         else:
@@ -85,7 +102,7 @@ class ControllerRun:
             shard=plan.shard,
             invocation=Invocation(list(config.invocation_params.args), str(config.invocation_params.dir)),
         )
-        run = cls(config, plan, ReportWriter(info, plan.output), settings)
+        run = cls(config, plan, ReportWriter(info, plan.output), settings, gpus)
         run._carry_earlier_rows(suite.protocol(), files)
         return run
 
@@ -234,7 +251,7 @@ class ControllerRun:
             max_steps=self.plan.max_steps(task),
             worker=worker,
             error_message=message,
-            gpu=death.gpu,
+            cuda_visible_devices=death.cuda_visible_devices,
         )
 
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import signal
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_vla.controller import gpus
+from pytest_vla.controller import placement
+from pytest_vla.controller.options import export_option
 from pytest_vla.controller.run import WorkerDeath
+from pytest_vla.export.files import resolve_export
 
 if TYPE_CHECKING:
     from xdist.workermanage import WorkerController
@@ -25,13 +28,13 @@ class XdistHooks:
         self.controller = controller
 
     def pytest_xdist_setupnodes(self, config: pytest.Config, specs: list[Any]) -> None:
-        devices = gpus.visible_gpus()
-        if devices:
-            assignment = gpus.pin_workers(specs, devices)
-            reporter = config.pluginmanager.get_plugin("terminalreporter")
-            if reporter is not None and assignment:
-                pairs = ", ".join(f"gw{index}: {device}" for index, device in enumerate(assignment))
-                reporter.write_line(f"vla: workers pinned to GPUs ({pairs})")
+        if self.controller.run is None:
+            return
+        assignment = placement.place_workers(specs, self.controller.run.gpus)
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None and assignment:
+            pairs = ", ".join(f"gw{index}: {device}" for index, device in enumerate(assignment))
+            reporter.write_line(f"vla: workers pinned to GPUs ({pairs})")
 
     def pytest_configure_node(self, node: WorkerController) -> None:
         if self.controller.run is not None:
@@ -39,13 +42,25 @@ class XdistHooks:
 
     def pytest_testnodedown(self, node: WorkerController, error: object | None) -> None:
         if self.controller.run is not None and error:
-            gpu = node.gateway.spec.env.get("CUDA_VISIBLE_DEVICES")
-            self.controller.run.worker_deaths[node.gateway.id] = WorkerDeath(worker_exit(node, error), gpu)
+            pin = node.gateway.spec.env.get("CUDA_VISIBLE_DEVICES")
+            self.controller.run.worker_deaths[node.gateway.id] = WorkerDeath(worker_exit(node, error), pin)
 
     def pytest_xdist_node_collection_finished(self, node: WorkerController, ids: list[str]) -> None:
         # Every worker collects the same items (the plan decides them); any one's list will do.
         if self.controller.run is not None:
             self.controller.run.expect(ids)
+
+
+def auto_worker_count(config: pytest.Config) -> int | None:
+    """``-n auto`` / ``-n logical``: workers for the cores and the memory (xdist counts cores only)."""
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return None  # xdist's own override
+    try:
+        workers, reason = placement.auto_worker_count(resolve_export(str(export_option(config))))
+    except OSError:
+        return None  # the preflight names an unreadable export
+    config.stash[placement.AUTO_WORKERS_KEY] = f"vla: -n auto: {reason}"
+    return workers
 
 
 def worker_exit(node: WorkerController, error: object) -> str:

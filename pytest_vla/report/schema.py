@@ -120,7 +120,7 @@ class EpisodeRow(TypedDict):
     worker: str
     env_construction_s: float
     provider: str | None
-    gpu: str | None
+    cuda_visible_devices: str | None  # the worker's GPU pin; None where it was not pinned
     attempt: int
     trajectory_path: str | None
 
@@ -137,7 +137,7 @@ def episode_row(
     error_message: str | None = None,
     env_construction_s: float = 0.0,
     provider: str | None = None,
-    gpu: str | None = None,
+    cuda_visible_devices: str | None = None,
     attempt: int = 1,
     trajectory_path: str | None = None,
 ) -> EpisodeRow:
@@ -157,7 +157,7 @@ def episode_row(
         "worker": worker,
         "env_construction_s": round(env_construction_s, 4),
         "provider": provider,
-        "gpu": gpu,
+        "cuda_visible_devices": cuda_visible_devices,
         "attempt": attempt,
         "trajectory_path": trajectory_path,
     }

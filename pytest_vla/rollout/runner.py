@@ -19,6 +19,7 @@ from pytest_vla.report.schema import EpisodeRow, TaskSpec, TerminalReason, episo
 from pytest_vla.rollout import interrupts
 from pytest_vla.rollout.loop import EpisodeOutcome, run_episode
 from pytest_vla.rollout.recording import save_trajectory
+from pytest_vla.rollout.threads import threads_per_worker
 from pytest_vla.rollout.watchdog import Watchdog, note_path
 from pytest_vla.suites.base import Suite, SuiteEnv
 
@@ -88,7 +89,7 @@ class EpisodeRunner:
             error_message="; ".join(text for text in (outcome.error_message, problem) if text) or None,
             env_construction_s=env_construction_s,
             provider=self._policy.provider if self._policy else None,
-            gpu=os.environ.get("CUDA_VISIBLE_DEVICES"),  # this worker's pinned device, when pinned
+            cuda_visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"),  # this worker's pin, when pinned
             attempt=attempt,
             trajectory_path=trajectory,
         )
@@ -106,10 +107,10 @@ class EpisodeRunner:
 
     def _load_policy(self) -> OnnxPolicy:
         if self._policy is None:
-            # Several workers share the cores: one inference thread each keeps them from thrashing.
+            # Several workers share the cores: each takes its share, or they thrash (0: onnxruntime's default).
             self._policy = OnnxPolicy(
                 load_manifest(self.plan.export),
-                intra_op_threads=1 if self.workers > 1 else 0,
+                intra_op_threads=threads_per_worker(self.workers) if self.workers > 1 else 0,
             )
         return self._policy
 
