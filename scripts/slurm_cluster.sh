@@ -35,9 +35,18 @@ munged --force --key-file="$dir/munge.key" --socket="$dir/munge.socket" \
   --pid-file="$dir/munged.pid" --log-file="$dir/log/munged.log" --seed-file="$dir/munge.seed"
 
 node=$(slurmd -C | head -1)  # this machine's CPUs and memory, as slurmd sees them
+# Ports of its own: a cluster left over from an interrupted run, or a real one, keeps the defaults.
+read -r controller_port node_port < <(python3 -c '
+import socket
+sockets = [socket.socket() for _ in range(2)]
+for s in sockets:
+    s.bind(("127.0.0.1", 0))
+print(*(s.getsockname()[1] for s in sockets))')
 cat >"$dir/slurm.conf" <<EOF
 ClusterName=pytest-vla
 SlurmctldHost=$(hostname -s)
+SlurmctldPort=$controller_port
+SlurmdPort=$node_port
 SlurmUser=root
 AuthType=auth/munge
 CredType=cred/munge
