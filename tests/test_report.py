@@ -59,7 +59,14 @@ def test_report_tallies_families_and_tasks_and_validates(tmp_path: Path, validat
     path = writer.write()
     report = validate_report(path)
     assert report["tasks"] == ["libero_object", "libero_goal"]
-    assert report["aggregate"] == {"success_rate": pytest.approx(2 / 3), "n_success": 2, "n_total": 3}
+    assert report["aggregate"] == {
+        "success_rate": pytest.approx(2 / 3),
+        "n_success": 2,
+        "n_total": 3,
+        "ci95": [0.207660, 0.938508],  # Wilson, 95%, 2 of 3: (2 + z²/2 ± z·sqrt(2·1/3 + z²/4)) / (3 + z²)
+    }
+    # At the edges Wilson has closed forms: 2 of 2 -> [2 / (2 + z²), 1], 0 of 1 -> [0, z² / (1 + z²)].
+    assert [r["ci95"] for r in report["task_results"]] == [[0.34238, 1.0], [0.0, 0.793451]]
     assert [r["n_success"] for r in report["results"]] == [2, 0]
     assert [(r["task_index"], r["n_total"]) for r in report["task_results"]] == [(3, 2), (0, 1)]
     assert [(e["task_id"], e["episode_index"]) for e in report["episodes"]] == [
@@ -70,7 +77,7 @@ def test_report_tallies_families_and_tasks_and_validates(tmp_path: Path, validat
     assert report["env"]["onnx_files"][0]["name"] == "model.onnx"
     lines = summary_lines(report, path)
     assert any(line.split()[:5] == ["libero_object", "task", "3", "2/2", "100.0%"] for line in lines)
-    assert any(line.split()[:3] == ["aggregate", "2/3", "66.7%"] for line in lines)
+    assert "aggregate                    2/3   66.7% [ 20.8,  93.9]" in lines
 
 
 def test_atomic_write_leaves_the_old_file_when_serialising_fails(tmp_path: Path) -> None:

@@ -16,10 +16,12 @@ def summary_lines(report: dict[str, Any], report_path: Path) -> list[str]:
     lines.extend(f"{result['task_id']:<15} {'all':<8} {_rate(result)}" for result in report["results"])
     lines.append(f"{'aggregate':<15} {'':<8} {_rate(report['aggregate'])}")
     lines.append("")
-    lines.append(f"provider: {report['execution_provider']}   report: {report_path}")
+    lines.append(f"[low, high]: 95% Wilson interval   provider: {report['execution_provider']}   report: {report_path}")
     return lines
 
 
 def _rate(tally: dict[str, Any]) -> str:
     fraction = f"{tally['n_success']}/{tally['n_total']}"
-    return f"{fraction:>7}  {100 * tally['success_rate']:5.1f}%"
+    interval = tally.get("ci95")
+    spread = f" [{100 * interval[0]:5.1f}, {100 * interval[1]:5.1f}]" if interval else " " * 15
+    return f"{fraction:>7}  {100 * tally['success_rate']:5.1f}%{spread}"

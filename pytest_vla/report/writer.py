@@ -19,6 +19,7 @@ from pytest_vla import __version__
 from pytest_vla.report.environment import machine, package_version, utc_now
 from pytest_vla.report.schema import EpisodeId, EpisodeRow, TaskSpec, success_rate
 from pytest_vla.report.shards import Shard
+from pytest_vla.report.stats import wilson_interval
 
 SCHEMA_VERSION = 1
 REPORT_NAME = "report.json"
@@ -157,10 +158,14 @@ class ReportWriter:
 
 
 def tally(rows: list[EpisodeRow]) -> dict[str, Any]:
+    n_success = sum(1 for row in rows if row["success"])
+    interval = wilson_interval(n_success, len(rows))
     return {
         "success_rate": round(success_rate(rows), 6),
-        "n_success": sum(1 for row in rows if row["success"]),
+        "n_success": n_success,
         "n_total": len(rows),
+        # The 95% Wilson interval of the rate, [low, high]; null before any episode of it finished.
+        "ci95": [round(bound, 6) for bound in interval] if interval else None,
     }
 
 
