@@ -25,3 +25,16 @@ if [ ! -x "$root/.venv/bin/python" ]; then
 fi
 "$root/.venv/bin/python" -m pip install -q --upgrade pip
 "$root/.venv/bin/python" -m pip install -q -e "$root[test]"
+
+# The xunit2 schema the tests validate JUnit XML against: the junit-10.xsd pytest validates its own
+# output with, from the sdist of the installed pytest (the wheel does not ship its tests).
+schema="$root/.venv/share/junit-10.xsd"
+if [ ! -f "$schema" ]; then
+  version=$("$root/.venv/bin/python" -c 'import pytest; print(pytest.__version__)')
+  sdist=$(mktemp -d)
+  "$root/.venv/bin/python" -m pip download -q --no-deps --no-binary :all: -d "$sdist" "pytest==$version"
+  tar -xzf "$sdist"/pytest-*.tar.gz -C "$sdist" --wildcards '*/testing/example_scripts/junit-10.xsd'
+  mkdir -p "$(dirname "$schema")"
+  cp "$sdist"/pytest-*/testing/example_scripts/junit-10.xsd "$schema"
+  rm -rf "$sdist"
+fi

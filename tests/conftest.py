@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import pytest
+import xmlschema
 
 from tests.models import state_only_export
 
@@ -22,6 +24,26 @@ def report_schema() -> dict[str, Any]:
     """The report contract: ../shared/schema when present (the source of truth), else the vendored copy."""
     path = SCHEMA_PATH if SCHEMA_PATH.is_file() else VENDORED_SCHEMA
     return json.loads(path.read_text())
+
+
+# The xunit2 schema pytest validates its own JUnit XML against (testing/example_scripts/junit-10.xsd
+# in pytest's sdist, the xUnit plugin's junit-10.xsd); scripts/setup.sh puts it in the venv.
+JUNIT_SCHEMA = Path(sys.prefix) / "share" / "junit-10.xsd"
+
+
+@pytest.fixture(scope="session")
+def junit_schema() -> xmlschema.XMLSchema:
+    if not JUNIT_SCHEMA.is_file():
+        pytest.fail(f"{JUNIT_SCHEMA} is missing: run scripts/setup.sh, which extracts it from pytest's sdist")
+    return xmlschema.XMLSchema(str(JUNIT_SCHEMA))
+
+
+@pytest.fixture
+def validate_junit(junit_schema: xmlschema.XMLSchema):
+    def validate(path: Path) -> None:
+        junit_schema.validate(str(path))
+
+    return validate
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ from pytest_vla.controller.xdist import _signal_name
 from pytest_vla.errors import ExportError
 from pytest_vla.export.files import file_digest
 from pytest_vla.rollout.threads import THREAD_VARIABLES
+from tests.junit_xml import episode_facts
 from tests.models import state_only_export
 
 FAKE_SUITE = (Path(__file__).parent / "fake_suite.py").read_text()
@@ -164,15 +165,24 @@ def test_a_watchdog_kill_during_the_env_build_is_a_harness_error(fake, pytester,
     assert rows[1]["terminal_reason"] == "success"  # the replacement worker went on
 
 
-def test_a_dead_workers_testcase_carries_the_episode_facts(fake, pytester: pytest.Pytester) -> None:
+def test_a_dead_workers_testcase_carries_the_episode_facts(fake, pytester: pytest.Pytester, validate_junit) -> None:
     result = fake({"0:1": "die"}, "--vla-tasks", "fake:0", "--vla-num-episodes", "3", "-n", "2",
                   "--junitxml", "junit.xml", "--junit-prefix", "ci")  # fmt: skip
     assert result.ret == HARNESS_ERROR_EXIT
+    validate_junit(pytester.path / "junit.xml")  # xunit2, pytest's default: no <properties> in a testcase
     cases = {case.name: case for suite in JUnitXml.fromfile(str(pytester.path / "junit.xml")) for case in suite}
     assert sorted(cases) == ["ep0", "ep1", "ep2"] and {case.classname for case in cases.values()} == {"ci.fake.fake:0"}
-    properties = {name: {p.name: p.value for p in case.properties()} for name, case in cases.items()}
-    assert properties["ep1"]["terminal_reason"] == "adapter_error" and properties["ep1"]["episode_index"] == "1"
-    assert properties["ep0"]["terminal_reason"] == "timeout"
+    facts = {name: episode_facts(case) for name, case in cases.items()}
+    assert facts["ep1"]["terminal_reason"] == "adapter_error" and facts["ep1"]["episode_index"] == "1"
+    assert facts["ep0"]["terminal_reason"] == "timeout"
+
+
+def test_xunit1_keeps_the_episode_facts_as_testcase_properties(fake, pytester: pytest.Pytester) -> None:
+    fake({"0": "succeed"}, "--vla-tasks", "fake:0", "--vla-num-episodes", "1", "-p", "no:xdist",
+         "--junitxml", "junit.xml", "-o", "junit_family=xunit1")  # fmt: skip
+    (case,) = [case for suite in JUnitXml.fromfile(str(pytester.path / "junit.xml")) for case in suite]
+    assert {p.name: p.value for p in case.properties()}["terminal_reason"] == "success"
+    assert case.system_out is None
 
 
 def test_resume_reruns_harness_errors_and_gives_the_verdict_when_nothing_is_left(

@@ -12,6 +12,7 @@ import pytest
 from junitparser.xunit2 import JUnitXml
 from PIL import Image
 
+from tests.junit_xml import episode_facts
 from tests.models import camera_export, state_only_export
 
 pytestmark = pytest.mark.libero
@@ -75,7 +76,9 @@ def _reference_rollout(export: Path, family: str, index: int, episode: int, max_
     return np.array(actions), np.array(states)
 
 
-def test_episodes_follow_the_openpi_protocol_and_fill_every_output(pytester: pytest.Pytester, validate_report) -> None:
+def test_episodes_follow_the_openpi_protocol_and_fill_every_output(
+    pytester: pytest.Pytester, validate_report, validate_junit
+) -> None:
     export = camera_export(pytester.path / "export", size=32, chunk=4)
     result = pytester.runpytest_subprocess(
         "--vla-export", "export", "--vla-tasks", "libero_object:3", "--vla-num-episodes", "2", "-k", "ep1",
@@ -87,7 +90,9 @@ def test_episodes_follow_the_openpi_protocol_and_fill_every_output(pytester: pyt
     out = result.stdout.str()
     assert "vla: suite libero, 1 tasks x 2 episodes = 2 items, seed 7, cameras rendered: agentview" in out
     assert "libero_object:3:ep1: not done after 6 policy steps (step budget 6)" in out
-    result.stdout.fnmatch_lines(["libero_object*task 3*0/1*0.0%*pick up the bbq sauce*", "aggregate*0/1*0.0%"])
+    result.stdout.fnmatch_lines(
+        ["libero_object*task 3*0/1*0.0%*pick up the bbq sauce*", "aggregate*0/1*0.0%*0.0,  79.3*"]
+    )
 
     report = validate_report(pytester.path / "eval_output" / "report.json")
     (row,) = report["episodes"]
@@ -98,9 +103,9 @@ def test_episodes_follow_the_openpi_protocol_and_fill_every_output(pytester: pyt
     assert report["protocol"]["cameras_rendered"] == ["agentview"]
     assert report["execution_provider"] == "CPUExecutionProvider"
 
+    validate_junit(pytester.path / "junit.xml")
     (case,) = [case for suite in JUnitXml.fromfile(str(pytester.path / "junit.xml")) for case in suite]
-    properties = {p.name: p.value for p in case.properties()}
-    assert properties == {
+    assert episode_facts(case) == {
         "task_id": "libero_object",
         "task_index": "3",
         "episode_index": "1",

@@ -107,7 +107,7 @@ def test_a_scheduler_index_that_names_no_shard_is_refused(fake, monkeypatch, var
     result.stderr.fnmatch_lines([f"ERROR: {message}"])
 
 
-def test_merged_shards_equal_the_unsharded_run(fake, pytester: pytest.Pytester, validate_report) -> None:
+def test_merged_shards_equal_the_unsharded_run(fake, pytester, validate_report, validate_junit) -> None:
     whole = fake(SCRIPT, *RUN, "--junitxml", "whole.xml")
     for number in range(3):
         _shard(fake, number, 3)
@@ -125,6 +125,7 @@ def test_merged_shards_equal_the_unsharded_run(fake, pytester: pytest.Pytester, 
     whole_cases = [(case.classname, case.name) for suite in JUnitXml.fromfile(str(pytester.path / "whole.xml"))
                    for case in suite]  # fmt: skip
     assert sorted(cases) == sorted(whole_cases) and len(cases) == 12
+    validate_junit(pytester.path / "merged" / "junit.xml")
     assert whole.ret == pytest.ExitCode.TESTS_FAILED
 
 

@@ -30,8 +30,13 @@ def testcase_address(nodeid: str, prefix: str | None) -> tuple[str, str]:
     return ".".join(names[:-1]), names[-1]
 
 
-def finish_junit(path: Path, episodes: Mapping[tuple[str, str], EpisodeRow]) -> None:
-    """Rewrite ``path`` with one testcase per episode (its last), each carrying its row's facts."""
+def finish_junit(path: Path, episodes: Mapping[tuple[str, str], EpisodeRow], family: str) -> None:
+    """Rewrite ``path`` with one testcase per episode (its last), each carrying its row's facts.
+
+    Under ``junit_family=xunit2`` (pytest's default) the schema allows no ``<properties>`` in a
+    testcase, so the facts go to the testcase's ``<system-out>``, which GitLab, Jenkins and the
+    GitHub test reporters all show beside the test; ``xunit1``/``legacy`` keep them as properties.
+    """
     tree = ET.parse(path)
     root = tree.getroot()
     for suite in [root] if root.tag == "testsuite" else root.findall("testsuite"):
@@ -43,12 +48,27 @@ def finish_junit(path: Path, episodes: Mapping[tuple[str, str], EpisodeRow]) -> 
                     suite.remove(last[address])
                 last[address] = case
         for address, case in last.items():
-            _set_properties(case, episodes[address])
+            if family == "xunit2":
+                _set_system_out(case, episodes[address])
+            else:
+                _set_properties(case, episodes[address])
         cases = suite.findall("testcase")
         suite.set("tests", str(len(cases)))
         for attribute, tag in _OUTCOMES.items():
             suite.set(attribute, str(sum(1 for case in cases if case.find(tag) is not None)))
     tree.write(path, encoding="utf-8", xml_declaration=True)
+
+
+def _episode_facts(row: EpisodeRow) -> str:
+    """The episode's facts as ``name: value`` lines, the form a testcase's ``<system-out>`` carries."""
+    return "".join(f"{name}: {row[name]}\n" for name in PROPERTIES)  # type: ignore[literal-required]
+
+
+def _set_system_out(case: ET.Element, row: EpisodeRow) -> None:
+    out = case.find("system-out")
+    if out is None:
+        out = ET.SubElement(case, "system-out")
+    out.text = _episode_facts(row) + (out.text or "")
 
 
 def _set_properties(case: ET.Element, row: EpisodeRow) -> None:

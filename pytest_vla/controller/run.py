@@ -198,7 +198,7 @@ class ControllerRun:
             addresses = {
                 testcase_address(EpisodeId.of_row(row).nodeid(self.plan.suite), prefix): row for row in self.writer.rows
             }
-            finish_junit(junit_path, addresses)
+            finish_junit(junit_path, addresses, str(self.config.getini("junit_family")))
         return exit_status(pytest_status, self._verdict())
 
     def _verdict(self) -> RunVerdict:
