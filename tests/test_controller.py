@@ -7,6 +7,7 @@ these runs take seconds and need no simulator; what LIBERO itself does is tested
 from __future__ import annotations
 
 import json
+import re
 import signal
 from pathlib import Path
 from typing import Any
@@ -289,3 +290,16 @@ class _Spec:
     def __init__(self, popen: bool) -> None:
         self.popen = popen
         self.env: dict[str, str] = {}
+
+
+def test_a_long_run_shows_each_outcome_and_a_running_tally(fake, pytester: pytest.Pytester) -> None:
+    every_episode = "\nimport pytest_vla.controller.progress as progress\nprogress.PROGRESS_EVERY_S = 0\n"
+    pytester.makeconftest(FAKE_SUITE + every_episode)
+    result = fake({"0": "succeed", "1": "build_error"}, "--vla-tasks", "fake:0,fake:1,fake:2", "--vla-num-episodes",
+                  "2", "-n", "2", "-v")  # fmt: skip
+    result.stdout.fnmatch_lines(["*PASSED (success, 2 steps, *s) fake/fake:0::ep0*"])
+    result.stdout.fnmatch_lines(["*ERROR (bddl_failure, 0 steps, *s) fake/fake:1::ep*"])
+    result.stdout.fnmatch_lines(["*FAILED (timeout, 5 steps, *s) fake/fake:2::ep*"])
+    tallies = [line for line in result.stdout.lines if line.startswith("vla: ") and "episodes done" in line]
+    assert len(tallies) == 6 and tallies[-1] == "vla: 6/6 episodes done, 2 succeeded (33.3%)"
+    assert all(re.search(r", ETA \d+m\d\ds$", line) for line in tallies[:-1])

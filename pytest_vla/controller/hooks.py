@@ -9,6 +9,7 @@ import pytest
 from pytest_vla.controller.items import PLAN_KEY
 from pytest_vla.controller.options import runs_episodes
 from pytest_vla.controller.placement import AUTO_WORKERS_KEY
+from pytest_vla.controller.progress import episode_status
 from pytest_vla.controller.run import ControllerRun
 from pytest_vla.rollout import interrupts
 
@@ -19,6 +20,7 @@ class ControllerHooks:
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
         self.run: ControllerRun | None = None
+        self._tally: str | None = None  # the progress line to show once the item's status is out
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionstart(self, session: pytest.Session) -> None:
@@ -39,7 +41,20 @@ class ControllerHooks:
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if self.run is not None:
-            self.run.record(report)
+            self._tally = self.run.record(report) or self._tally
+
+    def pytest_runtest_logfinish(self) -> None:
+        # After the item's own status line, so the tally reads as a line of its own.
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        if self._tally and reporter is not None:
+            reporter.write_line(self._tally)
+        self._tally = None
+
+    def pytest_report_teststatus(
+        self, report: pytest.TestReport, config: pytest.Config
+    ) -> tuple[str, str, tuple[str, dict[str, bool]]] | None:
+        row = getattr(report, "vla_episode", None)
+        return episode_status(report, row) if row is not None else None
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:

@@ -21,6 +21,7 @@ from pytest_vla.controller.junit import finish_junit, testcase_address
 from pytest_vla.controller.options import Settings, read_settings, runs_episodes
 from pytest_vla.controller.placement import choose_render_backend, device_environment, visible_gpus
 from pytest_vla.controller.preflight import make_suite, run_preflight
+from pytest_vla.controller.progress import Progress
 from pytest_vla.errors import ExportError, ReportError, VlaWarning
 from pytest_vla.export.files import export_files
 from pytest_vla.plan import EvalPlan
@@ -51,6 +52,7 @@ class ControllerRun:
         self.notes: list[str] = []  # header lines about what an earlier report contributed
         self.worker_deaths: dict[str, WorkerDeath] = {}  # xdist worker id -> how it died
         self._selected: list[EpisodeId] = []
+        self.progress = Progress(0)  # sized when the selection is known
         self._other_failures: set[str] = set()  # failed tests of the user's own beside the episodes
         self._unrecorded: dict[str, str] = {}  # episode node id -> what pytest reported without a row
         self._expected_failures: set[EpisodeId] = set()  # xfail-marked episodes that failed
@@ -146,6 +148,7 @@ class ControllerRun:
         """The selected items (after -k, -m, --lf): episodes among them that never report are missing."""
         selected = [EpisodeId.from_nodeid(self.plan.suite, nodeid) for nodeid in nodeids]
         self._selected = [episode for episode in selected if episode is not None]
+        self.progress = Progress(len(self._selected))
         self.writer.expect(self._selected)
         if runs_episodes(self.config):
             # A valid, partial report.json exists from the start: a run killed before its first
@@ -165,7 +168,8 @@ class ControllerRun:
             f"MUJOCO_GL={os.environ.get('MUJOCO_GL', 'osmesa')}",
         ]
 
-    def record(self, report: pytest.TestReport) -> None:
+    def record(self, report: pytest.TestReport) -> str | None:
+        """Take a report's row into report.json; return the progress tally line when one is due."""
         row: EpisodeRow | None = getattr(report, "vla_episode", None)
         if row is None and report.failed:
             episode = EpisodeId.from_nodeid(self.plan.suite, report.nodeid)
@@ -176,14 +180,16 @@ class ControllerRun:
             else:  # something beside the episode failed (a hook, a fixture): the result cannot be trusted
                 self._unrecorded[report.nodeid] = _reason(report)
         if row is None:
-            return
+            return None
         episode = EpisodeId.of_row(row)
         if getattr(report, "wasxfail", None) is not None:
             self._expected_failures.add(episode)
         self.writer.add(row)
         self.write()
-        if report.outcome != "rerun":  # pytest-rerunfailures: only an episode's last attempt is finished
-            self.config.hook.pytest_vla_episode_finished(config=self.config, episode=dict(row))
+        if report.outcome == "rerun":  # pytest-rerunfailures: only an episode's last attempt is finished
+            return None
+        self.config.hook.pytest_vla_episode_finished(config=self.config, episode=dict(row))
+        return self.progress.finished(row)
 
     def write(self) -> Path:
         return self.writer.write(
