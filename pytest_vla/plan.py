@@ -29,6 +29,7 @@ class EvalPlan:
     cameras: tuple[str, ...]  # the cameras the export binds: the only ones rendered
     provider: str  # the onnxruntime execution provider the controller's preflight got
     collect_paths: bool  # also collect the test paths the user named; without any, episodes only
+    video: str | None = None  # --vla-video: "all", "failures", or None for no video
     shard: Shard | None = None  # this job's share of the run (--vla-shard); None: all of it
     finished: tuple[EpisodeId, ...] = ()  # episodes an earlier report already holds (--vla-resume, --lf)
 

@@ -3,9 +3,14 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$root/scripts/setup.sh"
-# The shard tests run a real Slurm array on a one-node cluster (tests/test_slurm.py skips without it).
-if ! command -v slurmctld >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm munge >/dev/null
+# Real components the tests drive (each test skips, saying why, without its own): a one-node Slurm
+# cluster for the shard tests, Debian's chromium for report.html (Playwright cannot download one).
+missing=""
+command -v slurmctld >/dev/null || missing="$missing slurm-wlm munge"
+command -v chromium >/dev/null || missing="$missing chromium"
+if [ -n "$missing" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  # shellcheck disable=SC2086
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
 fi
 cd "$root"
 .venv/bin/ruff check pytest_vla tests scripts conftest_examples benchmarks

@@ -40,8 +40,9 @@ def _behaviour(task: TaskSpec, episode: int | None = None) -> str:
 
 
 class FakeEnv:
-    def __init__(self, task: TaskSpec) -> None:
+    def __init__(self, task: TaskSpec, cameras: Sequence[str] = ()) -> None:
         self.task = task
+        self.cameras = tuple(cameras)
         self.t = 0
         self.behaviour = "fail"
 
@@ -49,7 +50,7 @@ class FakeEnv:
         self.t, self.behaviour = 0, _behaviour(self.task, episode_index)
         with open("resets.log", "a") as log:
             log.write(f"{self.task.index}:{episode_index}\n")
-        return Observation(images={}, state=np.zeros(8))
+        return Observation(images=self._images(), state=np.zeros(8))
 
     def step(self, action: np.ndarray) -> tuple[Observation, bool]:
         self.t += 1
@@ -59,7 +60,12 @@ class FakeEnv:
             os._exit(3)
         if self.behaviour == "interrupt_at_last_step" and self.t == MAX_STEPS:
             _interrupt_once()
-        return Observation(images={}, state=np.full(8, float(self.t))), self.behaviour == "succeed" and self.t == 2
+        done = self.behaviour == "succeed" and self.t == 2
+        return Observation(images=self._images(), state=np.full(8, float(self.t))), done
+
+    def _images(self) -> dict[str, np.ndarray]:
+        """A frame per rendered camera whose brightness counts the steps: 0, 40, 80, ..."""
+        return {camera: np.full((16, 16, 3), min(40 * self.t, 255), dtype=np.uint8) for camera in self.cameras}
 
     def close(self) -> None:
         if _behaviour(self.task) == "close_error":
@@ -72,6 +78,7 @@ class FakeSuite:
     action_dim = 7
     render_size = (8, 8)
     max_episodes = 10
+    video_camera = "agentview"
 
     def resolve_tasks(self, selection: Sequence[str]) -> list[TaskSpec]:
         tasks = []
@@ -104,7 +111,7 @@ class FakeSuite:
         if behaviour == "interrupt_at_build":
             _interrupt_once()
             raise EnvFailure(TerminalReason.BDDL_FAILURE, f"building the env for {task.key}: interrupted")
-        return FakeEnv(task)
+        return FakeEnv(task, cameras)
 
 
 def pytest_vla_make_suite(config: Any, name: str) -> FakeSuite | None:

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pytest_vla.cli.inspect import inspect_export
-from pytest_vla.cli.merge import merge_command
+from pytest_vla.cli.reports import merge_command, report_command
 from pytest_vla.suites import DEFAULT_SUITE
 
 
@@ -34,7 +34,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     merge.add_argument(
         "sources", nargs="+", type=Path, help="shard --vla-output directories, report.json or JUnit XML files"
     )
+    page = commands.add_parser(
+        "report",
+        help="write DIR/report.html from DIR/report.json (a run's --vla-output)",
+        description="Write DIR/report.html, the static page a run writes at its end, from DIR/report.json alone.",
+    )
+    page.add_argument("directory", type=Path, metavar="DIR", help="a run's --vla-output directory")
     args = parser.parse_args(argv)
+    if args.command == "report":
+        return report_command(args.directory)
     if args.command == "merge":
         return merge_command(args.sources, args.output)
     return inspect_export(args.export, args.suite, args.tasks)

@@ -19,6 +19,7 @@ DEFAULT_NUM_EPISODES = 3
 DEFAULT_SEED = 7  # the published protocol's (openpi, OpenVLA-OFT, vla-eval)
 DEFAULT_OUTPUT = "eval_output"
 RENDER_BACKENDS = ("osmesa", "egl")
+VIDEO_CHOICES = ("all", "failures")
 
 # (option, help, metavar or None for a flag); each is also the ini key with dashes as underscores.
 _OPTIONS = (
@@ -40,6 +41,12 @@ _OPTIONS = (
     ("--vla-output", f"directory for report.json and trajectories (default: ./{DEFAULT_OUTPUT})", "DIR"),
     ("--vla-max-steps", "override the suite's policy-step budget per episode (for smoke runs)", "N"),
     ("--vla-save-trajectories", "save each episode's actions and states as .npz", None),
+    (
+        "--vla-video",
+        "record each episode's video (videos/*.mp4, the suite's front camera): 'all', or 'failures' to keep "
+        "only failed and errored episodes' (default: none)",
+        "WHICH",
+    ),
     (
         "--vla-resume",
         "run only the episodes not yet in --vla-output's report.json (same export, seed and protocol)",
@@ -96,6 +103,7 @@ class Settings:
     min_success_rate: float | None
     episode_timeout: float | None
     resume: bool
+    video: str | None  # "all", "failures", or None
     gpus: tuple[str, ...] | None  # None: the visible ones
     render: str | None  # None: MUJOCO_GL as set, else osmesa
     shard: Shard | None
@@ -147,8 +155,9 @@ def read_settings(config: pytest.Config) -> Settings:
         min_success_rate=min_success_rate,
         episode_timeout=episode_timeout,
         resume=bool(_value(config, "--vla-resume")),
+        video=_choice(config, "--vla-video", VIDEO_CHOICES),
         gpus=_gpus(config),
-        render=_render(config),
+        render=_choice(config, "--vla-render", RENDER_BACKENDS),
         **_shard(config),
     )
 
@@ -163,10 +172,10 @@ def _gpus(config: pytest.Config) -> tuple[str, ...] | None:
     return devices
 
 
-def _render(config: pytest.Config) -> str | None:
-    value = _value(config, "--vla-render")
-    if value is not None and value not in RENDER_BACKENDS:
-        raise pytest.UsageError(f"--vla-render must be one of {', '.join(RENDER_BACKENDS)}, got {value!r}")
+def _choice(config: pytest.Config, option: str, choices: tuple[str, ...]) -> str | None:
+    value = _value(config, option)
+    if value is not None and value not in choices:
+        raise pytest.UsageError(f"{option} must be one of {', '.join(choices)}, got {value!r}")
     return None if value is None else str(value)
 
 

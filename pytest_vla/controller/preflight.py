@@ -61,6 +61,7 @@ def run_preflight(
         provider=checked.policy.provider,
         collect_paths=explicit_paths,
         shard=settings.shard,
+        video=settings.video,
     )
     return plan, checked.policy
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,8 @@ from pytest_vla.controller.progress import Progress
 from pytest_vla.errors import ExportError, ReportError, VlaWarning
 from pytest_vla.export.files import export_files
 from pytest_vla.plan import EvalPlan
-from pytest_vla.report.reader import compatible_rows
+from pytest_vla.report.html import write_html
+from pytest_vla.report.reader import compatible_rows, load_report
 from pytest_vla.report.schema import EpisodeId, EpisodeRow, TerminalReason, episode_row
 from pytest_vla.report.summary import summary_lines
 from pytest_vla.report.writer import REPORT_NAME, Invocation, ReportWriter, RunInfo
@@ -197,8 +199,12 @@ class ControllerRun:
         )
 
     def finish(self, pytest_status: int, junit_path: Path | None) -> int:
-        """The last report write, the JUnit clean-up and the exit status, whatever happened before."""
-        self.write()
+        """The last report write, the HTML page, the JUnit clean-up and the exit status, whatever happened before."""
+        report_path = self.write()
+        try:
+            write_html(load_report(report_path), self.plan.output)
+        except (OSError, ReportError) as exc:  # the numbers are in report.json: a page is not worth the verdict
+            warnings.warn(VlaWarning(f"report.html not written: {exc}"), stacklevel=2)
         if junit_path is not None and junit_path.is_file():  # written by junitxml's sessionfinish, before this
             prefix = self.config.getoption("junitprefix", None)
             addresses = {

@@ -19,6 +19,7 @@ from typing import Any
 from junitparser.xunit2 import JUnitXml
 
 from pytest_vla.errors import ReportError
+from pytest_vla.report.html import write_html
 from pytest_vla.report.reader import compatible_rows, load_report, run_info
 from pytest_vla.report.schema import EpisodeId, EpisodeRow
 from pytest_vla.report.shards import Shard
@@ -90,6 +91,7 @@ def merge(sources: Sequence[Path], output: Path) -> MergeResult:
     for row, _ in rows.values():
         writer.add(row)
     report_path = writer.write(lambda report: _as_merged(report, first, shards))
+    write_html(load_report(report_path), output)
     junit_path = _merge_junit(junit_paths, output / JUNIT_NAME) if junit_paths else None
     return MergeResult(report_path, load_report(report_path), junit_path, unfinished)
 

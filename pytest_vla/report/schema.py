@@ -140,6 +140,7 @@ def episode_row(
     cuda_visible_devices: str | None = None,
     attempt: int = 1,
     trajectory_path: str | None = None,
+    video_path: str | None = None,
 ) -> EpisodeRow:
     """The only place a row is made, whether its episode ran, failed to run, or died with its worker."""
     return {
@@ -149,7 +150,7 @@ def episode_row(
         "terminal_reason": reason.value,
         "wall_clock_s": round(wall_clock_s, 4),
         "n_steps": n_steps,
-        "video_path": None,
+        "video_path": video_path,
         "error_message": error_message,
         "task_index": episode.task_index,
         "instruction": instruction,

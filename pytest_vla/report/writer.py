@@ -147,7 +147,7 @@ class ReportWriter:
             "execution_provider": info.provider,
             "workers": info.workers,
             "protocol": info.protocol,
-            "video_paths": [],
+            "video_paths": [row["video_path"] for row in episodes if row["video_path"]],
             "notes": None,
             # Until every selected episode has a row (a run in progress, interrupted or killed).
             "partial": bool(missing),
@@ -170,6 +170,11 @@ def tally(rows: list[EpisodeRow]) -> dict[str, Any]:
 
 
 def write_json_atomically(path: Path, data: dict[str, Any]) -> None:
+    """``data`` as indented JSON, written as :func:`write_text_atomically` writes."""
+    write_text_atomically(path, json.dumps(data, indent=2) + "\n")
+
+
+def write_text_atomically(path: Path, text: str) -> None:
     """Write to a temporary file beside ``path``, flush it to disk and rename it over: never half a file.
 
     The file gets the mode a plain ``open()`` would give (0644 under the usual umask), so artifact
@@ -179,8 +184,7 @@ def write_json_atomically(path: Path, data: dict[str, Any]) -> None:
     descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
-            json.dump(data, stream, indent=2)
-            stream.write("\n")
+            stream.write(text)
             stream.flush()
             os.fchmod(stream.fileno(), 0o666 & ~_umask())
             os.fsync(stream.fileno())

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -39,17 +40,23 @@ class EpisodeOutcome:
 
 
 def run_episode(
-    env: SuiteEnv, policy: Policy, episode_index: int, max_steps: int, timeout_s: float | None = None
+    env: SuiteEnv,
+    policy: Policy,
+    episode_index: int,
+    max_steps: int,
+    timeout_s: float | None = None,
+    watch: Callable[[Observation], None] | None = None,
 ) -> EpisodeOutcome:
     """Run one episode; ``wall_clock_s`` covers the reset (with its settle steps) to the end.
 
     Past ``timeout_s`` of wall clock the episode ends as ``timeout`` too, with a message that says so.
+    ``watch`` sees every observation, the reset's first (a video's frames); it changes nothing.
     """
     started = time.perf_counter()
     outcome = EpisodeOutcome(terminal_reason=TerminalReason.TIMEOUT, n_steps=0, wall_clock_s=0.0)
     deadline = started + timeout_s if timeout_s is not None else float("inf")
     try:
-        _loop(env, policy, episode_index, max_steps, deadline, outcome)
+        _loop(env, policy, episode_index, max_steps, deadline, outcome, watch or _unwatched)
         out_of_time = outcome.n_steps < max_steps  # the loop stopped for the clock, not the budget
         if outcome.terminal_reason is TerminalReason.TIMEOUT and out_of_time:
             outcome.error_message = (
@@ -64,9 +71,16 @@ def run_episode(
 
 
 def _loop(
-    env: SuiteEnv, policy: Policy, episode_index: int, max_steps: int, deadline: float, outcome: EpisodeOutcome
+    env: SuiteEnv,
+    policy: Policy,
+    episode_index: int,
+    max_steps: int,
+    deadline: float,
+    outcome: EpisodeOutcome,
+    watch: Callable[[Observation], None],
 ) -> None:
     observation = env.reset(episode_index)
+    watch(observation)
     chunk: deque[np.ndarray] = deque()
     while outcome.n_steps < max_steps and time.perf_counter() <= deadline:
         interrupts.check()
@@ -76,10 +90,15 @@ def _loop(
         outcome.states.append(np.asarray(observation.state, dtype=np.float64))
         outcome.actions.append(action)
         observation, done = env.step(action)
+        watch(observation)
         outcome.n_steps += 1
         if done:
             outcome.terminal_reason = TerminalReason.SUCCESS
             return
+
+
+def _unwatched(observation: Observation) -> None:
+    pass
 
 
 def _query(policy: Policy, observation: Observation, step: int) -> np.ndarray:

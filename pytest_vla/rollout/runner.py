@@ -20,8 +20,9 @@ from pytest_vla.rollout import interrupts
 from pytest_vla.rollout.loop import EpisodeOutcome, run_episode
 from pytest_vla.rollout.recording import save_trajectory
 from pytest_vla.rollout.threads import threads_per_worker
+from pytest_vla.rollout.video import VideoRecorder
 from pytest_vla.rollout.watchdog import Watchdog, note_path
-from pytest_vla.suites.base import Suite, SuiteEnv
+from pytest_vla.suites.base import Observation, Suite, SuiteEnv
 
 ENV_BUILD_ALLOWANCE_S = 600.0  # LIBERO builds an env in 5 to 20 s; a hung GL or BDDL setup never returns
 
@@ -49,6 +50,8 @@ class EpisodeRunner:
     def run(self, task: TaskSpec, episode_index: int, attempt: int = 1) -> EpisodeRow:
         """Run one episode and return its report row; harness problems end up in the row, not raised."""
         env_construction_s = 0.0
+        recorder: VideoRecorder | None = None
+        video_problem: str | None = None
         try:
             # Ctrl-C and SIGTERM wait for a step boundary: the simulator is never torn down mid-call.
             with interrupts.deferred():
@@ -59,8 +62,11 @@ class EpisodeRunner:
                 assert self._env is not None
                 policy.begin_episode(self.plan.seed, task, episode_index)
                 timeout = self.plan.episode_timeout(task)
+                max_steps = self.plan.max_steps(task)
+                recorder, video_problem = self._start_video(task, episode_index, max_steps)
                 self._watchdog.arm("episode", f"{task.key} episode {episode_index}", timeout)
-                outcome = run_episode(self._env, policy, episode_index, self.plan.max_steps(task), timeout)
+                watch = _filming(recorder, self.suite)
+                outcome = run_episode(self._env, policy, episode_index, max_steps, timeout, watch)
         except EnvFailure as exc:
             outcome = EpisodeOutcome(exc.terminal_reason, 0, 0.0, str(exc))
         except ExportError as exc:
@@ -69,7 +75,9 @@ class EpisodeRunner:
             outcome = EpisodeOutcome(TerminalReason.ADAPTER_ERROR, 0, 0.0, f"harness: {one_line(exc)}")
         finally:
             self._watchdog.disarm()
-        trajectory, problem = None, None
+        video, problem = self._finish_video(recorder, outcome)
+        problem = problem or video_problem
+        trajectory = None
         if self.plan.save_trajectories:
             try:
                 path = save_trajectory(
@@ -77,7 +85,7 @@ class EpisodeRunner:
                 )
                 trajectory = str(path)
             except Exception as exc:  # a full disk must not cost the episode's result
-                problem = f"trajectory not saved: {one_line(exc)}"
+                problem = "; ".join(filter(None, (problem, f"trajectory not saved: {one_line(exc)}")))
         return episode_row(
             task.episode(episode_index),
             reason=outcome.terminal_reason,
@@ -92,6 +100,7 @@ class EpisodeRunner:
             cuda_visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"),  # this worker's pin, when pinned
             attempt=attempt,
             trajectory_path=trajectory,
+            video_path=video,
         )
 
     def close(self) -> None:
@@ -114,12 +123,47 @@ class EpisodeRunner:
             )
         return self._policy
 
+    def _start_video(
+        self, task: TaskSpec, episode_index: int, max_steps: int
+    ) -> tuple[VideoRecorder | None, str | None]:
+        if self.plan.video is None:
+            return None, None
+        try:
+            return VideoRecorder(self.plan.output, task.episode(episode_index), max_steps + 1), None
+        except Exception as exc:  # no ffmpeg, a full disk: the episode still runs
+            return None, f"video not saved: {one_line(exc)}"
+
+    def _finish_video(self, recorder: VideoRecorder | None, outcome: EpisodeOutcome) -> tuple[str | None, str | None]:
+        """The video's path when this run keeps it (all, or failures only), else None; and what went wrong."""
+        if recorder is None:
+            return None, None
+        if recorder.frames == 0 or (self.plan.video == "failures" and outcome.success):
+            recorder.discard()
+            return None, None
+        try:
+            return str(recorder.keep()), None
+        except Exception as exc:
+            return None, f"video not saved: {one_line(exc)}"
+
+    def _cameras(self) -> tuple[str, ...]:
+        """The export's cameras, and the video's when recording: rendered for the video only, never fed."""
+        cameras = self.plan.cameras
+        if self.plan.video is not None and self.suite.video_camera not in cameras:
+            cameras = (*cameras, self.suite.video_camera)
+        return cameras
+
     def _switch_env(self, task: TaskSpec) -> float:
         # One env per process at a time: each holds about 2 GiB.
         self.close()
         started = time.perf_counter()
         self._env = self.suite.make_env(
-            task, self.plan.cameras, self.plan.seed, self._load_policy().manifest.state_convention
+            task, self._cameras(), self.plan.seed, self._load_policy().manifest.state_convention
         )
         self._env_task = task
         return time.perf_counter() - started
+
+
+def _filming(recorder: VideoRecorder | None, suite: Suite) -> Callable[[Observation], None] | None:
+    if recorder is None:
+        return None
+    return lambda observation: recorder.frame(observation.images[suite.video_camera])

@@ -58,6 +58,7 @@ class Suite(Protocol):
     action_dim: int
     render_size: tuple[int, int]
     max_episodes: int
+    video_camera: str  # the camera --vla-video records, named as exports name cameras
 
     def resolve_tasks(self, selection: Sequence[str]) -> list[TaskSpec]:
         """Expand a ``--vla-tasks`` selection (or the default when empty); raise ``SuiteError``."""

@@ -58,6 +58,7 @@ class LiberoSuite:
     action_dim = 7
     render_size = RENDER_SIZE
     max_episodes = INIT_STATES_PER_TASK
+    video_camera = "agentview"  # the third-person view every published LIBERO video shows
 
     def resolve_tasks(self, selection: Sequence[str]) -> list[TaskSpec]:
         tasks: list[TaskSpec] = []

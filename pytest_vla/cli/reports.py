@@ -1,4 +1,4 @@
-"""``pytest-vla merge``: print what the merge made, and say in one line why it could not."""
+"""``pytest-vla merge`` and ``pytest-vla report``: print what they made, or say in one line why they could not."""
 
 from __future__ import annotations
 
@@ -6,9 +6,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from pytest_vla.errors import ReportError
+from pytest_vla.errors import ReportError, one_line
+from pytest_vla.report.html import write_html
 from pytest_vla.report.merge import merge
+from pytest_vla.report.reader import load_report
 from pytest_vla.report.summary import summary_lines
+from pytest_vla.report.writer import REPORT_NAME
 
 
 def merge_command(sources: Sequence[Path], output: Path) -> int:
@@ -27,4 +30,14 @@ def merge_command(sources: Sequence[Path], output: Path) -> int:
         missing = len(result.report["missing_episodes"])
         print(f"merged report is partial: {missing} episodes missing", file=sys.stderr)
         return 1
+    return 0
+
+
+def report_command(directory: Path) -> int:
+    try:
+        path = write_html(load_report(directory / REPORT_NAME), directory)
+    except (ReportError, OSError, KeyError, TypeError) as exc:
+        print(f"pytest-vla report: {directory / REPORT_NAME}: {one_line(exc)}", file=sys.stderr)
+        return 2
+    print(path)
     return 0

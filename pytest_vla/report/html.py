@@ -1,0 +1,42 @@
+"""``<output>/report.html``: one self-contained page from a report.json, readable offline and as a CI artifact.
+
+The report's data is embedded in the page and laid out by its own script: no server, no network,
+nothing fetched. Videos are linked relative to the page, so the output directory can be moved or
+uploaded as a whole.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from pytest_vla.report.writer import write_text_atomically
+
+HTML_NAME = "report.html"
+
+
+def write_html(report: dict[str, Any], directory: Path) -> Path:
+    """Write ``directory/report.html`` for ``report`` (whose videos are relative to ``directory``)."""
+    path = directory / HTML_NAME
+    write_text_atomically(path, render_html(report, directory))
+    return path
+
+
+def render_html(report: dict[str, Any], directory: Path) -> str:
+    episodes = [{**row, "video_href": _href(row.get("video_path"), directory)} for row in report["episodes"]]
+    data = json.dumps({**report, "episodes": episodes})
+    aggregate = report["aggregate"]
+    title = f"{report['suite']}: {aggregate['n_success']}/{aggregate['n_total']} episodes succeeded"
+    template = resources.files("pytest_vla.report").joinpath("templates/report.html").read_text(encoding="utf-8")
+    # "</" would end the <script> element that carries the data.
+    return template.replace("__TITLE__", html.escape(title)).replace("__REPORT_JSON__", data.replace("</", "<\\/"))
+
+
+def _href(video_path: str | None, directory: Path) -> str | None:
+    if not video_path:
+        return None
+    return Path(os.path.relpath(video_path, directory)).as_posix()
