@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_vla.report.schema import EpisodeId, TaskSpec
-from pytest_vla.report.shards import Shard
+from pytest_vla.report.shards import Shard, run_episodes
 
 
 @dataclass(frozen=True)
@@ -33,13 +33,9 @@ class EvalPlan:
     shard: Shard | None = None  # this job's share of the run (--vla-shard); None: all of it
     finished: tuple[EpisodeId, ...] = ()  # episodes an earlier report already holds (--vla-resume, --lf)
 
-    def run_episodes(self) -> list[EpisodeId]:
-        """Every episode of the whole run, all shards together, in run order: a task's episodes together."""
-        return [task.episode(index) for task in self.tasks for index in range(self.num_episodes)]
-
     def episodes(self) -> list[EpisodeId]:
         """The episodes this job runs: its shard's share of the run, in run order."""
-        everything = self.run_episodes()
+        everything = run_episodes(self.tasks, self.num_episodes)
         return everything if self.shard is None else self.shard.share(everything)
 
     def max_steps(self, task: TaskSpec) -> int:

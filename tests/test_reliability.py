@@ -266,7 +266,7 @@ def test_any_earlier_report_is_resumed_or_refused_in_one_line(
     tmp_path_factory: pytest.TempPathFactory, raw: Any, rows: list[Any]
 ) -> None:
     from pytest_vla.errors import ReportError
-    from pytest_vla.report.reader import compatible_rows
+    from pytest_vla.report.reader import compatible_rows, load_report
 
     path = tmp_path_factory.getbasetemp() / "resume_fuzz.json"
     files = [{"name": "model.onnx", "sha256": "0" * 64}]
@@ -277,7 +277,7 @@ def test_any_earlier_report_is_resumed_or_refused_in_one_line(
     ):
         path.write_text(json.dumps(report))
         try:
-            kept = compatible_rows(path, suite="libero", seed=7, protocol={}, export_files=files)
+            kept = compatible_rows(path, load_report(path), suite="libero", seed=7, protocol={}, export_files=files)
         except ReportError as exc:
             assert "\n" not in str(exc)
         else:  # a kept row is one the controller can key and judge

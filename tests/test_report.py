@@ -56,8 +56,10 @@ def test_report_tallies_families_and_tasks_and_validates(tmp_path: Path, validat
     writer.add(_row(TASKS[0], 1, "adapter_error"))
     writer.add(_row(TASKS[0], 0, "success"))
     writer.add(_row(TASKS[0], 1, "success"))  # a rerun of the same episode replaces the first attempt
-    path = writer.write()
+    written = writer.write()
+    path = writer.path
     report = validate_report(path)
+    assert written == report  # what write() returns is what it wrote
     assert report["tasks"] == ["libero_object", "libero_goal"]
     assert report["aggregate"] == {
         "success_rate": pytest.approx(2 / 3),

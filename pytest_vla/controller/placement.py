@@ -24,11 +24,10 @@ WORKER_MEMORY_BYTES = int(2.5 * 2**30)
 AUTO_WORKERS_KEY = pytest.StashKey[str]()  # how -n auto was sized, for the header
 
 
-def choose_render_backend(render: str | None) -> str:
+def choose_render_backend(render: str | None) -> None:
     """Set MuJoCo's GL backend for this process and the workers it starts; the option wins over MUJOCO_GL."""
     if render is not None:
         os.environ["MUJOCO_GL"] = os.environ["PYOPENGL_PLATFORM"] = render
-    return os.environ.get("MUJOCO_GL", "osmesa")
 
 
 def visible_gpus() -> list[str]:

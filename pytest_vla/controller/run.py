@@ -126,7 +126,12 @@ class ControllerRun:
         planned = set(self.plan.episodes())
         try:
             earlier = compatible_rows(
-                path, suite=self.plan.suite, seed=self.plan.seed, protocol=protocol, export_files=files
+                path,
+                load_report(path),
+                suite=self.plan.suite,
+                seed=self.plan.seed,
+                protocol=protocol,
+                export_files=files,
             )
         except ReportError as exc:
             if self.settings.resume:
@@ -193,17 +198,17 @@ class ControllerRun:
         self.config.hook.pytest_vla_episode_finished(config=self.config, episode=dict(row))
         return self.progress.finished(row)
 
-    def write(self) -> Path:
+    def write(self) -> dict[str, Any]:
         return self.writer.write(
             lambda report: self.config.hook.pytest_vla_modify_report(config=self.config, report=report)
         )
 
     def finish(self, pytest_status: int, junit_path: Path | None) -> int:
         """The last report write, the HTML page, the JUnit clean-up and the exit status, whatever happened before."""
-        report_path = self.write()
+        report = self.write()
         try:
-            write_html(load_report(report_path), self.plan.output)
-        except (OSError, ReportError) as exc:  # the numbers are in report.json: a page is not worth the verdict
+            write_html(report, self.plan.output)
+        except OSError as exc:  # the numbers are in report.json: a page is not worth the verdict
             warnings.warn(VlaWarning(f"report.html not written: {exc}"), stacklevel=2)
         if junit_path is not None and junit_path.is_file():  # written by junitxml's sessionfinish, before this
             prefix = self.config.getoption("junitprefix", None)

@@ -17,8 +17,11 @@ def package_version(name: str) -> str | None:
         return None
 
 
+TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"  # UTC, as report.json's started_at and finished_at
+
+
 def utc_now() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return dt.datetime.now(dt.timezone.utc).strftime(TIMESTAMP_FORMAT)
 
 
 def machine() -> dict[str, Any]:

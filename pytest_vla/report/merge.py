@@ -19,10 +19,11 @@ from typing import Any
 from junitparser.xunit2 import JUnitXml
 
 from pytest_vla.errors import ReportError
+from pytest_vla.report.environment import TIMESTAMP_FORMAT
 from pytest_vla.report.html import write_html
 from pytest_vla.report.reader import compatible_rows, load_report, run_info
 from pytest_vla.report.schema import EpisodeId, EpisodeRow
-from pytest_vla.report.shards import Shard
+from pytest_vla.report.shards import Shard, run_episodes
 from pytest_vla.report.writer import REPORT_NAME, ReportWriter
 
 JUNIT_NAME = "junit.xml"
@@ -39,16 +40,16 @@ class MergeResult:
 def merge(sources: Sequence[Path], output: Path) -> MergeResult:
     """Merge shard output directories, report.json files and JUnit XML files into ``output``."""
     report_paths, junit_paths = _sources(sources)
-    shards: dict[int, list[tuple[Path, dict[str, Any]]]] = {}
-    rows: dict[EpisodeId, tuple[EpisodeRow, Path]] = {}
-    expected: set[EpisodeId] = set()
-    first_path, first = report_paths[0], load_report(report_paths[0])
+    loaded = [(path, load_report(path)) for path in report_paths]
+    first_path, first = loaded[0]
     info = run_info(first_path, first)
     count = info.shard.count if info.shard else 1
-    for path in report_paths:
-        report = load_report(path)
+    shards: dict[int, list[tuple[Path, dict[str, Any]]]] = {}
+    missing: dict[int, set[EpisodeId]] = {}  # per shard: what its reports list as not run
+    rows: dict[EpisodeId, tuple[EpisodeRow, Path]] = {}
+    for path, report in loaded:
         shard_rows = compatible_rows(
-            path, suite=info.suite, seed=info.seed, protocol=info.protocol, export_files=info.export_files
+            path, report, suite=info.suite, seed=info.seed, protocol=info.protocol, export_files=info.export_files
         )
         this = run_info(path, report)
         if [task.key for task in this.tasks] != [task.key for task in info.tasks]:
@@ -57,6 +58,7 @@ def merge(sources: Sequence[Path], output: Path) -> MergeResult:
         if shard.count != count:
             raise ReportError(f"{path} is shard {shard}, {first_path} is one of {count}: not shards of one run")
         shards.setdefault(shard.index, []).append((path, report))
+        missing.setdefault(shard.index, set()).update(_missing_episodes(path, report))
         for row in shard_rows:
             episode = EpisodeId.of_row(row)
             if episode in rows and rows[episode][0] != row:
@@ -64,19 +66,18 @@ def merge(sources: Sequence[Path], output: Path) -> MergeResult:
                     f"two different rows for {episode.nodeid(info.suite)}: in {rows[episode][1]} and {path}"
                 )
             rows.setdefault(episode, (row, path))
-            expected.add(episode)
-        expected.update(_missing_episodes(path, report))
 
-    run_episodes = [task.episode(index) for task in info.tasks for index in range(info.num_episodes)]
+    everything = run_episodes(info.tasks, info.num_episodes)
+    expected = rows.keys() | set().union(*missing.values())
     unfinished = []
     for index in range(count):
         shard = Shard(index, count)
         if index not in shards:
-            share = shard.share(run_episodes)
-            expected.update(share)
+            share = shard.share(everything)
+            expected |= set(share)
             unfinished.append(_absent(shard, len(share), shards, output))
-        elif missing := {e for _, report in shards[index] for e in _missing_episodes(None, report)} - rows.keys():
-            unfinished.append(_stopped_early(shard, len(missing), shards[index][-1][1]))
+        elif not_run := missing[index] - rows.keys():
+            unfinished.append(_stopped_early(shard, len(not_run), shards[index][-1][1]))
 
     reports = [report for entries in shards.values() for _, report in entries]
     merged_info = replace(
@@ -87,13 +88,13 @@ def merge(sources: Sequence[Path], output: Path) -> MergeResult:
         provider=", ".join(sorted({str(report.get("execution_provider")) for report in reports})),
     )
     writer = ReportWriter(merged_info, output)
-    writer.expect([episode for episode in run_episodes if episode in expected])
+    writer.expect([episode for episode in everything if episode in expected])
     for row, _ in rows.values():
         writer.add(row)
-    report_path = writer.write(lambda report: _as_merged(report, first, shards))
-    write_html(load_report(report_path), output)
+    merged = writer.write(lambda report: _as_merged(report, first, shards))
+    write_html(merged, output)
     junit_path = _merge_junit(junit_paths, output / JUNIT_NAME) if junit_paths else None
-    return MergeResult(report_path, load_report(report_path), junit_path, unfinished)
+    return MergeResult(writer.path, merged, junit_path, unfinished)
 
 
 def _sources(sources: Sequence[Path]) -> tuple[list[Path], list[Path]]:
@@ -118,7 +119,7 @@ def _sources(sources: Sequence[Path]) -> tuple[list[Path], list[Path]]:
     return list(reports), list(junits)
 
 
-def _missing_episodes(path: Path | None, report: dict[str, Any]) -> list[EpisodeId]:
+def _missing_episodes(path: Path, report: dict[str, Any]) -> list[EpisodeId]:
     try:
         entries = report["missing_episodes"]
         return [EpisodeId(e["task_id"], int(e["task_index"]), int(e["episode_index"])) for e in entries]
@@ -197,7 +198,7 @@ def _as_merged(
 
 
 def _time(stamp: str) -> dt.datetime:
-    return dt.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ")
+    return dt.datetime.strptime(stamp, TIMESTAMP_FORMAT)
 
 
 def _merge_junit(paths: list[Path], output: Path) -> Path:

@@ -52,10 +52,15 @@ def run_info(path: Path, report: dict[str, Any]) -> RunInfo:
 
 
 def compatible_rows(
-    path: Path, *, suite: str, seed: int, protocol: dict[str, Any], export_files: list[dict[str, Any]]
+    path: Path,
+    report: dict[str, Any],
+    *,
+    suite: str,
+    seed: int,
+    protocol: dict[str, Any],
+    export_files: list[dict[str, Any]],
 ) -> list[EpisodeRow]:
-    """The rows of the report at ``path`` if it was made under this export, suite, seed and protocol."""
-    report = load_report(path)
+    """The rows of ``report`` (read from ``path``) if it was made under this export, suite, seed and protocol."""
     earlier_files = _files(report)
     if earlier_files is None:
         raise ReportError(f"{path} does not record the export's files (env.export_files)")

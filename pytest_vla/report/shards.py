@@ -11,7 +11,12 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from pytest_vla.report.schema import EpisodeId
+from pytest_vla.report.schema import EpisodeId, TaskSpec
+
+
+def run_episodes(tasks: Sequence[TaskSpec], num_episodes: int) -> list[EpisodeId]:
+    """Every episode of a run, all shards together, in run order: a task's episodes together."""
+    return [task.episode(index) for task in tasks for index in range(num_episodes)]
 
 
 @dataclass(frozen=True)

@@ -92,13 +92,13 @@ class ReportWriter:
         """Record an episode's row; a later attempt of the same episode replaces the earlier one."""
         self._rows[EpisodeId.of_row(row)] = row
 
-    def write(self, modify: Callable[[dict[str, Any]], None] | None = None) -> Path:
-        """Build the report, let ``modify`` add keys to it, and replace report.json atomically."""
+    def write(self, modify: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+        """Build the report, let ``modify`` add keys to it, replace report.json atomically, and return it."""
         report = self.build()
         if modify is not None:
             modify(report)
         write_json_atomically(self.path, report)
-        return self.path
+        return report
 
     def build(self) -> dict[str, Any]:
         info = self.info
