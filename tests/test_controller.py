@@ -301,5 +301,8 @@ def test_a_long_run_shows_each_outcome_and_a_running_tally(fake, pytester: pytes
     result.stdout.fnmatch_lines(["*ERROR (bddl_failure, 0 steps, *s) fake/fake:1::ep*"])
     result.stdout.fnmatch_lines(["*FAILED (timeout, 5 steps, *s) fake/fake:2::ep*"])
     tallies = [line for line in result.stdout.lines if line.startswith("vla: ") and "episodes done" in line]
-    assert len(tallies) == 6 and tallies[-1] == "vla: 6/6 episodes done, 2 succeeded (33.3%)"
+    # Two workers' reports can arrive before either item's logfinish; the newer tally then stands for both.
+    done = [int(line.split()[1].split("/")[0]) for line in tallies]
+    assert len(tallies) >= 3 and done == sorted(set(done)), tallies
+    assert tallies[-1] == "vla: 6/6 episodes done, 2 succeeded (33.3%)"
     assert all(re.search(r", ETA \d+m\d\ds$", line) for line in tallies[:-1])
