@@ -11,8 +11,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pytest_vla.preflight.result import PreflightResult
 from pytest_vla.report.schema import EpisodeId, TaskSpec
 from pytest_vla.report.shards import Shard, run_episodes
+
+
+def rendered_cameras(bound: tuple[str, ...], video_camera: str, video: str | None) -> tuple[str, ...]:
+    """The export's cameras, and the video's when recording: rendered for the video only, never fed."""
+    if video is not None and video_camera not in bound:
+        return (*bound, video_camera)
+    return bound
 
 
 @dataclass(frozen=True)
@@ -32,6 +40,7 @@ class EvalPlan:
     video: str | None = None  # --vla-video: "all", "failures", or None for no video
     shard: Shard | None = None  # this job's share of the run (--vla-shard); None: all of it
     finished: tuple[EpisodeId, ...] = ()  # episodes an earlier report already holds (--vla-resume, --lf)
+    preflight: PreflightResult | None = None  # the controller's simulator preflight, for the vla_preflight fixture
 
     def episodes(self) -> list[EpisodeId]:
         """The episodes this job runs: its shard's share of the run, in run order."""
@@ -53,6 +62,7 @@ class EvalPlan:
         data = dataclasses.asdict(self)
         data["export"], data["output"] = str(self.export), str(self.output)
         data["shard"] = self.shard.to_json() if self.shard else None
+        data["preflight"] = self.preflight.to_json() if self.preflight else None
         return data
 
     @classmethod
@@ -63,4 +73,5 @@ class EvalPlan:
         fields["cameras"] = tuple(data["cameras"])
         fields["finished"] = tuple(EpisodeId(**episode) for episode in data["finished"])
         fields["shard"] = Shard.from_json(data["shard"]) if data["shard"] else None
+        fields["preflight"] = PreflightResult.from_json(data["preflight"]) if data["preflight"] else None
         return cls(**fields)

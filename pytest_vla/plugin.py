@@ -10,11 +10,20 @@ import pytest
 from pytest_vla import hookspecs
 from pytest_vla.controller import options
 from pytest_vla.controller.hooks import ControllerHooks
-from pytest_vla.controller.items import PLAN_KEY, ROW_KEY, RUNNER_KEY, EpisodeItem, SuiteCollector, keep_tasks_together
+from pytest_vla.controller.items import (
+    PLAN_KEY,
+    ROW_KEY,
+    RUNNER_KEY,
+    EpisodeItem,
+    SuiteCollector,
+    keep_tasks_together,
+    preflight_result,
+)
 from pytest_vla.controller.rootdir import choose_rootdir_without_option_values
 from pytest_vla.controller.xdist import WORKER_PLAN, XdistHooks, auto_worker_count
 from pytest_vla.errors import EpisodeHarnessError
 from pytest_vla.plan import EvalPlan
+from pytest_vla.preflight.result import PreflightResult
 from pytest_vla.rollout import interrupts
 from pytest_vla.suites import built_in_suite
 from pytest_vla.suites.base import Suite
@@ -57,6 +66,16 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     interrupts.uninstall()
+
+
+@pytest.fixture(scope="session")
+def vla_preflight(pytestconfig: pytest.Config) -> PreflightResult:
+    """The simulator preflight's result: run once per run, on the controller, before any episode.
+
+    Its ``timings`` (env build, reset, step, render, query) and what it checked; skips the test
+    when pytest-vla is not evaluating.
+    """
+    return preflight_result(pytestconfig)
 
 
 @pytest.hookimpl(trylast=True)

@@ -6,6 +6,13 @@ of steps. Behaviours: ``succeed`` (done at step 2), ``fail``, ``build_error``, `
 ``slow`` (0.2 s a step), ``hang_build``, ``die`` (the process exits at step 1), ``interrupt_at_build``
 and ``interrupt_at_last_step`` (one SIGINT to this process there, the first time only). Every reset
 appends ``TASK:EPISODE`` to ``resets.log`` in the working directory: which episodes started.
+
+The simulator preflight's process follows ``FAKE_PREFLIGHT`` instead (``{"TASK" or "*": fault}``;
+none by default): ``prompt`` (asks on stdin when importing), ``hang_import``, ``import_error``,
+``hang_build``, ``crash`` (the process dies building the env), ``render_error``, ``blank`` (black
+frames), ``drift`` (the goal object keeps falling after the reset), ``nan_state`` (a NaN state, which
+the export turns into NaN actions), ``busy_state`` (a non-zero state).
+``FAKE_REQUIREMENTS`` (JSON) is the suite's version windows.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -35,8 +43,22 @@ def _interrupt_once() -> None:
 
 
 def _behaviour(task: TaskSpec, episode: int | None = None) -> str:
+    if _in_preflight():
+        return "fail"
     script = json.loads(os.environ.get("FAKE_SUITE_SCRIPT", "{}"))
     return script.get(f"{task.index}:{episode}", script.get(str(task.index), "fail"))
+
+
+def _in_preflight() -> bool:
+    main = getattr(sys.modules.get("__main__"), "__spec__", None)
+    return getattr(main, "name", None) == "pytest_vla.preflight.probe"
+
+
+def _fault(task: TaskSpec | None = None) -> str | None:
+    if not _in_preflight():
+        return None
+    faults = json.loads(os.environ.get("FAKE_PREFLIGHT", "{}"))
+    return faults.get(str(task.index), faults.get("*")) if task is not None else faults.get("*")
 
 
 class FakeEnv:
@@ -45,12 +67,15 @@ class FakeEnv:
         self.cameras = tuple(cameras)
         self.t = 0
         self.behaviour = "fail"
+        self.fault = _fault(task)
 
     def reset(self, episode_index: int) -> Observation:
         self.t, self.behaviour = 0, _behaviour(self.task, episode_index)
-        with open("resets.log", "a") as log:
-            log.write(f"{self.task.index}:{episode_index}\n")
-        return Observation(images=self._images(), state=np.zeros(8))
+        if not _in_preflight():
+            with open("resets.log", "a") as log:
+                log.write(f"{self.task.index}:{episode_index}\n")
+        state = {"nan_state": np.full(8, np.nan), "busy_state": np.ones(8)}.get(self.fault, np.zeros(8))
+        return Observation(images=self._images(), state=state, objects_of_interest=self._bowl())
 
     def step(self, action: np.ndarray) -> tuple[Observation, bool]:
         self.t += 1
@@ -61,11 +86,22 @@ class FakeEnv:
         if self.behaviour == "interrupt_at_last_step" and self.t == MAX_STEPS:
             _interrupt_once()
         done = self.behaviour == "succeed" and self.t == 2
-        return Observation(images=self._images(), state=np.full(8, float(self.t))), done
+        observation = Observation(
+            images=self._images(), state=np.full(8, float(self.t)), objects_of_interest=self._bowl()
+        )
+        return observation, done
 
     def _images(self) -> dict[str, np.ndarray]:
-        """A frame per rendered camera whose brightness counts the steps: 0, 40, 80, ..."""
-        return {camera: np.full((16, 16, 3), min(40 * self.t, 255), dtype=np.uint8) for camera in self.cameras}
+        """A frame per rendered camera whose brightness counts the steps: 0, 40, 80, ..., over a gradient."""
+        if self.fault == "blank":
+            return {camera: np.zeros((16, 16, 3), dtype=np.uint8) for camera in self.cameras}
+        gradient = np.arange(16, dtype=np.uint8)[:, None, None] * 4
+        return {camera: np.clip(gradient + 40 * self.t, 0, 255).astype(np.uint8) * np.ones((1, 16, 3), np.uint8)
+                for camera in self.cameras}  # fmt: skip
+
+    def _bowl(self) -> np.ndarray:
+        """The goal object's position: at rest, or falling 2 cm a step."""
+        return np.array([[0.1, 0.2, 0.9 - (0.02 * self.t if self.fault == "drift" else 0.0)]])
 
     def close(self) -> None:
         if _behaviour(self.task) == "close_error":
@@ -79,8 +115,21 @@ class FakeSuite:
     render_size = (8, 8)
     max_episodes = 10
     video_camera = "agentview"
+    idle_action = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, -1.0)
+
+    @property
+    def requirements(self) -> dict[str, str]:
+        return json.loads(os.environ.get("FAKE_REQUIREMENTS", "{}"))
 
     def resolve_tasks(self, selection: Sequence[str]) -> list[TaskSpec]:
+        fault = _fault()
+        if fault == "prompt":
+            input("Do you want to specify a custom path for the dataset folder? (Y/N): ")
+        if fault == "hang_import":
+            print("Do you want to specify a custom path for the dataset folder? (Y/N): ", flush=True)
+            time.sleep(3600)
+        if fault == "import_error":
+            raise ImportError("cannot import name 'single_arm_env' from 'robosuite.environments.manipulation'")
         tasks = []
         for entry in selection or ["fake"]:
             family, _, index = entry.partition(":")
@@ -97,12 +146,16 @@ class FakeSuite:
         return {}
 
     def objects_of_interest(self, task: TaskSpec) -> tuple[str, ...]:
-        return ()
-
-    def check_rendering(self) -> None:
-        pass
+        return ("fake_bowl_1",)
 
     def make_env(self, task: TaskSpec, cameras: Sequence[str], seed: int, state: StateConvention) -> FakeEnv:
+        fault = _fault(task)
+        if fault == "hang_build":
+            time.sleep(3600)
+        if fault == "crash":
+            os._exit(11)
+        if fault == "render_error" and cameras:
+            raise EnvFailure(TerminalReason.RENDERING_FAILURE, "eglInitialize failed: EGL_NOT_INITIALIZED")
         behaviour = _behaviour(task)
         if behaviour == "build_error":
             raise EnvFailure(TerminalReason.BDDL_FAILURE, f"building the env for {task.key}: no such scene")

@@ -179,9 +179,10 @@ def word_tokenizer(path: Path, words: list[str], pad_id: int | None = None) -> P
     return path
 
 
-def hanging_policy() -> onnx.ModelProto:
-    """state -> actions, but stuck for hours in onnxruntime's native Loop for any non-zero state
-    (the preflight's zero state passes): a native hang the episode loop cannot interrupt."""
+def hanging_policy(passing_noise: float, *, on_state: bool = False) -> onnx.ModelProto:
+    """(state, noise[1]) -> actions, stuck for hours in onnxruntime's native Loop unless the noise is
+    ``passing_noise`` (a given query's draw) and, with ``on_state``, the state is zero: a native hang
+    the episode loop cannot interrupt."""
     counter_in = helper.make_tensor_value_info("counter_in", TensorProto.FLOAT, [])
     body = helper.make_graph(
         [
@@ -201,8 +202,13 @@ def hanging_policy() -> onnx.ModelProto:
         [numpy_helper.from_array(np.array(1.0, np.float32), "one")],
     )
     nodes = [
-        helper.make_node("Abs", ["state"], ["magnitude"]),
-        helper.make_node("ReduceSum", ["magnitude"], ["total"], keepdims=0),
+        helper.make_node("Sub", ["noise", "passing"], ["offset"]),
+        helper.make_node("Abs", ["offset"], ["noise_magnitude"]),
+        helper.make_node("Abs", ["state"], ["state_magnitude"]),
+        helper.make_node("Mul", ["state_magnitude", "state_weight"], ["state_part"]),
+        helper.make_node("ReduceSum", ["noise_magnitude"], ["noise_total"], keepdims=0),
+        helper.make_node("ReduceSum", ["state_part"], ["state_total"], keepdims=0),
+        helper.make_node("Add", ["noise_total", "state_total"], ["total"]),
         helper.make_node("Mul", ["total", "huge"], ["scaled"]),
         helper.make_node("Cast", ["scaled"], ["trips"], to=TensorProto.INT64),
         helper.make_node("Loop", ["trips", "true", "zero"], ["spun"], body=body),
@@ -211,6 +217,8 @@ def hanging_policy() -> onnx.ModelProto:
     ]
     initializers = [
         numpy_helper.from_array(np.array(1e15, np.float32), "huge"),
+        numpy_helper.from_array(np.array([passing_noise], np.float32), "passing"),
+        numpy_helper.from_array(np.array(1.0 if on_state else 0.0, np.float32), "state_weight"),
         numpy_helper.from_array(np.array(True), "true"),
         numpy_helper.from_array(np.array(0.0, np.float32), "zero"),
         numpy_helper.from_array(np.array([1, ACTION_DIM], np.int64), "action_shape"),
@@ -218,7 +226,10 @@ def hanging_policy() -> onnx.ModelProto:
     graph = helper.make_graph(
         nodes,
         "hanging_policy",
-        [helper.make_tensor_value_info("state", TensorProto.FLOAT, [1, STATE_DIM])],
+        [
+            helper.make_tensor_value_info("state", TensorProto.FLOAT, [1, STATE_DIM]),
+            helper.make_tensor_value_info("noise", TensorProto.FLOAT, [1]),
+        ],
         [helper.make_tensor_value_info("actions", TensorProto.FLOAT, [1, ACTION_DIM])],
         initializers,
     )

@@ -306,3 +306,24 @@ def test_a_long_run_shows_each_outcome_and_a_running_tally(fake, pytester: pytes
     assert len(tallies) >= 3 and done == sorted(set(done)), tallies
     assert tallies[-1] == "vla: 6/6 episodes done, 2 succeeded (33.3%)"
     assert all(re.search(r", ETA \d+m\d\ds$", line) for line in tallies[:-1])
+
+
+def test_policy_errors_are_pytest_errors_and_hooks_see_every_episode(fake, pytester, validate_report) -> None:
+    # The preflight's query sees the first (zero) state and passes; the query at step 4 overflows.
+    state_only_export(pytester.path / "export", overflow=True)
+    pytester.makeconftest(FAKE_SUITE + """
+seen = []
+
+def pytest_vla_episode_finished(config, episode):
+    seen.append(episode["episode_index"])
+
+def pytest_vla_modify_report(config, report):
+    report["seen_by_hook"] = sorted(seen)
+""")  # fmt: skip
+    result = fake({}, "--vla-tasks", "fake:0", "--vla-num-episodes", "2")
+    result.assert_outcomes(errors=2)
+    assert result.ret == 6  # harness errors: the run could not measure these episodes
+    result.stdout.fnmatch_lines(["*fake:0:ep0: adapter_error: policy: at step 4: output 'actions' holds non-finite*"])
+    report = _report(pytester, validate_report)
+    assert [e["terminal_reason"] for e in report["episodes"]] == ["adapter_error", "adapter_error"]
+    assert report["seen_by_hook"] == [0, 1]

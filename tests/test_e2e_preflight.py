@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.models import linear_policy, privileged_policy, state_only_export, write_export
+from tests.models import camera_export, linear_policy, privileged_policy, state_only_export, write_export
 
 
 @pytest.fixture
@@ -163,3 +163,65 @@ def _assert_one_line_error(result: pytest.RunResult, culprit: str) -> None:
     assert culprit in errors[0]
     assert "Traceback" not in result.stdout.str() + result.stderr.str()
     assert not json.dumps(result.stdout.lines).count("libero/libero_")
+
+
+# --- the simulator preflight on real LIBERO -----------------------------------------------------
+
+
+@pytest.mark.libero
+def test_a_mujoco_outside_the_protocols_window_is_named_before_the_stack_imports(
+    pytester: pytest.Pytester, export: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What pip would leave after `pip install mujoco==3.4.0`, as the metadata the preflight reads.
+    info = tmp_path / "site" / "mujoco-3.4.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: mujoco\nVersion: 3.4.0\n")
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path / "site"))
+    result = pytester.runpytest_subprocess("--vla-export", str(export), "--vla-tasks", "libero_spatial:5")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    _assert_one_line_error(
+        result,
+        "preflight failed [dep-version-conflict]: mujoco 3.4.0 is installed; the protocol is defined on "
+        "mujoco==3.3.2; remedy: pip install 'mujoco==3.3.2'",
+    )
+
+
+@pytest.mark.libero
+def test_an_unusable_gl_backend_is_named_before_any_episode(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, validate_report
+) -> None:
+    camera_export(pytester.path / "export")
+    monkeypatch.setenv("MUJOCO_GL", "wgl")  # Windows' backend: MuJoCo refuses it here
+    result = pytester.runpytest_subprocess("--vla-export", "export", "--vla-tasks", "libero_object:0")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "Traceback" not in result.stdout.str() + result.stderr.str()
+    result.stderr.fnmatch_lines([
+        "ERROR: preflight failed ?import-error?: importing the simulation stack: RuntimeError: invalid value for "
+        "environment variable MUJOCO_GL: wgl; remedy: *"
+    ])  # fmt: skip
+    report = validate_report(pytester.path / "eval_output" / "report.json")
+    assert report["preflight"]["failure"] == "import-error" and report["episodes"] == []
+
+
+@pytest.mark.libero
+def test_a_real_preflight_measures_what_the_estimate_needs(pytester: pytest.Pytester, validate_report) -> None:
+    camera_export(pytester.path / "export")
+    run = ["--vla-export", "export", "--vla-tasks", "libero_spatial:4,libero_spatial:5", "--vla-num-episodes", "1",
+           "--vla-max-steps", "2", "-p", "no:xdist"]  # fmt: skip
+    preview = pytester.runpytest_subprocess(*run, "--vla-cost-preview")
+    assert preview.ret == pytest.ExitCode.OK
+    preview.stdout.fnmatch_lines(["vla: estimate: 2 tasks, 2 episodes on 1 worker(s): about *m*s wall time, $0.00*"])
+    result = pytester.runpytest_subprocess(*run)
+    result.assert_outcomes(failed=2)
+    # The preview checked one scene; the run checks both, task 5 (MuJoCo 3.4's misplaced bowl) included.
+    result.stdout.fnmatch_lines(["vla: preflight passed in *: libero_spatial:4 built and reset, agentview rendered "
+                                 "and not blank, the export ran on its observation, 2 task(s) at rest*"])  # fmt: skip
+    report = validate_report(pytester.path / "eval_output" / "report.json")
+    preflight = report["preflight"]
+    assert preflight["settled_tasks"] == ["libero_spatial:4", "libero_spatial:5"]
+    timings = preflight["timings"]
+    assert timings["env_build_s"] > 0 and timings["reset_s"] > 0 and timings["step_s"] > 0
+    assert timings["render_s"] > 0 and timings["inference_s"] > 0
+    assert report["cost"]["estimated_wall_s"] > 0
+    again = pytester.runpytest_subprocess(*run, "--vla-cost-preview")
+    again.stdout.fnmatch_lines(["vla: preflight reused from an identical earlier run: *"])

@@ -17,8 +17,9 @@ from junitparser.xunit2 import JUnitXml
 
 from pytest_vla.controller.exit_status import HARNESS_ERROR_EXIT, RunVerdict, exit_status
 from pytest_vla.errors import ExportError
-from pytest_vla.export.manifest import parse_manifest
-from pytest_vla.report.schema import EpisodeId, TerminalReason
+from pytest_vla.export.manifest import NoiseInput, parse_manifest
+from pytest_vla.policy.feeds import noise_tensor
+from pytest_vla.report.schema import EpisodeId, TaskSpec, TerminalReason
 from tests.models import hanging_policy, state_only_export, write_export
 
 OK, FAILED = pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED
@@ -179,7 +180,11 @@ def test_a_worker_that_dies_mid_episode_costs_only_that_episode(
 def test_a_worker_stuck_in_native_code_is_replaced_and_the_run_goes_on(
     pytester: pytest.Pytester, validate_report
 ) -> None:
-    write_export(pytester.path / "export", hanging_policy(), {"state": {"source": "state"}})
+    # The preflight's queries (seed 0, episode 0, query 0: the synthetic and the real observation's)
+    # pass; every episode's (seed 7) hangs.
+    first = noise_tensor(NoiseInput("noise", (1,)), 0, TaskSpec("libero_spatial", 0, "", 220), 0, 0)
+    inputs = {"state": {"source": "state"}, "noise": {"source": "noise", "shape": [1]}}
+    write_export(pytester.path / "export", hanging_policy(float(first[0])), inputs)
     result = pytester.runpytest_subprocess(
         "--vla-export", "export", "--vla-tasks", "libero_spatial:0", "--vla-num-episodes", "2",
         "--vla-episode-timeout", "15", "-n", "2",

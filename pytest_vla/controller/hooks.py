@@ -25,8 +25,16 @@ class ControllerHooks:
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         # Before xdist starts workers (its sessionstart is trylast) and before the header prints.
-        self.run = ControllerRun.start(self.config)
-        self.config.stash[PLAN_KEY] = self.run.plan
+        run = ControllerRun.start(self.config)
+        if run.settings.cost_preview:
+            reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+            for line in run.preview_lines():
+                if reporter is not None:
+                    reporter.write_line(line)
+            pytest.exit("cost preview only: no episode ran", returncode=pytest.ExitCode.OK)
+        run.confirm_cost()
+        self.run = run
+        self.config.stash[PLAN_KEY] = run.plan
         interrupts.install()
 
     def pytest_report_header(self, config: pytest.Config) -> list[str]:

@@ -23,6 +23,7 @@ from pytest_vla.controller.preflight import make_suite
 from pytest_vla.errors import EpisodeFailure, EpisodeHarnessError
 from pytest_vla.plan import EvalPlan
 from pytest_vla.policy.onnx import OnnxPolicy
+from pytest_vla.preflight.result import PreflightResult
 from pytest_vla.report.schema import EpisodeId, EpisodeRow, TaskSpec, TerminalReason, describe_failure, task_nodeid
 from pytest_vla.rollout.runner import EpisodeRunner
 
@@ -107,6 +108,14 @@ class EpisodeItem(pytest.Item):
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
         return self.path, None, f"{self.task.key} episode {self.episode.episode_index}: {self.task.instruction}"
+
+
+def preflight_result(config: pytest.Config) -> PreflightResult:
+    """The simulator preflight's result, from the plan every process has; skip where pytest-vla is off."""
+    plan = config.stash.get(PLAN_KEY, None)
+    if plan is None or plan.preflight is None:
+        pytest.skip("vla_preflight: pytest-vla is not evaluating in this run (no --vla-export)")
+    return plan.preflight
 
 
 def keep_tasks_together(items: list[pytest.Item]) -> None:

@@ -19,6 +19,8 @@ DEFAULT_NUM_EPISODES = 3
 DEFAULT_SEED = 7  # the published protocol's (openpi, OpenVLA-OFT, vla-eval)
 DEFAULT_OUTPUT = "eval_output"
 RENDER_BACKENDS = ("osmesa", "egl")
+DEFAULT_PREFLIGHT_TIMEOUT_S = 300.0
+DEFAULT_MAX_COST_USD = 50.0
 VIDEO_CHOICES = ("all", "failures")
 
 # (option, help, metavar or None for a flag); each is also the ini key with dashes as underscores.
@@ -71,6 +73,29 @@ _OPTIONS = (
         "K/N",
     ),
     (
+        "--vla-preflight-timeout",
+        "seconds any one step of the simulator preflight (the import, an env build, a reset, rendering, a "
+        f"task's settle check) may take before it counts as hung (default: {DEFAULT_PREFLIGHT_TIMEOUT_S:g})",
+        "S",
+    ),
+    (
+        "--vla-cost-preview",
+        "run the preflight, print the selection's estimated wall time and cost, and stop: no episode runs",
+        None,
+    ),
+    (
+        "--vla-gpu-hourly-usd",
+        "price of one GPU (or machine, without GPUs) per hour, for the estimate (default: 0)",
+        "USD",
+    ),
+    (
+        "--vla-max-cost-usd",
+        f"a run estimated above this asks for confirmation, or is refused when not interactive (default: "
+        f"{DEFAULT_MAX_COST_USD:g})",
+        "USD",
+    ),
+    ("--vla-yes", "run even when the estimate is above --vla-max-cost-usd, without asking", None),
+    (
         "--vla-min-success-rate",
         "exit 0 when the aggregate success rate is at least R (0..1), whatever single episodes did",
         "R",
@@ -108,6 +133,11 @@ class Settings:
     render: str | None  # None: MUJOCO_GL as set, else osmesa
     shard: Shard | None
     shard_source: str  # where the shard came from: the option or a scheduler's variables
+    preflight_timeout: float
+    cost_preview: bool
+    gpu_hourly_usd: float
+    max_cost_usd: float
+    yes: bool
 
 
 def export_option(config: pytest.Config) -> str | None:
@@ -135,14 +165,12 @@ def read_settings(config: pytest.Config) -> Settings:
         raise pytest.UsageError(f"--vla-max-steps must be at least 1, got {max_steps}")
     save = _value(config, "--vla-save-trajectories")
     min_success_rate = _float(
-        config, "--vla-min-success-rate", lambda rate: 0.0 <= rate <= 1.0, "a fraction in 0..1 (0.9 for 90%)"
+        config, "--vla-min-success-rate", lambda rate: 0.0 <= rate <= 1.0, "a fraction in 0..1 (0.9 for 90%)", None
     )
     seed = _int(config, "--vla-seed", DEFAULT_SEED)
     if not 0 <= seed < 2**32:  # what numpy's (and LIBERO's) seeding accepts
         raise pytest.UsageError(f"--vla-seed must be in 0..{2**32 - 1}, got {seed}")
-    episode_timeout = _float(
-        config, "--vla-episode-timeout", lambda seconds: seconds > 0, "a positive number of seconds"
-    )
+    episode_timeout = _float(config, "--vla-episode-timeout", _positive, "a positive number of seconds", None)
     return Settings(
         export=resolve_export(str(export)),
         suite=_value(config, "--vla-suite") or DEFAULT_SUITE,
@@ -159,7 +187,22 @@ def read_settings(config: pytest.Config) -> Settings:
         gpus=_gpus(config),
         render=_choice(config, "--vla-render", RENDER_BACKENDS),
         **_shard(config),
+        preflight_timeout=_float(
+            config, "--vla-preflight-timeout", _positive, "a positive number of seconds", DEFAULT_PREFLIGHT_TIMEOUT_S
+        ),
+        cost_preview=bool(_value(config, "--vla-cost-preview")),
+        gpu_hourly_usd=_float(config, "--vla-gpu-hourly-usd", _at_least_zero, "a price of 0 or more", 0.0),
+        max_cost_usd=_float(config, "--vla-max-cost-usd", _at_least_zero, "a price of 0 or more", DEFAULT_MAX_COST_USD),
+        yes=bool(_value(config, "--vla-yes")),
     )
+
+
+def _positive(value: float) -> bool:
+    return value > 0
+
+
+def _at_least_zero(value: float) -> bool:
+    return value >= 0
 
 
 def _gpus(config: pytest.Config) -> tuple[str, ...] | None:
@@ -255,11 +298,19 @@ def _int(config: pytest.Config, option: str, default: int | None) -> int | None:
         raise pytest.UsageError(f"{option} must be an integer, got {value!r}") from None
 
 
-def _float(config: pytest.Config, option: str, valid: Callable[[float], bool], what: str) -> float | None:
-    """The option as a number ``valid`` accepts, else a usage error saying it must be ``what``."""
+@overload
+def _float(config: pytest.Config, option: str, valid: Callable[[float], bool], what: str, default: float) -> float: ...
+@overload
+def _float(
+    config: pytest.Config, option: str, valid: Callable[[float], bool], what: str, default: None
+) -> float | None: ...
+def _float(
+    config: pytest.Config, option: str, valid: Callable[[float], bool], what: str, default: float | None
+) -> float | None:
+    """The option as a number ``valid`` accepts (``default`` when unset), else a usage error: it must be ``what``."""
     value = _value(config, option)
     if value is None:
-        return None
+        return default
     try:
         number = float(str(value))
     except ValueError:

@@ -1,23 +1,52 @@
-"""Checks that run on the controller before any simulator starts, and the plan they produce.
+"""Checks that run on the controller before any episode, and the plan they produce.
 
-Each failure is a :class:`pytest.UsageError` with one line that names the culprit, so a broken
-export or setup costs seconds, not hours.
+The export and options are checked here; the simulator in the preflight's own process
+(:mod:`pytest_vla.preflight`), whose result an identical earlier run may already hold (pytest's
+cache). Each failure is one line that names the culprit, so a broken export or setup costs
+seconds, not hours.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import inspect
+import json
+import os
+import sys
 import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
 from importlib import metadata
+from typing import Any
 
 import pytest
 
-from pytest_vla.controller.options import Settings
-from pytest_vla.errors import ExportError, SuiteError, VlaWarning
-from pytest_vla.plan import EvalPlan
-from pytest_vla.policy.check import check_export
+from pytest_vla import __version__
+from pytest_vla.controller.options import Settings, runs_episodes
+from pytest_vla.errors import ExportError, SuiteError, VlaWarning, one_line
+from pytest_vla.export.manifest import Manifest, load_manifest
+from pytest_vla.plan import EvalPlan, rendered_cameras
+from pytest_vla.policy.check import CheckedExport, check_export
 from pytest_vla.policy.onnx import OnnxPolicy
+from pytest_vla.preflight.launch import ProbeProcess, ProbeRequest
+from pytest_vla.preflight.result import PreflightResult
+from pytest_vla.report.schema import TaskSpec
 from pytest_vla.suites import BUILT_IN
 from pytest_vla.suites.base import Suite
+
+_CACHE_PREFIX = "vla/preflight/"
+# What the simulation stack reads from the environment: a change means a fresh preflight.
+_STACK_VARIABLES = ("MUJOCO_GL", "PYOPENGL_PLATFORM", "MUJOCO_EGL_DEVICE_ID", "CUDA_VISIBLE_DEVICES",
+                    "LIBERO_CONFIG_PATH", "PYTHONPATH")  # fmt: skip
+
+
+class PreflightFailed(Exception):
+    """The simulator preflight found the setup unusable; the run stops before any episode (exit 4)."""
+
+    def __init__(self, result: PreflightResult) -> None:
+        super().__init__(result.line())
+        self.result = result
 
 
 def make_suite(config: pytest.Config, name: str) -> Suite:
@@ -27,10 +56,28 @@ def make_suite(config: pytest.Config, name: str) -> Suite:
     return suite
 
 
+@dataclass(frozen=True)
+class Preflighted:
+    plan: EvalPlan
+    policy: OnnxPolicy  # loaded by the checks: the process that also runs episodes reuses it
+    steps_per_query: int  # actions the export's query returns for execution
+
+
 def run_preflight(
-    config: pytest.Config, suite: Suite, settings: Settings, *, explicit_paths: bool
-) -> tuple[EvalPlan, OnnxPolicy]:
-    """The plan, and the policy the checks loaded (the process that also runs episodes reuses it)."""
+    config: pytest.Config,
+    suite: Suite,
+    settings: Settings,
+    *,
+    explicit_paths: bool,
+    probe_env: Mapping[str, str],
+    files: list[dict[str, Any]],
+) -> Preflighted:
+    """Check the options, the export and the simulator; the plan they produce.
+
+    Raises :class:`pytest.UsageError` for bad options or exports, :class:`PreflightFailed` when the
+    simulator preflight fails. ``probe_env``: the environment of the preflight's process (the first
+    worker's); ``files``: the export's digests, part of what makes an earlier result reusable.
+    """
     _check_one_onnxruntime()
     if not 1 <= settings.num_episodes <= suite.max_episodes:
         raise pytest.UsageError(
@@ -39,12 +86,11 @@ def run_preflight(
         )
     _check_writable(settings)
     try:
-        tasks = suite.resolve_tasks(settings.tasks)
-        checked = check_export(settings.export, suite, tasks)
-        for line in checked.warnings:
-            config.issue_config_time_warning(VlaWarning(line), stacklevel=2)
-        if checked.manifest.cameras:
-            suite.check_rendering()
+        manifest = load_manifest(settings.export)
+        if runs_episodes(config):
+            tasks, checked, result = _checks_beside_the_simulator(config, suite, settings, manifest, probe_env, files)
+        else:  # --collect-only and the like list episodes: no simulator is needed
+            tasks, checked, result = *_export_checks(config, suite, settings), None
     except (ExportError, SuiteError) as exc:
         raise pytest.UsageError(str(exc)) from None
     plan = EvalPlan(
@@ -62,8 +108,88 @@ def run_preflight(
         collect_paths=explicit_paths,
         shard=settings.shard,
         video=settings.video,
+        preflight=result,
     )
-    return plan, checked.policy
+    return Preflighted(plan, checked.policy, checked.actions_shape[0])
+
+
+def _export_checks(config: pytest.Config, suite: Suite, settings: Settings) -> tuple[list[TaskSpec], CheckedExport]:
+    tasks = suite.resolve_tasks(settings.tasks)
+    checked = check_export(settings.export, suite, tasks)
+    for line in checked.warnings:
+        config.issue_config_time_warning(VlaWarning(line), stacklevel=2)
+    return tasks, checked
+
+
+def _checks_beside_the_simulator(
+    config: pytest.Config,
+    suite: Suite,
+    settings: Settings,
+    manifest: Manifest,
+    probe_env: Mapping[str, str],
+    files: list[dict[str, Any]],
+) -> tuple[list[TaskSpec], CheckedExport, PreflightResult]:
+    """The export checks, and the simulator's preflight: an identical earlier run's (pytest's cache), else the probe's.
+
+    The probe imports the stack first, in its own process; once that worked, this process checks
+    the export (which needs the task catalogue) while the probe builds envs. A cost preview also
+    takes a full run's cached result (it checked more). Raises PreflightFailed.
+    """
+    cache = getattr(config, "cache", None)  # None under -p no:cacheprovider: a fresh preflight every run
+    key = _cache_key(suite, settings, files, probe_env)
+    full = _cache_key(suite, dataclasses.replace(settings, cost_preview=False), files, probe_env)
+    for candidate in (key, full):
+        cached = cache.get(candidate, None) if cache is not None else None
+        if cached is not None:
+            tasks, checked = _export_checks(config, suite, settings)
+            return tasks, checked, dataclasses.replace(PreflightResult.from_json(cached), reused=True)
+    request = ProbeRequest(
+        selection=settings.tasks,
+        num_episodes=settings.num_episodes,
+        shard=settings.shard.to_json() if settings.shard else None,
+        cameras=rendered_cameras(manifest.cameras, suite.video_camera, settings.video),
+        seed=settings.seed,
+        export=settings.export,
+        sweep=not settings.cost_preview,  # the estimate needs timings, not every task's settle check
+        render_backend=probe_env.get("MUJOCO_GL", "osmesa"),
+    )
+    timeout_s, log_dir = settings.preflight_timeout, settings.output
+    with ProbeProcess(suite, request, timeout_s=timeout_s, env=probe_env, log_dir=log_dir) as probe:
+        probe.wait_past_import()
+        if not probe.running() and not (result := probe.result()).passed:
+            raise PreflightFailed(result)  # the stack does not import: this process must not try
+        try:
+            tasks, checked = _export_checks(config, suite, settings)
+        except (ExportError, SuiteError):
+            raise
+        except Exception as exc:  # the stack failed here too: the probe's classified account is the better one
+            if not (result := probe.result()).passed:
+                raise PreflightFailed(result) from None
+            raise pytest.UsageError(f"checking the export against {suite.name}: {one_line(exc)}") from None
+        result = probe.result()
+    if not result.passed:
+        raise PreflightFailed(result)
+    if cache is not None:
+        cache.set(key, result.to_json())
+    return tasks, checked, result
+
+
+def _cache_key(suite: Suite, settings: Settings, files: list[dict[str, Any]], probe_env: Mapping[str, str]) -> str:
+    """Everything a preflight's verdict depends on: the installed packages, the stack's variables, the export."""
+    source = inspect.getsourcefile(type(suite))
+    facts = {
+        "pytest_vla": __version__,
+        "python": sys.executable,
+        "packages": sorted(f"{dist.metadata['Name']}=={dist.version}" for dist in metadata.distributions()),
+        "variables": {name: probe_env.get(name) for name in _STACK_VARIABLES},
+        "suite": [suite.name, source, os.stat(source).st_mtime_ns if source else None],
+        "export": [(entry["name"], entry["sha256"]) for entry in files],
+        "selection": [list(settings.tasks), settings.num_episodes, str(settings.shard), settings.seed],
+        "video": settings.video,
+        "sweep": not settings.cost_preview,
+    }
+    digest = hashlib.sha256(json.dumps(facts, sort_keys=True, default=str).encode()).hexdigest()
+    return _CACHE_PREFIX + digest[:32]
 
 
 def _check_one_onnxruntime() -> None:

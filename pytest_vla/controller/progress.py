@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 from pytest_vla.report.schema import EpisodeRow
+from pytest_vla.report.summary import duration_text
 
 PROGRESS_EVERY_S = 30.0
 _WORDS = {
@@ -37,7 +38,7 @@ class Progress:
         self._shown = now
         rate = f"{100 * self.successes / self.done:.1f}%"
         left = self.total - self.done
-        eta = f", ETA {_duration((now - self._started) / self.done * left)}" if left > 0 else ""
+        eta = f", ETA {duration_text((now - self._started) / self.done * left)}" if left > 0 else ""
         return f"vla: {self.done}/{self.total} episodes done, {self.successes} succeeded ({rate}){eta}"
 
 
@@ -49,9 +50,3 @@ def episode_status(report: Any, row: EpisodeRow) -> tuple[str, str, tuple[str, d
     category, letter, word = words
     detail = f"{word} ({row['terminal_reason']}, {row['n_steps']} steps, {row['wall_clock_s']:.1f} s)"
     return category, letter, (detail, _MARKUP[category])
-
-
-def _duration(seconds: float) -> str:
-    minutes, secs = divmod(round(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -21,17 +22,21 @@ from pytest_vla.controller.items import PREFLIGHT_POLICY_KEY
 from pytest_vla.controller.junit import finish_junit, testcase_address
 from pytest_vla.controller.options import Settings, read_settings, runs_episodes
 from pytest_vla.controller.placement import choose_render_backend, device_environment, visible_gpus
-from pytest_vla.controller.preflight import make_suite, run_preflight
+from pytest_vla.controller.preflight import PreflightFailed, make_suite, run_preflight
 from pytest_vla.controller.progress import Progress
 from pytest_vla.errors import ExportError, ReportError, VlaWarning
 from pytest_vla.export.files import export_files
 from pytest_vla.plan import EvalPlan
+from pytest_vla.preflight.cost import CostEstimate, TaskWork, estimate_cost
+from pytest_vla.preflight.result import PreflightResult
 from pytest_vla.report.html import write_html
 from pytest_vla.report.reader import compatible_rows, load_report
 from pytest_vla.report.schema import EpisodeId, EpisodeRow, TerminalReason, episode_row
 from pytest_vla.report.summary import summary_lines
 from pytest_vla.report.writer import REPORT_NAME, Invocation, ReportWriter, RunInfo
+from pytest_vla.rollout.threads import available_cpus
 from pytest_vla.rollout.watchdog import read_note
+from pytest_vla.suites.base import Suite
 
 
 @dataclass(frozen=True)
@@ -58,18 +63,32 @@ class ControllerRun:
         self._other_failures: set[str] = set()  # failed tests of the user's own beside the episodes
         self._unrecorded: dict[str, str] = {}  # episode node id -> what pytest reported without a row
         self._expected_failures: set[EpisodeId] = set()  # xfail-marked episodes that failed
+        self.estimate: CostEstimate | None = None  # from the preflight's timings
 
     @classmethod
     def start(cls, config: pytest.Config) -> ControllerRun:
-        """Check everything that can be checked before a simulator starts; raise a one-line UsageError."""
+        """Check everything that can be checked before an episode; raise a one-line UsageError."""
         settings = read_settings(config)
-        choose_render_backend(settings.render)  # before the preflight's rendering check imports MuJoCo
+        choose_render_backend(settings.render)  # before anything imports MuJoCo
         gpus = list(settings.gpus) if settings.gpus is not None else visible_gpus()
+        # The preflight's process runs as the first worker will: pinned to its GPU.
+        probe_env = {**os.environ, **(device_environment(gpus[0]) if gpus else {})}
         if gpus and not _distributed(config):
             # This process runs the episodes: pinned before the preflight's session starts CUDA.
             os.environ.update(device_environment(gpus[0]))
         suite = make_suite(config, settings.suite)
-        plan, policy = run_preflight(config, suite, settings, explicit_paths=_explicit_paths(config))
+        try:
+            files = export_files(settings.export)  # hashed once: exports can weigh gigabytes
+        except ExportError as exc:
+            raise pytest.UsageError(str(exc)) from None
+        try:
+            checked = run_preflight(
+                config, suite, settings, explicit_paths=_explicit_paths(config), probe_env=probe_env, files=files
+            )
+        except PreflightFailed as exc:
+            _record_failed_preflight(config, settings, suite, files, exc.result)
+            raise pytest.UsageError(exc.result.line()) from None
+        plan = checked.plan
         if settings.gpus is not None and plan.provider != "CUDAExecutionProvider":
             config.issue_config_time_warning(
                 VlaWarning(
@@ -78,37 +97,40 @@ class ControllerRun:
                 ),
                 stacklevel=2,
             )
-        if _distributed(config):
-            del policy  # the workers load their own; the controller must not hold a model (or a GPU) all run
-        else:
-            config.stash[PREFLIGHT_POLICY_KEY] = policy
-        try:
-            files = export_files(plan.export)  # hashed once: exports can weigh gigabytes
-        except ExportError as exc:
-            raise pytest.UsageError(str(exc)) from None
-        protocol = {
-            **suite.protocol(),
-            "seed": plan.seed,
-            "num_episodes_per_task": plan.num_episodes,
-            "max_steps_override": plan.max_steps_override,
-            "cameras_rendered": list(plan.cameras),
-        }
-        info = RunInfo(
-            suite=plan.suite,
-            seed=plan.seed,
-            tasks=plan.tasks,
-            num_episodes=plan.num_episodes,
-            protocol=protocol,
-            provider=plan.provider,
-            workers=_worker_count(config),
-            export_dir=plan.export,
-            export_files=files,
-            shard=plan.shard,
-            invocation=Invocation(list(config.invocation_params.args), str(config.invocation_params.dir)),
-        )
-        run = cls(config, plan, ReportWriter(info, plan.output), settings, gpus)
+        if not _distributed(config):
+            config.stash[PREFLIGHT_POLICY_KEY] = checked.policy  # the workers load their own
+        run = cls(config, plan, ReportWriter(_run_info(config, plan, suite, files), plan.output), settings, gpus)
         run._carry_earlier_rows(suite.protocol(), files)
+        run.estimate = run._estimate(checked.steps_per_query)
+        run.writer.preflight = plan.preflight.to_json() if plan.preflight else None
+        run.writer.cost = run.estimate.to_report() if run.estimate else None
         return run
+
+    def _estimate(self, steps_per_query: int) -> CostEstimate | None:
+        """The run's cost from the preflight's timings: the episodes still to run (after --vla-resume)."""
+        preflight = self.plan.preflight
+        if preflight is None or preflight.timings is None:
+            return None
+        finished = set(self.plan.finished)
+        episodes: dict[str, int] = {}
+        for episode in self.plan.episodes():
+            if episode not in finished:
+                episodes[episode.task_key] = episodes.get(episode.task_key, 0) + 1
+        work = [
+            TaskWork(task, episodes[task.key], self.plan.max_steps(task))
+            for task in self.plan.tasks
+            if task.key in episodes
+        ]
+        return estimate_cost(
+            work,
+            preflight.timings,
+            workers=_worker_count(self.config),
+            cpus=available_cpus(),
+            cameras=len(preflight.cameras),
+            steps_per_query=steps_per_query,
+            hourly_usd=self.settings.gpu_hourly_usd,
+            devices=max(len(self.gpus), 1),
+        )
 
     def _carry_earlier_rows(self, suite_protocol: dict[str, Any], files: list[dict[str, Any]]) -> None:
         """--vla-resume and --lf continue an earlier report instead of replacing it with a fraction of it.
@@ -173,7 +195,47 @@ class ControllerRun:
             f"vla: suite {plan.suite}, {len(plan.tasks)} tasks x {plan.num_episodes} episodes = {items}, "
             f"seed {plan.seed}, cameras rendered: {', '.join(plan.cameras) or 'none'}, "
             f"MUJOCO_GL={os.environ.get('MUJOCO_GL', 'osmesa')}",
+            *([plan.preflight.line()] if plan.preflight else []),
+            *(self.estimate.lines()[:1] if self.estimate else []),
         ]
+
+    def preview_lines(self) -> list[str]:
+        """What --vla-cost-preview prints: the preflight, the selection per family, the estimate and its assumptions."""
+        lines = [line for line in self.header_lines() if not line.startswith("vla: estimate")]
+        for family in self.plan.families:
+            tasks = [task for task in self.plan.tasks if task.family == family]
+            budgets = sorted({self.plan.max_steps(task) for task in tasks})
+            lines.append(
+                f"vla:   {family}: {len(tasks)} tasks x {self.plan.num_episodes} episodes, "
+                f"{'/'.join(map(str, budgets))} steps each at most"
+            )
+        return lines + (
+            self.estimate.lines() if self.estimate else ["vla: no estimate: the preflight measured nothing"]
+        )
+
+    def confirm_cost(self) -> None:
+        """Above --vla-max-cost-usd: ask on a terminal, refuse without one, unless --vla-yes."""
+        estimate, limit = self.estimate, self.settings.max_cost_usd
+        if estimate is None or estimate.usd <= limit or self.settings.yes:
+            return
+        question = (
+            f"vla: this run is estimated at ${estimate.usd:.2f}, above --vla-max-cost-usd {limit:g}. Run it? [y/N] "
+        )
+        capture = self.config.pluginmanager.get_plugin("capturemanager")
+        if capture is not None:
+            capture.suspend_global_capture(in_=True)  # stdin included: the terminal is asked
+        try:
+            answer = input(question).strip().lower() if sys.stdin.isatty() else None
+        finally:
+            if capture is not None:
+                capture.resume_global_capture()
+        if answer is None:
+            raise pytest.UsageError(
+                f"estimated cost ${estimate.usd:.2f} is above --vla-max-cost-usd {limit:g} and no one is here to "
+                "confirm: pass --vla-yes, raise the limit, or select less (--vla-cost-preview shows the estimate)"
+            )
+        if answer not in ("y", "yes"):
+            raise pytest.UsageError(f"not run: estimated cost ${estimate.usd:.2f} was not confirmed")
 
     def record(self, report: pytest.TestReport) -> str | None:
         """Take a report's row into report.json; return the progress tally line when one is due."""
@@ -270,6 +332,61 @@ class ControllerRun:
             error_message=message,
             cuda_visible_devices=death.cuda_visible_devices,
         )
+
+
+def _run_info(config: pytest.Config, plan: EvalPlan, suite: Suite, files: list[dict[str, Any]]) -> RunInfo:
+    protocol = {
+        **suite.protocol(),
+        "seed": plan.seed,
+        "num_episodes_per_task": plan.num_episodes,
+        "max_steps_override": plan.max_steps_override,
+        "cameras_rendered": list(plan.cameras),
+    }
+    return RunInfo(
+        suite=plan.suite,
+        seed=plan.seed,
+        tasks=plan.tasks,
+        num_episodes=plan.num_episodes,
+        protocol=protocol,
+        provider=plan.provider,
+        workers=_worker_count(config),
+        export_dir=plan.export,
+        export_files=files,
+        shard=plan.shard,
+        invocation=Invocation(list(config.invocation_params.args), str(config.invocation_params.dir)),
+    )
+
+
+def _record_failed_preflight(
+    config: pytest.Config, settings: Settings, suite: Suite, files: list[dict[str, Any]], result: PreflightResult
+) -> None:
+    """A report.json that says why no episode ran, unless an earlier run's report is there: that one is kept."""
+    path = settings.output / REPORT_NAME
+    if path.exists() and _has_episodes(path):
+        return
+    info = RunInfo(
+        suite=suite.name,
+        seed=settings.seed,
+        tasks=(),
+        num_episodes=settings.num_episodes,
+        protocol={**suite.protocol(), "seed": settings.seed, "num_episodes_per_task": settings.num_episodes},
+        provider="",
+        workers=_worker_count(config),
+        export_dir=settings.export,
+        export_files=files,
+        shard=settings.shard,
+        invocation=Invocation(list(config.invocation_params.args), str(config.invocation_params.dir)),
+    )
+    writer = ReportWriter(info, settings.output)
+    writer.preflight = result.to_json()
+    writer.write(lambda report: config.hook.pytest_vla_modify_report(config=config, report=report))
+
+
+def _has_episodes(path: Path) -> bool:
+    try:
+        return bool(load_report(path).get("episodes"))
+    except ReportError:
+        return False
 
 
 def _reason(report: pytest.TestReport) -> str:

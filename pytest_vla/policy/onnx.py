@@ -155,15 +155,15 @@ class OnnxPolicy:
         self._query += 1
         return action_chunk(np.asarray(output), self.manifest.action)
 
-    def check(self, task: TaskSpec, observation: Observation) -> np.ndarray:
-        """Run once on a synthetic observation; raise :class:`ExportError` if the output is unusable."""
+    def check(self, task: TaskSpec, observation: Observation, source: str = "a synthetic observation") -> np.ndarray:
+        """Run once on ``observation`` (``source`` names it); raise :class:`ExportError` if the output is unusable."""
         self.begin_episode(0, task, 0)
         try:
             return self.act(observation)
         except PolicyError as exc:
-            raise ExportError(f"{self.manifest.model}: on a synthetic observation: {exc}") from None
+            raise ExportError(f"{self.manifest.model}: on {source}: {exc}") from None
         except Exception as exc:
-            raise ExportError(f"{self.manifest.model}: fails on a synthetic observation: {one_line(exc)}") from None
+            raise ExportError(f"{self.manifest.model}: fails on {source}: {one_line(exc)}") from None
 
 
 def action_chunk(output: np.ndarray, spec: ActionSpec) -> np.ndarray:

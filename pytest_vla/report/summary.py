@@ -25,3 +25,10 @@ def _rate(tally: dict[str, Any]) -> str:
     interval = tally.get("ci95")
     spread = f" [{100 * interval[0]:5.1f}, {100 * interval[1]:5.1f}]" if interval else " " * 15
     return f"{fraction:>7}  {100 * tally['success_rate']:5.1f}%{spread}"
+
+
+def duration_text(seconds: float) -> str:
+    """``1h05m`` or ``4m09s``: how long, as a person reads an ETA."""
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"

@@ -68,6 +68,8 @@ class ReportWriter:
         self._started = time.monotonic()
         self._rows: dict[EpisodeId, EpisodeRow] = {}
         self._expected: list[EpisodeId] = []  # the selected episodes, in run order
+        self.preflight: dict[str, Any] | None = None  # the simulator preflight's result
+        self.cost: dict[str, Any] | None = None  # the estimate from the preflight's timings
         self._environment = {
             **machine(),
             "export_dir": str(info.export_dir),
@@ -141,7 +143,8 @@ class ReportWriter:
                 for task in info.tasks
             ],
             "episodes": episodes,
-            "cost": {"total_usd": 0.0, "by_task": dict.fromkeys(families, 0.0), "cost_table_schema_version": 1},
+            "cost": self.cost
+            or {"total_usd": 0.0, "by_task": dict.fromkeys(families, 0.0), "cost_table_schema_version": 1},
             "modal": None,
             "env": self._environment,
             "execution_provider": info.provider,
@@ -154,6 +157,7 @@ class ReportWriter:
             "missing_episodes": [episode.to_json() for episode in missing],
             "shard": info.shard.to_json() if info.shard else None,
             "invocation": info.invocation.to_json() if info.invocation else None,
+            "preflight": self.preflight,
         }
 
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from pytest_vla.errors import EnvFailure, ExportError, VlaWarning, one_line
 from pytest_vla.export.manifest import load_manifest
-from pytest_vla.plan import EvalPlan
+from pytest_vla.plan import EvalPlan, rendered_cameras
 from pytest_vla.policy.onnx import OnnxPolicy
 from pytest_vla.report.schema import EpisodeRow, TaskSpec, TerminalReason, episode_row
 from pytest_vla.rollout import interrupts
@@ -146,11 +146,7 @@ class EpisodeRunner:
             return None, f"video not saved: {one_line(exc)}"
 
     def _cameras(self) -> tuple[str, ...]:
-        """The export's cameras, and the video's when recording: rendered for the video only, never fed."""
-        cameras = self.plan.cameras
-        if self.plan.video is not None and self.suite.video_camera not in cameras:
-            cameras = (*cameras, self.suite.video_camera)
-        return cameras
+        return rendered_cameras(self.plan.cameras, self.suite.video_camera, self.plan.video)
 
     def _switch_env(self, task: TaskSpec) -> float:
         # One env per process at a time: each holds about 2 GiB.

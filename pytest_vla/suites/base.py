@@ -59,6 +59,9 @@ class Suite(Protocol):
     render_size: tuple[int, int]
     max_episodes: int
     video_camera: str  # the camera --vla-video records, named as exports name cameras
+    idle_action: tuple[float, ...]  # an action that holds the robot still (the settle steps')
+    # Distribution -> the version window the protocol is defined on; the preflight refuses others.
+    requirements: Mapping[str, str]
 
     def resolve_tasks(self, selection: Sequence[str]) -> list[TaskSpec]:
         """Expand a ``--vla-tasks`` selection (or the default when empty); raise ``SuiteError``."""
@@ -71,9 +74,6 @@ class Suite(Protocol):
 
     def objects_of_interest(self, task: TaskSpec) -> tuple[str, ...]:
         """The names behind :attr:`Observation.objects_of_interest` for ``task``, in the same order."""
-
-    def check_rendering(self) -> None:
-        """Raise ``SuiteError`` if the rendering backend cannot render at all."""
 
     def make_env(self, task: TaskSpec, cameras: Sequence[str], seed: int, state: StateConvention) -> SuiteEnv:
         """Build the env for ``task`` rendering only ``cameras``; raise ``EnvFailure``."""

@@ -9,8 +9,6 @@ import re
 import warnings
 from collections.abc import Iterator
 
-from pytest_vla.errors import SuiteError, one_line
-
 RENDER_SIZE = (256, 256)
 # Whole words only: "egl" must not match "negligible".
 _ABOUT_RENDERING = re.compile(r"\b(osmesa|egl|opengl|glfw|gl context|render\w*)\b", re.IGNORECASE)
@@ -37,20 +35,6 @@ def quiet_import() -> Iterator[None]:
             yield
         finally:
             logging.disable(logging.NOTSET)
-
-
-def check_rendering() -> None:
-    """Create and free one GL context of the render size; raise :class:`SuiteError` naming the backend."""
-    backend = configure_rendering()
-    try:
-        import mujoco
-
-        context = mujoco.GLContext(*RENDER_SIZE)
-        context.make_current()
-        context.free()
-    except Exception as exc:
-        hint = " (install Debian's libosmesa6: apt-get install libosmesa6)" if backend == "osmesa" else ""
-        raise SuiteError(f"rendering backend MUJOCO_GL={backend} is unusable: {one_line(exc)}{hint}") from None
 
 
 def about_rendering(exc: BaseException) -> bool:

@@ -7,6 +7,7 @@ import functools
 import io
 import os
 from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -19,7 +20,6 @@ from pytest_vla.suites.libero.env import SETTLE_ACTION, SETTLE_STEPS, LiberoEnv,
 from pytest_vla.suites.libero.rendering import (
     RENDER_SIZE,
     about_rendering,
-    check_rendering,
     configure_rendering,
     quiet_import,
 )
@@ -59,6 +59,10 @@ class LiberoSuite:
     render_size = RENDER_SIZE
     max_episodes = INIT_STATES_PER_TASK
     video_camera = "agentview"  # the third-person view every published LIBERO video shows
+    idle_action = SETTLE_ACTION
+    # MuJoCo 3.4+ misplaces objects at reset (libero_spatial task 5's bowl) and 3.3.3+ renders
+    # differently; robosuite 1.5 removed what LIBERO imports.
+    requirements = MappingProxyType({"mujoco": "==3.3.2", "robosuite": ">=1.4,<1.5", "bddl": "==1.0.1"})
 
     def resolve_tasks(self, selection: Sequence[str]) -> list[TaskSpec]:
         tasks: list[TaskSpec] = []
@@ -107,9 +111,6 @@ class LiberoSuite:
 
     def objects_of_interest(self, task: TaskSpec) -> tuple[str, ...]:
         return goal_objects(_problem(task.family, task.index))
-
-    def check_rendering(self) -> None:
-        check_rendering()
 
     def make_env(self, task: TaskSpec, cameras: Sequence[str], seed: int, state: StateConvention) -> LiberoEnv:
         configure_rendering()

@@ -1,0 +1,323 @@
+"""The preflight's own process: ``python -m pytest_vla.preflight.probe SPEC``.
+
+It does what the first episode would, once and with nothing else in the process: check the stack's
+versions, import it (resolving the task selection), build and reset the first task's env with the
+cameras the run renders, check the frames are not blank, run the export on that real observation,
+and check each selected task's scene is at rest after the protocol's settle steps. It writes each
+stage's name to ``stages`` as it starts (the controller times stages out) and its findings to
+``result``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pickle
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.specifiers import SpecifierSet
+
+from pytest_vla.errors import EnvFailure, ExportError, SuiteError, one_line
+from pytest_vla.export.manifest import Manifest, load_manifest
+from pytest_vla.policy.onnx import OnnxPolicy
+from pytest_vla.preflight.result import PreflightFailure, PreflightResult, PreflightTimings, failed
+from pytest_vla.report.schema import TaskSpec, TerminalReason
+from pytest_vla.report.shards import Shard, run_episodes
+from pytest_vla.suites.base import Observation, StateConvention, Suite
+
+SETTLE_CHECK_STEPS = 10  # idle steps after the reset's settle steps, over which objects must not move
+SETTLE_TOLERANCE_M = 0.005  # 5 mm: at rest under MuJoCo 3.3.2 they move 0.00 mm; misplaced ones fall centimetres
+BLANK_STD = 1.0  # a frame whose pixels vary less than this (0..255) shows nothing
+TIMED_STEPS = 5  # steps timed on the rendering env
+
+
+@dataclass(frozen=True)
+class ProbeSpec:
+    """What the controller asks the probe to check; paths are files in the probe's directory."""
+
+    suite: str  # the pickled suite object
+    selection: list[str]
+    num_episodes: int
+    shard: dict[str, int] | None
+    cameras: list[str]  # rendered and checked; empty: physics only
+    seed: int
+    export: str  # the export directory
+    sweep: bool  # check every selected task's scene at rest (else the first task's only)
+    render_backend: str
+    stages: str
+    result: str
+
+    def write(self, path: Path) -> None:
+        path.write_text(json.dumps(dataclasses.asdict(self)))
+
+    @classmethod
+    def read(cls, path: Path) -> ProbeSpec:
+        return cls(**json.loads(path.read_text()))
+
+
+class _Failed(Exception):
+    def __init__(self, failure: PreflightFailure, message: str, remedy: str | None = None) -> None:
+        super().__init__(message)
+        self.failure = failure
+        self.remedy = remedy
+
+
+class Probe:
+    def __init__(self, spec: ProbeSpec) -> None:
+        self.spec = spec
+        self.started = time.perf_counter()
+        self.first_observation: Observation | None = None  # the first task's, for the export
+
+    def stage(self, name: str) -> None:
+        with open(self.spec.stages, "a", encoding="utf-8") as stages:
+            stages.write(name + "\n")
+
+    def run(self) -> dict[str, Any]:
+        """The result as JSON: a PreflightResult, or ``{"selection_error": ...}`` for a bad --vla-tasks."""
+        try:
+            return self._checks().to_json()
+        except _Failed as exc:
+            return failed(
+                exc.failure,
+                str(exc),
+                elapsed_s=self._elapsed(),
+                render_backend=self.spec.render_backend,
+                remedy=exc.remedy,
+            ).to_json()
+        except SuiteError as exc:
+            return {"selection_error": str(exc)}
+
+    def _checks(self) -> PreflightResult:
+        self.stage("versions")
+        suite: Suite = pickle.loads(Path(self.spec.suite).read_bytes())
+        conflict = version_conflict(suite.requirements)
+        if conflict:
+            message, wanted = conflict
+            raise _Failed(PreflightFailure.DEP_VERSION_CONFLICT, message, f"pip install '{wanted}'")
+        self.stage("import")
+        started = time.perf_counter()
+        with _classified("importing the simulation stack", self.spec.render_backend):
+            tasks = suite.resolve_tasks(self.spec.selection)
+            # What the controller's export check reads next: it imports only what imported here.
+            suite.observation_shapes(tasks[0])
+            suite.objects_of_interest(tasks[0])
+        import_s = time.perf_counter() - started
+        firsts = list(_first_episodes(tasks, self.spec.num_episodes, self.spec.shard).values())
+        manifest = load_manifest(Path(self.spec.export))
+        state = manifest.state_convention
+        # The first task's physics-only build also imports the simulator: it is timed apart.
+        first_task, first_episode = firsts[0]
+        settles = [self._settle(suite, first_task, first_episode, state)]
+        if self.spec.cameras:
+            env_build_s, reset_s, render_step_s = self._rendering(suite, first_task, first_episode, state)
+        inference_s = self._query(manifest, first_task)
+        for task, episode in firsts[1:] if self.spec.sweep else []:
+            settles.append(self._settle(suite, task, episode, state))
+        later_builds = [build for build, _, _ in settles[1:]]
+        build_s = _median(later_builds) if later_builds else settles[0][0]
+        import_s += max(settles[0][0] - build_s, 0.0)
+        step_s = _median([step for _, _, step in settles])
+        render_s = None
+        if self.spec.cameras:
+            render_s = max(render_step_s - step_s, 0.0) / len(self.spec.cameras)
+        else:
+            env_build_s, reset_s = build_s, _median([reset for _, reset, _ in settles])
+        timings = PreflightTimings(import_s, env_build_s, reset_s, step_s, render_s, inference_s)
+        cameras = f"{', '.join(self.spec.cameras)} rendered and not blank, " if self.spec.cameras else ""
+        message = (
+            f"{first_task.key} built and reset, {cameras}the export ran on its observation, {len(settles)} task(s) "
+            f"at rest after the settle steps (MUJOCO_GL={self.spec.render_backend})"
+        )
+        return PreflightResult(
+            True, None, message, self._elapsed(), timings, self.spec.render_backend,
+            tuple(self.spec.cameras), tuple(task.key for task, _ in firsts[: len(settles)]),
+        )  # fmt: skip
+
+    def _rendering(
+        self, suite: Suite, task: TaskSpec, episode: int, state: StateConvention
+    ) -> tuple[float, float, float]:
+        """Build, reset and step the env with the run's cameras; (build s, reset s, step s with rendering)."""
+        where = f"rendering {task.key}"
+        self.stage(f"build {task.key}")
+        started = time.perf_counter()
+        with _classified(f"building {task.key} with cameras {', '.join(self.spec.cameras)}", self.spec.render_backend):
+            env = suite.make_env(task, self.spec.cameras, self.spec.seed, state)
+        build_s = time.perf_counter() - started
+        try:
+            self.stage(f"reset {task.key}")
+            started = time.perf_counter()
+            with _classified(f"resetting {task.key}", self.spec.render_backend):
+                observation = env.reset(episode)
+            reset_s = time.perf_counter() - started
+            self._check_frames(observation, task)
+            self.first_observation = observation
+            self.stage(f"render {task.key}")
+            started = time.perf_counter()
+            with _classified(where, self.spec.render_backend):
+                for _ in range(TIMED_STEPS):
+                    observation, _ = env.step(np.asarray(suite.idle_action, dtype=np.float64))
+            step_s = (time.perf_counter() - started) / TIMED_STEPS
+            self._check_frames(observation, task)
+        finally:
+            env.close()
+        return build_s, reset_s, step_s
+
+    def _check_frames(self, observation: Observation, task: TaskSpec) -> None:
+        for camera in self.spec.cameras:
+            image = np.asarray(observation.images[camera])
+            if float(image.std()) < BLANK_STD:
+                raise _Failed(
+                    PreflightFailure.EGL_BLACK_FRAMES,
+                    f"camera {camera} of {task.key} renders a blank frame (every pixel about {image.mean():.0f}) "
+                    f"under MUJOCO_GL={self.spec.render_backend}",
+                )
+
+    def _query(self, manifest: Manifest, task: TaskSpec) -> float:
+        """Run the export on the first real observation; the second query's seconds (the first warms up)."""
+        assert self.first_observation is not None
+        self.stage(f"query {task.key}")
+        try:
+            policy = OnnxPolicy(manifest)
+            policy.check(task, self.first_observation, source="the first real observation")
+            started = time.perf_counter()
+            policy.check(task, self.first_observation, source="the first real observation")
+        except ExportError as exc:
+            raise _Failed(PreflightFailure.EXPORT_INVALID, str(exc)) from None
+        return time.perf_counter() - started
+
+    def _settle(self, suite: Suite, task: TaskSpec, episode: int, state: StateConvention) -> tuple[float, float, float]:
+        """Check ``task``'s goal objects stay put after the reset; (build s, reset s, physics step s)."""
+        self.stage(f"settle {task.key}")
+        started = time.perf_counter()
+        with _classified(f"building {task.key} (physics only)", self.spec.render_backend):
+            env = suite.make_env(task, (), self.spec.seed, state)
+        build_s = time.perf_counter() - started
+        try:
+            started = time.perf_counter()
+            with _classified(f"resetting {task.key}", self.spec.render_backend):
+                observation = env.reset(episode)
+            reset_s = time.perf_counter() - started
+            if self.first_observation is None:  # without cameras, the export's observation
+                self.first_observation = observation
+            at_reset = observation.objects_of_interest.copy()
+            started = time.perf_counter()
+            with _classified(f"stepping {task.key}", self.spec.render_backend):
+                for _ in range(SETTLE_CHECK_STEPS):
+                    observation, _ = env.step(np.asarray(suite.idle_action, dtype=np.float64))
+            step_s = (time.perf_counter() - started) / SETTLE_CHECK_STEPS
+        finally:
+            env.close()
+        moved = np.linalg.norm(observation.objects_of_interest - at_reset, axis=1) if len(at_reset) else np.zeros(0)
+        if len(moved) and float(moved.max()) > SETTLE_TOLERANCE_M:
+            name = suite.objects_of_interest(task)[int(moved.argmax())]
+            raise _Failed(
+                PreflightFailure.SCENE_SETTLE,
+                f"{task.key} episode {episode}: {name} moved {100 * float(moved.max()):.1f} cm in "
+                f"{SETTLE_CHECK_STEPS} idle steps after the settle steps (at rest: under "
+                f"{1000 * SETTLE_TOLERANCE_M:g} mm)",
+            )
+        return build_s, reset_s, step_s
+
+    def _elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+
+def version_conflict(requirements: Mapping[str, str]) -> tuple[str, str] | None:
+    """The first installed package outside the suite's window or its stack's declared ranges, and the requirement.
+
+    None when every installed package is inside.
+
+    Only installed packages are judged: a missing one is the import's to report.
+    """
+    for name, window in requirements.items():
+        found = _installed(name)
+        if found is not None and not SpecifierSet(window).contains(found, prereleases=True):
+            return f"{name} {found} is installed; the protocol is defined on {name}{window}", f"{name}{window}"
+    for name in requirements:
+        if _installed(name) is None:
+            continue
+        for text in metadata.requires(name) or []:
+            try:
+                requirement = Requirement(text)
+            except InvalidRequirement:
+                continue
+            if requirement.marker is not None and not requirement.marker.evaluate({"extra": ""}):
+                continue
+            found = _installed(requirement.name)
+            if found is not None and not requirement.specifier.contains(found, prereleases=True):
+                wanted = f"{requirement.name}{requirement.specifier}"
+                return f"{requirement.name} {found} is installed; {name} {_installed(name)} requires {wanted}", wanted
+    return None
+
+
+def _median(values: list[float]) -> float:
+    return sorted(values)[len(values) // 2]
+
+
+def _installed(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _first_episodes(
+    tasks: Sequence[TaskSpec], num_episodes: int, shard: dict[str, int] | None
+) -> dict[str, tuple[TaskSpec, int]]:
+    """This job's tasks in run order, each with the first of its episodes the job runs."""
+    episodes = run_episodes(tasks, num_episodes)
+    if shard is not None:
+        episodes = Shard.from_json(shard).share(episodes)
+    by_key = {task.key: task for task in tasks}
+    firsts: dict[str, tuple[TaskSpec, int]] = {}
+    for episode in episodes:
+        firsts.setdefault(episode.task_key, (by_key[episode.task_key], episode.episode_index))
+    return firsts
+
+
+class _classified:
+    """Turn what a stage raises into a classified failure naming what was being done."""
+
+    def __init__(self, doing: str, render_backend: str) -> None:
+        self.doing = doing
+        self.render_backend = render_backend
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, _tb: Any) -> bool:
+        if exc is None or isinstance(exc, _Failed | SuiteError) or not isinstance(exc, Exception):
+            return False
+        raise _Failed(classify(exc, self.render_backend), f"{self.doing}: {one_line(exc)}") from exc
+
+
+def classify(exc: BaseException, render_backend: str) -> PreflightFailure:
+    """The failure class of an exception the stack raised."""
+    text = f"{type(exc).__name__} {exc}"
+    if isinstance(exc, EOFError) or "reading from stdin" in text:
+        return PreflightFailure.INPUT_HANG  # a prompt: the probe's stdin is empty
+    if "weights_only" in text:
+        return PreflightFailure.DEP_VERSION_CONFLICT  # torch >= 2.6 refuses the init-state pickles
+    rendering = isinstance(exc, EnvFailure) and exc.terminal_reason == TerminalReason.RENDERING_FAILURE
+    if render_backend == "egl" and (rendering or "egl" in text.lower()):
+        return PreflightFailure.EGL_DEVICE
+    return PreflightFailure.IMPORT_ERROR
+
+
+def main(spec_path: str) -> int:
+    spec = ProbeSpec.read(Path(spec_path))
+    result = Probe(spec).run()
+    Path(spec.result).write_text(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))
