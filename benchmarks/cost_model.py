@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.models import camera_export  # noqa: E402
+from tests.models import camera_export
 
 
 def pytest_vla(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -49,11 +49,19 @@ def main() -> None:
             pytest_vla(common, work)
             report = json.loads((output / "report.json").read_text())
             actual_s = report["wall_clock_s"]
+            rows = report["episodes"]
+            per_worker: dict[str, float] = {}
+            for row in rows:
+                per_worker[row["worker"]] = per_worker.get(row["worker"], 0.0) + row["wall_clock_s"] + row[
+                    "env_construction_s"]  # fmt: skip
             print(json.dumps({
                 "budget": budget, "episodes": len(report["episodes"]), "workers": args.workers,
                 "estimate_s": estimate_s, "actual_s": round(actual_s, 1),
                 "error": f"{100 * (estimate_s - actual_s) / actual_s:+.0f}%",
-                "timings": report["preflight"]["timings"],
+                "episode_s": round(sum(row["wall_clock_s"] for row in rows) / len(rows), 2),
+                "busiest_worker_s": round(max(per_worker.values()), 1),
+                "preview_per_step": re.search(r"per step (.*?);", preview.stdout)[1],
+                "run_timings": report["preflight"]["timings"],
             }))  # fmt: skip
 
 

@@ -128,6 +128,7 @@ class ControllerRun:
             cpus=available_cpus(),
             cameras=len(preflight.cameras),
             steps_per_query=steps_per_query,
+            shared_rendering=preflight.render_backend == "osmesa",
             hourly_usd=self.settings.gpu_hourly_usd,
             devices=max(len(self.gpus), 1),
         )

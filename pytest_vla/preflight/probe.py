@@ -36,7 +36,7 @@ from pytest_vla.suites.base import Observation, StateConvention, Suite
 SETTLE_CHECK_STEPS = 10  # idle steps after the reset's settle steps, over which objects must not move
 SETTLE_TOLERANCE_M = 0.005  # 5 mm: at rest under MuJoCo 3.3.2 they move 0.00 mm; misplaced ones fall centimetres
 BLANK_STD = 1.0  # a frame whose pixels vary less than this (0..255) shows nothing
-TIMED_STEPS = 5  # steps timed on the rendering env
+TIMED_STEPS = 10  # steps timed on the rendering env
 
 
 @dataclass(frozen=True)
