@@ -121,8 +121,8 @@ class Probe:
         inference_s = self._query(manifest, first_task)
         for task, episode in firsts[1:] if self.spec.sweep else []:
             settles.append(self._settle(suite, task, episode, state))
-        later_builds = [build for build, _, _ in settles[1:]]
-        build_s = _median(later_builds) if later_builds else settles[0][0]
+        later_builds = [build for build, _, _ in settles[1:]] or [self._build_again(suite, first_task, state)]
+        build_s = _median(later_builds)
         import_s += max(settles[0][0] - build_s, 0.0)
         step_s = _median([step for _, _, step in settles])
         render_s = None
@@ -179,6 +179,14 @@ class Probe:
                     f"camera {camera} of {task.key} renders a blank frame (every pixel about {image.mean():.0f}) "
                     f"under MUJOCO_GL={self.spec.render_backend}",
                 )
+
+    def _build_again(self, suite: Suite, task: TaskSpec, state: StateConvention) -> float:
+        """Seconds to build ``task``'s physics-only env with the stack imported (the first build imported it)."""
+        self.stage(f"settle {task.key}")
+        started = time.perf_counter()
+        with _classified(f"building {task.key} (physics only)", self.spec.render_backend):
+            suite.make_env(task, (), self.spec.seed, state).close()
+        return time.perf_counter() - started
 
     def _query(self, manifest: Manifest, task: TaskSpec) -> float:
         """Run the export on the first real observation; the second query's seconds (the first warms up)."""
