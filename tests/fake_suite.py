@@ -92,11 +92,11 @@ class FakeEnv:
         return observation, done
 
     def _images(self) -> dict[str, np.ndarray]:
-        """A frame per rendered camera whose brightness counts the steps: 0, 40, 80, ..., over a gradient."""
+        """A frame per rendered camera whose brightness counts the steps (0, 40, ..., 160, then 180) over a gradient."""
         if self.fault == "blank":
             return {camera: np.zeros((16, 16, 3), dtype=np.uint8) for camera in self.cameras}
-        gradient = np.arange(16, dtype=np.uint8)[:, None, None] * 4
-        return {camera: np.clip(gradient + 40 * self.t, 0, 255).astype(np.uint8) * np.ones((1, 16, 3), np.uint8)
+        gradient = np.arange(16)[:, None, None] * 4
+        return {camera: (gradient + min(40 * self.t, 180)).astype(np.uint8) * np.ones((1, 16, 3), np.uint8)
                 for camera in self.cameras}  # fmt: skip
 
     def _bowl(self) -> np.ndarray:
