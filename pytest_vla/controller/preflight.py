@@ -136,9 +136,11 @@ def _checks_beside_the_simulator(
     takes a full run's cached result (it checked more). Raises PreflightFailed.
     """
     cache = getattr(config, "cache", None)  # None under -p no:cacheprovider: a fresh preflight every run
-    key = _cache_key(suite, settings, files, probe_env)
-    full = _cache_key(suite, dataclasses.replace(settings, cost_preview=False), files, probe_env)
-    for candidate in (key, full):
+    facts = _preflight_facts(suite, settings, files, probe_env)
+    key = _cache_key(facts)
+    # A preview's preflight skips the settle sweep: a full run's result covers it too.
+    candidates = [key] if facts["sweep"] else [key, _cache_key({**facts, "sweep": True})]
+    for candidate in candidates:
         cached = cache.get(candidate, None) if cache is not None else None
         if cached is not None:
             tasks, checked = _export_checks(config, suite, settings)
@@ -174,10 +176,12 @@ def _checks_beside_the_simulator(
     return tasks, checked, result
 
 
-def _cache_key(suite: Suite, settings: Settings, files: list[dict[str, Any]], probe_env: Mapping[str, str]) -> str:
+def _preflight_facts(
+    suite: Suite, settings: Settings, files: list[dict[str, Any]], probe_env: Mapping[str, str]
+) -> dict[str, Any]:
     """Everything a preflight's verdict depends on: the installed packages, the stack's variables, the export."""
     source = inspect.getsourcefile(type(suite))
-    facts = {
+    return {
         "pytest_vla": __version__,
         "python": sys.executable,
         "packages": sorted(f"{dist.metadata['Name']}=={dist.version}" for dist in metadata.distributions()),
@@ -188,6 +192,9 @@ def _cache_key(suite: Suite, settings: Settings, files: list[dict[str, Any]], pr
         "video": settings.video,
         "sweep": not settings.cost_preview,
     }
+
+
+def _cache_key(facts: dict[str, Any]) -> str:
     digest = hashlib.sha256(json.dumps(facts, sort_keys=True, default=str).encode()).hexdigest()
     return _CACHE_PREFIX + digest[:32]
 
