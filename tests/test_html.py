@@ -95,3 +95,29 @@ def test_pytest_vla_report_rebuilds_the_page_from_report_json_alone(pytester, ru
     broken = subprocess.run([str(Path(sys.executable).parent / "pytest-vla"), "report", str(pytester.path)],
                             capture_output=True, text=True)  # fmt: skip
     assert broken.returncode == 2 and len(broken.stderr.splitlines()) == 1
+
+
+def test_the_comparison_with_a_baseline_shows_on_the_runs_page_and_on_its_own(browser, fake, pytester) -> None:
+    episodes = ("--vla-tasks", "fake:0,fake:1", "--vla-num-episodes", "10", "-p", "no:xdist")
+    fake({"0": "succeed", "1": "succeed"}, *episodes, "--vla-output", "base")
+    fake({"0": "succeed"}, *episodes, "--vla-output", "new", "--vla-baseline", "base")
+    page, problems = _open(browser, pytester.path / "new" / "report.html")
+    assert page.is_visible("#comparison-section")
+    assert page.inner_text("#comparison .verdict").startswith("REGRESSED (margin 5 pp)")
+    rows = page.locator("#comparison tbody tr").all_inner_texts()
+    assert [row.split("\t")[0] for row in rows] == ["fake:0", "fake:1", "fake", "overall"]
+    assert rows[1].split("\t")[4:8] == ["-100.0", "[-100.0, -52.1]", "10", "0"]
+    assert problems == []
+    compared = subprocess.run(
+        [str(Path(sys.executable).parent / "pytest-vla"), "compare", "base", "new", "--html", "compare.html"],
+        cwd=pytester.path, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert compared.returncode == 1, compared.stderr
+    page, problems = _open(browser, pytester.path / "compare.html")
+    assert page.locator("#comparison tbody tr").all_inner_texts() == rows
+    assert problems == []
+
+
+def test_a_page_without_a_baseline_hides_the_comparison(browser, pytester, run_with_videos) -> None:
+    page, _ = _open(browser, pytester.path / "eval_output" / "report.html")
+    assert not page.is_visible("#comparison-section")

@@ -7,8 +7,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from pytest_vla.cli.compare import compare_command
 from pytest_vla.cli.inspect import inspect_export
 from pytest_vla.cli.reports import merge_command, report_command
+from pytest_vla.report.compare import DEFAULT_MARGIN_PP
 from pytest_vla.suites import DEFAULT_SUITE
 
 
@@ -40,7 +42,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Write DIR/report.html, the static page a run writes at its end, from DIR/report.json alone.",
     )
     page.add_argument("directory", type=Path, metavar="DIR", help="a run's --vla-output directory")
+    paired = commands.add_parser(
+        "compare",
+        help="is NEW better than BASE? episodes paired by task and init state, exact McNemar tests",
+        description="Pair the episodes of two runs (same seed and protocol) by task and episode index, a perturbed "
+        "task with its clean one, and test per task, family and overall. Exit 1 when NEW regressed overall, 0 "
+        "otherwise, 2 when the two cannot be compared.",
+    )
+    paired.add_argument("base", type=Path, metavar="BASE", help="report.json or a run's --vla-output directory")
+    paired.add_argument("new", type=Path, metavar="NEW", help="report.json or a run's --vla-output directory")
+    paired.add_argument(
+        "--margin",
+        type=float,
+        default=DEFAULT_MARGIN_PP,
+        metavar="PP",
+        help=f"differences within PP percentage points count as held (default: {DEFAULT_MARGIN_PP:g})",
+    )
+    paired.add_argument("--json", type=Path, metavar="PATH", help="write every row of the comparison to PATH")
+    paired.add_argument("--html", type=Path, metavar="PATH", help="write the comparison as a static page to PATH")
     args = parser.parse_args(argv)
+    if args.command == "compare":
+        if not 0 <= args.margin < 100:
+            parser.error(f"--margin must be in 0..100 percentage points, got {args.margin:g}")
+        return compare_command(args.base, args.new, args.margin, args.json, args.html)
     if args.command == "report":
         return report_command(args.directory)
     if args.command == "merge":

@@ -1,6 +1,8 @@
 """The run's exit status, decided from the episodes: what CI reads (the table: ``docs/report.md``).
 
-0: every selected episode ran, and every one succeeded or the aggregate met ``--vla-min-success-rate``.
+0: every selected episode ran, and every one succeeded, or the gates that were asked for held: the
+aggregate met ``--vla-min-success-rate``, and ``--vla-baseline``'s comparison found no significant
+regression beyond the margin.
 1: episodes failed (or the gate was missed), selected episodes never ran (``--maxfail``), or a test
 of the user's own failed. 2: interrupted. 4: preflight or usage error. 5: nothing selected.
 6: harness errors, which win over the gate: some episode was not measured (env, rendering,
@@ -25,6 +27,7 @@ class RunVerdict:
 
     rows: list[EpisodeRow]
     min_success_rate: float | None = None
+    regressed: bool | None = None  # against --vla-baseline; None without one
     missing: int = 0  # selected episodes without a row
     other_failures: int = 0  # failed tests of the user's own beside the episodes
     unrecorded: int = 0  # episode reports pytest failed without a row (an error outside the episode)
@@ -48,9 +51,13 @@ def exit_status(pytest_status: int, verdict: RunVerdict) -> int:
         return HARNESS_ERROR_EXIT
     if verdict.missing or verdict.other_failures:
         return pytest.ExitCode.TESTS_FAILED
+    gates = []
     if verdict.min_success_rate is not None:
-        held = gate_holds(verdict.rows, verdict.min_success_rate)
-        return pytest.ExitCode.OK if held else pytest.ExitCode.TESTS_FAILED
+        gates.append(gate_holds(verdict.rows, verdict.min_success_rate))
+    if verdict.regressed is not None:
+        gates.append(not verdict.regressed)
+    if gates:
+        return pytest.ExitCode.OK if all(gates) else pytest.ExitCode.TESTS_FAILED
     return pytest.ExitCode.OK if all(row["success"] for row in judged) else pytest.ExitCode.TESTS_FAILED
 
 

@@ -12,6 +12,7 @@ from typing import Any, overload
 import pytest
 
 from pytest_vla.export.files import resolve_export
+from pytest_vla.report.compare import DEFAULT_MARGIN_PP
 from pytest_vla.report.shards import Shard
 from pytest_vla.suites import DEFAULT_SUITE, task_selection
 
@@ -34,8 +35,9 @@ _OPTIONS = (
     ("--vla-suite", f"benchmark suite (default: {DEFAULT_SUITE})", "NAME"),
     (
         "--vla-tasks",
-        "comma-separated families (libero_spatial, libero_object, libero_goal, libero_10, libero_90) "
-        "or single tasks FAMILY:INDEX (default: spatial, object, goal, 10)",
+        "comma-separated families (libero_spatial, libero_object, libero_goal, libero_10, libero_90, and "
+        "LIBERO-PRO's perturbed ones such as libero_object_swap) or single tasks FAMILY:INDEX (default: "
+        "spatial, object, goal, 10)",
         "LIST",
     ),
     ("--vla-num-episodes", f"episodes per task, init states 0..N-1 (default: {DEFAULT_NUM_EPISODES})", "N"),
@@ -96,6 +98,17 @@ _OPTIONS = (
     ),
     ("--vla-yes", "run even when the estimate is above --vla-max-cost-usd, without asking", None),
     (
+        "--vla-baseline",
+        "compare this run with an earlier one (its report.json or --vla-output directory), episode by episode; "
+        "exit non-zero only for a significant regression beyond --vla-max-regression",
+        "PATH",
+    ),
+    (
+        "--vla-max-regression",
+        f"the margin of --vla-baseline's comparison, in percentage points (default: {DEFAULT_MARGIN_PP:g})",
+        "PP",
+    ),
+    (
         "--vla-min-success-rate",
         "exit 0 when the aggregate success rate is at least R (0..1), whatever single episodes did",
         "R",
@@ -126,6 +139,8 @@ class Settings:
     max_steps: int | None
     save_trajectories: bool
     min_success_rate: float | None
+    baseline: Path | None
+    max_regression_pp: float
     episode_timeout: float | None
     resume: bool
     video: str | None  # "all", "failures", or None
@@ -181,6 +196,10 @@ def read_settings(config: pytest.Config) -> Settings:
         max_steps=max_steps,
         save_trajectories=bool(save),
         min_success_rate=min_success_rate,
+        baseline=_path(config, "--vla-baseline"),
+        max_regression_pp=_float(
+            config, "--vla-max-regression", lambda pp: 0 <= pp < 100, "percentage points in 0..100", DEFAULT_MARGIN_PP
+        ),
         episode_timeout=episode_timeout,
         resume=bool(_value(config, "--vla-resume")),
         video=_choice(config, "--vla-video", VIDEO_CHOICES),
@@ -195,6 +214,11 @@ def read_settings(config: pytest.Config) -> Settings:
         max_cost_usd=_float(config, "--vla-max-cost-usd", _at_least_zero, "a price of 0 or more", DEFAULT_MAX_COST_USD),
         yes=bool(_value(config, "--vla-yes")),
     )
+
+
+def _path(config: pytest.Config, option: str) -> Path | None:
+    value = _value(config, option)
+    return None if value is None else Path(str(value)).expanduser().resolve()
 
 
 def _positive(value: float) -> bool:

@@ -29,6 +29,7 @@ from pytest_vla.export.files import export_files
 from pytest_vla.plan import EvalPlan
 from pytest_vla.preflight.cost import CostEstimate, TaskWork, estimate_cost
 from pytest_vla.preflight.result import PreflightResult
+from pytest_vla.report.compare import Comparison, Verdict, check_comparable, compare, comparison_lines, read_comparable
 from pytest_vla.report.html import write_html
 from pytest_vla.report.reader import compatible_rows, load_report
 from pytest_vla.report.schema import EpisodeId, EpisodeRow, TerminalReason, episode_row
@@ -64,6 +65,9 @@ class ControllerRun:
         self._unrecorded: dict[str, str] = {}  # episode node id -> what pytest reported without a row
         self._expected_failures: set[EpisodeId] = set()  # xfail-marked episodes that failed
         self.estimate: CostEstimate | None = None  # from the preflight's timings
+        self.baseline: dict[str, Any] | None = None  # --vla-baseline's report
+        self.comparison: Comparison | None = None  # against it, once the episodes are done
+        self.comparison_error: str | None = None  # why there is none, when there is a baseline
 
     @classmethod
     def start(cls, config: pytest.Config) -> ControllerRun:
@@ -101,6 +105,8 @@ class ControllerRun:
             config.stash[PREFLIGHT_POLICY_KEY] = checked.policy  # the workers load their own
         run = cls(config, plan, ReportWriter(_run_info(config, plan, suite, files), plan.output), settings, gpus)
         run._carry_earlier_rows(suite.protocol(), files)
+        if settings.baseline is not None:
+            run.baseline = _read_baseline(settings.baseline, run.writer.build())
         run.estimate = run._estimate(checked.steps_per_query)
         run.writer.preflight = plan.preflight.to_json() if plan.preflight else None
         run.writer.cost = run.estimate.to_report() if run.estimate else None
@@ -268,6 +274,8 @@ class ControllerRun:
 
     def finish(self, pytest_status: int, junit_path: Path | None) -> int:
         """The last report write, the HTML page, the JUnit clean-up and the exit status, whatever happened before."""
+        if self.baseline is not None:
+            self._compare_with_baseline()
         report = self.write()
         try:
             write_html(report, self.plan.output)
@@ -281,10 +289,29 @@ class ControllerRun:
             finish_junit(junit_path, addresses, str(self.config.getini("junit_family")))
         return exit_status(pytest_status, self._verdict())
 
+    def _compare_with_baseline(self) -> None:
+        assert self.settings.baseline is not None and self.baseline is not None
+        try:
+            self.comparison = compare(
+                self.baseline,
+                self.writer.build(),
+                margin=self.settings.max_regression_pp / 100,
+                base_name=str(self.settings.baseline),
+                new_name=str(self.writer.path),
+            )
+        except ReportError as exc:
+            self.comparison_error = str(exc)
+            return
+        self.writer.comparison = self.comparison.to_json()
+
     def _verdict(self) -> RunVerdict:
+        regressed = None
+        if self.baseline is not None:  # no comparison at all is no evidence that nothing regressed
+            regressed = self.comparison is None or self.comparison.overall.verdict is Verdict.REGRESSED
         return RunVerdict(
             rows=self.writer.rows,
             min_success_rate=self.settings.min_success_rate,
+            regressed=regressed,
             missing=len(self.writer.missing),
             other_failures=len(self._other_failures),
             unrecorded=len(self._unrecorded),
@@ -304,6 +331,12 @@ class ControllerRun:
             lines.append(f"error outside the episode, no result recorded: {nodeid}: {reason}")
         if self.settings.min_success_rate is not None:
             lines.append(gate_line(self.writer.rows, self.settings.min_success_rate))
+        if self.comparison is not None:
+            lines.append("")
+            lines.append(f"against --vla-baseline {self.settings.baseline}:")
+            lines.extend(comparison_lines(self.comparison))
+        elif self.comparison_error is not None:
+            lines.append(f"--vla-baseline {self.settings.baseline}: no comparison: {self.comparison_error}")
         return lines
 
     def _crashed_worker_row(self, episode: EpisodeId, report: pytest.TestReport) -> EpisodeRow:
@@ -381,6 +414,16 @@ def _record_failed_preflight(
     writer = ReportWriter(info, settings.output)
     writer.preflight = result.to_json()
     writer.write(lambda report: config.hook.pytest_vla_modify_report(config=config, report=report))
+
+
+def _read_baseline(path: Path, report: dict[str, Any]) -> dict[str, Any]:
+    """The baseline's report, refused before any episode runs when this run's episodes cannot pair with its."""
+    try:
+        baseline = read_comparable(path)
+        check_comparable(baseline, report)
+    except (ReportError, OSError) as exc:
+        raise pytest.UsageError(f"--vla-baseline {path}: {exc}") from None
+    return baseline
 
 
 def _has_episodes(path: Path) -> bool:

@@ -31,9 +31,28 @@ def render_html(report: dict[str, Any], directory: Path) -> str:
     data = json.dumps({**report, "episodes": episodes})
     aggregate = report["aggregate"]
     title = f"{report['suite']}: {aggregate['n_success']}/{aggregate['n_total']} episodes succeeded"
-    template = resources.files("pytest_vla.report").joinpath("templates/report.html").read_text(encoding="utf-8")
-    # "</" would end the <script> element that carries the data.
-    return template.replace("__TITLE__", html.escape(title)).replace("__REPORT_JSON__", data.replace("</", "<\\/"))
+    page = _template("report.html").replace("__COMPARISON_JS__", _template("comparison.js"))
+    return page.replace("__TITLE__", html.escape(title)).replace("__REPORT_JSON__", _in_script(data))
+
+
+def write_comparison_html(comparison: dict[str, Any], path: Path) -> Path:
+    """A page of its own for ``pytest-vla compare --html``: the table a run's page shows against its baseline."""
+    title = f"{comparison['verdict']}: {comparison['new']} vs {comparison['base']}"
+    page = _template("comparison.html").replace("__COMPARISON_JS__", _template("comparison.js"))
+    page = page.replace("__TITLE__", html.escape(title)).replace(
+        "__COMPARISON_JSON__", _in_script(json.dumps(comparison))
+    )
+    write_text_atomically(path, page)
+    return path
+
+
+def _template(name: str) -> str:
+    return resources.files("pytest_vla.report").joinpath(f"templates/{name}").read_text(encoding="utf-8")
+
+
+def _in_script(data: str) -> str:
+    """JSON placed in a <script> element: "</" would end the element."""
+    return data.replace("</", "<\\/")
 
 
 def _href(video_path: str | None, directory: Path) -> str | None:

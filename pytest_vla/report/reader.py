@@ -35,7 +35,13 @@ def run_info(path: Path, report: dict[str, Any]) -> RunInfo:
             suite=report["suite"],
             seed=report["seed"],
             tasks=tuple(
-                TaskSpec(result["task_id"], result["task_index"], result["instruction"], result["max_steps"])
+                TaskSpec(
+                    result["task_id"],
+                    result["task_index"],
+                    result["instruction"],
+                    result["max_steps"],
+                    result.get("clean_task"),
+                )
                 for result in report["task_results"]
             ),
             num_episodes=report["num_episodes_per_task"],
@@ -82,7 +88,7 @@ def compatible_rows(
                 f"{path} was made under another protocol: {key} was {earlier_protocol.get(key)!r}, now {value!r}"
             )
     rows = report.get("episodes")
-    if not isinstance(rows, list) or not all(_is_row(row) for row in rows):
+    if not isinstance(rows, list) or not all(is_row(row) for row in rows):
         raise ReportError(f"{path} has malformed episode rows")
     return rows
 
@@ -98,7 +104,7 @@ def _files(report: dict[str, Any]) -> dict[str, str] | None:
     return {entry["name"]: entry["sha256"] for entry in files}
 
 
-def _is_row(row: Any) -> bool:
+def is_row(row: Any) -> bool:
     return (
         isinstance(row, dict)
         and all(key in row for key in _ROW_KEYS)

@@ -79,6 +79,7 @@ class TaskSpec:
     index: int
     instruction: str
     max_steps: int
+    clean_task: str | None = None  # a perturbed task's clean counterpart (its task key), which it pairs with
 
     @property
     def key(self) -> str:

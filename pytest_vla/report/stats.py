@@ -1,15 +1,29 @@
-"""How sure a success rate is: 95% Wilson score intervals (scipy's, not a formula of our own).
+"""How sure a success rate is, and whether two policies differ: intervals, paired tests and power.
+
+Rates get 95% Wilson score intervals (scipy's, not a formula of our own).
 
 Wilson's interval keeps its coverage at the small counts LIBERO runs have per task (3 to 50
 episodes) and at rates near 0 or 1, where the normal approximation gives intervals outside [0, 1]
 or of zero width.
+
+Two policies run on the same (task, init state, seed) give paired outcomes: the exact McNemar test
+of the discordant pairs has far more power than comparing two rates, and its power says how large
+a difference a run could have found at all.
 """
 
 from __future__ import annotations
 
-from scipy.stats import binomtest
+import functools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.stats import binom, binomtest, norm
 
 CONFIDENCE = 0.95
+ALPHA = 1 - CONFIDENCE
+POWER = 0.8  # the power at which a difference counts as detectable
 
 
 def wilson_interval(n_success: int, n_total: int) -> tuple[float, float] | None:
@@ -18,3 +32,134 @@ def wilson_interval(n_success: int, n_total: int) -> tuple[float, float] | None:
         return None
     interval = binomtest(n_success, n_total).proportion_ci(confidence_level=CONFIDENCE, method="wilson")
     return float(interval.low), float(interval.high)
+
+
+@dataclass(frozen=True)
+class PairedCounts:
+    """Outcomes of episodes run by two policies from the same (task, init state, seed): a 2x2 table."""
+
+    both: int
+    only_base: int
+    only_new: int
+    neither: int
+
+    @property
+    def n_pairs(self) -> int:
+        return self.both + self.only_base + self.only_new + self.neither
+
+    @property
+    def base_successes(self) -> int:
+        return self.both + self.only_base
+
+    @property
+    def new_successes(self) -> int:
+        return self.both + self.only_new
+
+    @property
+    def discordant(self) -> int:
+        return self.only_base + self.only_new
+
+    @property
+    def difference(self) -> float:
+        """NEW's success rate minus BASE's."""
+        return (self.only_new - self.only_base) / self.n_pairs if self.n_pairs else 0.0
+
+    def __add__(self, other: PairedCounts) -> PairedCounts:
+        return PairedCounts(
+            self.both + other.both,
+            self.only_base + other.only_base,
+            self.only_new + other.only_new,
+            self.neither + other.neither,
+        )
+
+
+def mcnemar_p_value(counts: PairedCounts) -> float:
+    """The exact two-sided McNemar test: a binomial test of the discordant pairs against 1/2."""
+    if counts.discordant == 0:
+        return 1.0
+    return float(binomtest(counts.only_new, counts.discordant, 0.5).pvalue)
+
+
+def paired_difference_interval(counts: PairedCounts) -> tuple[float, float] | None:
+    """The 95% interval of the paired difference: Bonett and Price's adjusted Wald interval (2012).
+
+    One pseudo-pair is added to each discordant cell, so the interval keeps a width when no pair
+    is discordant, where the Wald interval and Newcombe's score-based one collapse to a point;
+    Bonett and Price show it keeps its coverage down to a few pairs.
+    """
+    if counts.n_pairs == 0:
+        return None
+    n = counts.n_pairs + 2
+    only_new, only_base = (counts.only_new + 1) / n, (counts.only_base + 1) / n
+    centre = only_new - only_base
+    half = float(norm.ppf(1 - ALPHA / 2)) * math.sqrt((only_new + only_base - centre**2) / n)
+    return max(centre - half, -1.0), min(centre + half, 1.0)
+
+
+def mcnemar_power(difference: float, n_pairs: int, discordance: float) -> float:
+    """The exact McNemar test's power to find ``difference`` in ``n_pairs`` pairs with this share of discordant pairs.
+
+    Exact, not the normal approximation, which promises power at 4 pairs where the exact test
+    cannot reject below 6 discordant pairs. The number of discordant pairs is binomial; given it,
+    the pairs favouring NEW are binomial with share (discordance + difference) / (2 discordance).
+    """
+    discordance = min(max(discordance, abs(difference)), 1.0)
+    if n_pairs == 0 or discordance == 0.0:
+        return 0.0
+    discordant = np.arange(n_pairs + 1)
+    critical = _critical_counts(n_pairs)
+    favouring_new = (discordance + difference) / (2 * discordance)
+    rejects = binom.sf(critical - 1, discordant, favouring_new) + binom.cdf(
+        discordant - critical, discordant, favouring_new
+    )
+    return float(np.sum(binom.pmf(discordant, n_pairs, discordance) * rejects))
+
+
+def _critical_counts(n_pairs: int) -> np.ndarray:
+    """For 0..n_pairs discordant pairs, the fewest favouring one side that the two-sided test rejects at alpha."""
+    return _critical_counts_up_to(1 << n_pairs.bit_length())[: n_pairs + 1]
+
+
+@functools.cache
+def _critical_counts_up_to(size: int) -> np.ndarray:
+    # binom.ppf searches per element: computed once per power of two, sliced for every n below it.
+    return binom.ppf(1 - ALPHA / 2, np.arange(size + 1), 0.5) + 1
+
+
+def detectable_difference(n_pairs: int, discordance: float) -> float:
+    """The smallest difference these pairs detect with 80% power (1.0 when none can be)."""
+    if mcnemar_power(1.0, n_pairs, discordance) < POWER:
+        return 1.0
+    low, high = 0.0, 1.0
+    while high - low > 1e-4:
+        middle = (low + high) / 2
+        low, high = (middle, high) if mcnemar_power(middle, n_pairs, discordance) < POWER else (low, middle)
+    return high
+
+
+def pairs_needed(difference: float, discordance: float) -> int:
+    """How many pairs would detect ``difference`` with 80% power, at the discordance seen so far."""
+    if difference <= 0.0:
+        raise ValueError("a difference of 0 cannot be detected")
+    low, high = 1, 2
+    while mcnemar_power(difference, high, discordance) < POWER:
+        low, high = high, high * 2
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (middle, high) if mcnemar_power(difference, middle, discordance) < POWER else (low, middle)
+    return high
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm's step-down adjustment: the family-wise error stays at alpha over all the tests.
+
+    scipy offers only the false-discovery-rate adjustments (``false_discovery_control``); Holm
+    controls the stronger family-wise error, which a regression gate over many tasks needs.
+    """
+    order = sorted(range(len(p_values)), key=lambda index: p_values[index])
+    adjusted = [0.0] * len(p_values)
+    running = 0.0
+    for rank, index in enumerate(order):
+        running = max(running, min(1.0, (len(p_values) - rank) * p_values[index]))
+        adjusted[index] = running
+    return adjusted

@@ -70,6 +70,7 @@ class ReportWriter:
         self._expected: list[EpisodeId] = []  # the selected episodes, in run order
         self.preflight: dict[str, Any] | None = None  # the simulator preflight's result
         self.cost: dict[str, Any] | None = None  # the estimate from the preflight's timings
+        self.comparison: dict[str, Any] | None = None  # against --vla-baseline, at the end of the run
         self._environment = {
             **machine(),
             "export_dir": str(info.export_dir),
@@ -138,6 +139,7 @@ class ReportWriter:
                     "task_index": task.index,
                     "instruction": task.instruction,
                     "max_steps": task.max_steps,
+                    "clean_task": task.clean_task,
                     **tally(by_task.get(task.key, [])),
                 }
                 for task in info.tasks
@@ -158,6 +160,7 @@ class ReportWriter:
             "shard": info.shard.to_json() if info.shard else None,
             "invocation": info.invocation.to_json() if info.invocation else None,
             "preflight": self.preflight,
+            "comparison": self.comparison,
         }
 
 

