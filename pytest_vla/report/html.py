@@ -31,19 +31,26 @@ def render_html(report: dict[str, Any], directory: Path) -> str:
     data = json.dumps({**report, "episodes": episodes})
     aggregate = report["aggregate"]
     title = f"{report['suite']}: {aggregate['n_success']}/{aggregate['n_total']} episodes succeeded"
-    page = _template("report.html").replace("__COMPARISON_JS__", _template("comparison.js"))
+    page = _with_comparison(_template("report.html"))
     return page.replace("__TITLE__", html.escape(title)).replace("__REPORT_JSON__", _in_script(data))
 
 
 def write_comparison_html(comparison: dict[str, Any], path: Path) -> Path:
     """A page of its own for ``pytest-vla compare --html``: the table a run's page shows against its baseline."""
     title = f"{comparison['verdict']}: {comparison['new']} vs {comparison['base']}"
-    page = _template("comparison.html").replace("__COMPARISON_JS__", _template("comparison.js"))
+    page = _with_comparison(_template("comparison.html"))
     page = page.replace("__TITLE__", html.escape(title)).replace(
         "__COMPARISON_JSON__", _in_script(json.dumps(comparison))
     )
     write_text_atomically(path, page)
     return path
+
+
+def _with_comparison(page: str) -> str:
+    """A page with the comparison's style and script, which the run's page and ``compare --html`` share."""
+    return page.replace("__COMPARISON_CSS__", _template("comparison.css")).replace(
+        "__COMPARISON_JS__", _template("comparison.js")
+    )
 
 
 def _template(name: str) -> str:
