@@ -1,0 +1,272 @@
+"""pytest-vla against a plain openpi-style loop on the same episodes: whole-command and per-episode time.
+
+Run from the repository root, on a machine doing nothing else:
+``.venv/bin/python benchmarks/throughput.py [--tasks ...] [--episodes 2] [--steps 40] [--out benchmarks/results]``.
+
+Two exports built here (tests/models.py): one that binds agentview at 224 px and one that reads
+the state only. Neither ever succeeds, so every episode runs its whole budget and all runs do the
+same work. For each export it runs, one after another:
+
+- the plain loop (openpi's examples/libero/main.py written out): one process, both cameras
+  rendered at 256 px, one env per task, a hard reset, the 10 settle steps and the step budget per
+  episode, the ONNX model queried in the same process;
+- ``pytest --vla-export ... -n 1`` and ``-n 2 --dist worksteal``.
+
+It writes ``throughput.md`` (the table) and ``throughput.png`` (the plot) to ``--out``, every
+figure from this one invocation, since absolute times on shared machines drift. The harness's own
+overhead (interpreter and plugin start-up, preflight, collection, teardown) is the command's time
+minus the episodes' span in report.json; env builds are apart too. Peak resident memory is the
+largest process's (``wait4``), next to a bare env's: a process that only builds and resets the env.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+SEED, SETTLE_STEPS, PLAIN_RESOLUTION = 7, 10, 256
+SETTLE_ACTION = [0.0] * 6 + [-1.0]
+
+
+@dataclass
+class Measured:
+    """One configuration's figures, all from this invocation."""
+
+    name: str
+    export: str
+    command_s: float  # the whole command, start to exit
+    episodes: int
+    episode_s: float  # mean per episode: reset, settle steps and the budget's policy steps
+    env_build_s: float  # all env constructions
+    overhead_s: float  # command minus the episodes' span: start-up, preflight, collection, teardown
+    peak_rss_mib: float
+
+    @property
+    def episodes_per_hour(self) -> float:
+        return 3600 * self.episodes / self.command_s
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", default="libero_object:0,libero_spatial:0")
+    parser.add_argument("--episodes", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=40, help="policy steps per episode (the budget)")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--plain", nargs=2, metavar=("EXPORT", "RESULT"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    tasks = [(family, int(index)) for family, _, index in (task.partition(":") for task in args.tasks.split(","))]
+    if args.plain:  # the child process that runs the plain loop
+        result = plain_loop(Path(args.plain[0]), tasks, args.episodes, args.steps)
+        Path(args.plain[1]).write_text(json.dumps(result))
+        return
+    from tests.models import camera_export, state_only_export
+
+    measured: list[Measured] = []
+    with tempfile.TemporaryDirectory() as scratch:
+        work = Path(scratch)
+        exports = {
+            "agentview 224 px": camera_export(work / "camera", size=224, chunk=4),
+            "state only": state_only_export(work / "state", chunk=4),
+        }
+        bare_rss = {"agentview 224 px": bare_env_rss(tasks[0], True), "state only": bare_env_rss(tasks[0], False)}
+        for label, export in exports.items():
+            measured.append(run_plain(label, export, args, work))
+            for workers in (1, 2):
+                measured.append(run_pytest_vla(label, export, workers, args, work))
+    args.out.mkdir(parents=True, exist_ok=True)
+    table = markdown(measured, bare_rss, args)
+    (args.out / "throughput.md").write_text(table)
+    plot(measured, args.out / "throughput.png")
+    print(table)
+
+
+def plain_loop(export: Path, tasks: list[tuple[str, int]], episodes: int, steps: int) -> dict[str, Any]:
+    """openpi's LIBERO loop: both cameras rendered, one env per task, hard reset per episode."""
+    os.environ.setdefault("MUJOCO_GL", "osmesa")
+    os.environ.setdefault("PYOPENGL_PLATFORM", "osmesa")
+    import numpy as np
+    import onnxruntime as ort
+    from libero.libero import benchmark, get_libero_path
+    from libero.libero.envs import OffScreenRenderEnv
+    from PIL import Image
+
+    manifest = json.loads((export / "vla_export.json").read_text())
+    session = ort.InferenceSession(str(export / manifest["model"]), providers=["CPUExecutionProvider"])
+    image_input = manifest["inputs"].get("image")
+    durations, builds = [], 0.0
+    for family, index in tasks:
+        suite = benchmark.get_benchmark_dict()[family]()
+        task = suite.get_task(index)
+        started = time.perf_counter()
+        env = OffScreenRenderEnv(
+            bddl_file_name=os.path.join(get_libero_path("bddl_files"), task.problem_folder, task.bddl_file),
+            camera_heights=PLAIN_RESOLUTION,
+            camera_widths=PLAIN_RESOLUTION,
+        )
+        builds += time.perf_counter() - started
+        init_states = suite.get_task_init_states(index)
+        for episode in range(episodes):
+            started = time.perf_counter()
+            env.seed(SEED)
+            env.reset()
+            obs = env.set_init_state(init_states[episode])
+            plan: deque[np.ndarray] = deque()
+            for t in range(SETTLE_STEPS + steps):
+                if t < SETTLE_STEPS:
+                    obs, _, _, _ = env.step(SETTLE_ACTION)
+                    continue
+                image = np.ascontiguousarray(obs["agentview_image"][::-1, ::-1])
+                np.ascontiguousarray(obs["robot0_eye_in_hand_image"][::-1, ::-1])  # openpi reads both
+                state = np.concatenate(
+                    (obs["robot0_eef_pos"], _quat2axisangle(obs["robot0_eef_quat"]), obs["robot0_gripper_qpos"])
+                )
+                if not plan:
+                    feed = {"state": state.astype(np.float32)[None]}
+                    if image_input is not None:
+                        size = tuple(image_input["size"])
+                        resized = np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR))
+                        feed["image"] = (resized.astype(np.float32) / 255.0).transpose(2, 0, 1)[None]
+                    plan.extend(session.run(None, feed)[0][0].astype(np.float64))
+                obs, _, done, _ = env.step(plan.popleft().tolist())
+                if done:
+                    break
+            durations.append(time.perf_counter() - started)
+        env.close()
+    return {"episode_s": durations, "env_build_s": builds}
+
+
+def _quat2axisangle(quat: Any) -> Any:
+    """robosuite's formula, as openpi copies it."""
+    import math
+
+    import numpy as np
+
+    quat = quat.copy()
+    quat[3] = min(max(quat[3], -1.0), 1.0)
+    den = np.sqrt(1.0 - quat[3] * quat[3])
+    if math.isclose(den, 0.0):
+        return np.zeros(3)
+    return (quat[:3] * 2.0 * math.acos(quat[3])) / den
+
+
+def run_plain(label: str, export: Path, args: argparse.Namespace, work: Path) -> Measured:
+    result = work / "plain.json"
+    command = [sys.executable, __file__, "--tasks", args.tasks, "--episodes", str(args.episodes),
+               "--steps", str(args.steps), "--plain", str(export), str(result)]  # fmt: skip
+    seconds, rss = _timed(command, work)
+    data = json.loads(result.read_text())
+    durations = data["episode_s"]
+    span = sum(durations) + data["env_build_s"]
+    mean = sum(durations) / len(durations)
+    return Measured(
+        "plain loop (openpi)", label, seconds, len(durations), mean, data["env_build_s"], seconds - span, rss
+    )
+
+
+def run_pytest_vla(label: str, export: Path, workers: int, args: argparse.Namespace, work: Path) -> Measured:
+    output = work / f"out-{export.name}-{workers}"
+    command = [sys.executable, "-m", "pytest", "-q", "--vla-export", str(export), "--vla-tasks", args.tasks,
+               "--vla-num-episodes", str(args.episodes), "--vla-max-steps", str(args.steps),
+               "--vla-output", str(output), "-n", str(workers), "--dist", "worksteal",
+               "-p", "no:cacheprovider"]  # fmt: skip
+    seconds, rss = _timed(command, work)
+    report = json.loads((output / "report.json").read_text())
+    rows = report["episodes"]
+    if len(rows) != len(args.tasks.split(",")) * args.episodes:
+        sys.exit(f"pytest-vla -n {workers} ran {len(rows)} episodes; see {output}")
+    return Measured(f"pytest-vla -n {workers}", label, seconds, len(rows),
+                    sum(row["wall_clock_s"] for row in rows) / len(rows),
+                    sum(row["env_construction_s"] for row in rows), seconds - report["wall_clock_s"], rss)  # fmt: skip
+
+
+def bare_env_rss(task: tuple[str, int], camera: bool) -> float:
+    """Peak resident memory of a process that only imports LIBERO, builds one env and resets it."""
+    env = (
+        "OffScreenRenderEnv(bddl_file_name=bddl, camera_names=['agentview'], camera_heights=224, camera_widths=224)"
+        if camera
+        else "ControlEnv(bddl_file_name=bddl, use_camera_obs=False, has_offscreen_renderer=False, camera_names=[])"
+    )
+    code = (
+        "import os; os.environ.setdefault('MUJOCO_GL', 'osmesa')\n"
+        "from libero.libero import benchmark, get_libero_path\n"
+        "from libero.libero.envs.env_wrapper import ControlEnv, OffScreenRenderEnv\n"
+        f"task = benchmark.get_benchmark_dict()[{task[0]!r}]().get_task({task[1]})\n"
+        "bddl = os.path.join(get_libero_path('bddl_files'), task.problem_folder, task.bddl_file)\n"
+        f"env = {env}\n"
+        "env.reset()\n"
+    )
+    return _timed([sys.executable, "-c", code], Path.cwd(), ok=(0,))[1]
+
+
+def _timed(command: list[str], cwd: Path, ok: tuple[int, ...] = (0, 1)) -> tuple[float, float]:
+    """The command's wall time, and the peak resident memory (MiB) of the largest process it ran.
+
+    ``wait4``'s usage covers the child and every descendant it waited for (xdist's workers).
+    """
+    started = time.perf_counter()
+    with tempfile.TemporaryFile("w+") as log:
+        process = subprocess.Popen(command, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, text=True)
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+        seconds = time.perf_counter() - started
+        if process.returncode not in ok:  # pytest's 1: the episodes failed, as they must
+            log.seek(0)
+            sys.exit(f"{' '.join(command)} exited {process.returncode}:\n{log.read()[-6000:]}")
+    return seconds, usage.ru_maxrss / 1024  # KiB on Linux
+
+
+def markdown(measured: list[Measured], bare_rss: dict[str, float], args: argparse.Namespace) -> str:
+    bare = ", ".join(f"{export} {rss:.0f} MiB" for export, rss in bare_rss.items())
+    lines = [
+        f"Tasks {args.tasks}, {args.episodes} episodes each, {args.steps} policy steps per episode (never done), "
+        f"seed {SEED}; {os.cpu_count()} CPUs. A bare env process (build and reset only) peaks at: {bare}.",
+        "",
+        "| export | run | command s | episode s | x plain | episodes/h | x plain | env builds s | overhead s "
+        "| peak RSS MiB |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for entry in measured:
+        plain = next(m for m in measured if m.export == entry.export and m.name.startswith("plain"))
+        lines.append(
+            f"| {entry.export} | {entry.name} | {entry.command_s:.1f} | {entry.episode_s:.2f} | "
+            f"{entry.episode_s / plain.episode_s:.2f} | {entry.episodes_per_hour:.0f} | "
+            f"{entry.episodes_per_hour / plain.episodes_per_hour:.2f} | {entry.env_build_s:.1f} | "
+            f"{entry.overhead_s:.1f} | {entry.peak_rss_mib:.0f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def plot(measured: list[Measured], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    labels = [f"{m.name}\n{m.export}" for m in measured]
+    positions = range(len(measured))
+    left.barh(positions, [m.episode_s for m in measured], color="#4c72b0")
+    left.set_yticks(list(positions), labels, fontsize=7)
+    left.invert_yaxis()
+    left.set_xlabel("seconds per episode (reset + settle + budget)")
+    right.barh(positions, [m.episodes_per_hour for m in measured], color="#55a868")
+    right.set_yticks(list(positions), [""] * len(measured))
+    right.invert_yaxis()
+    right.set_xlabel("episodes per hour (whole command)")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+
+
+if __name__ == "__main__":
+    main()
