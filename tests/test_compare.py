@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from pytest_vla.cli import main
 from pytest_vla.errors import ReportError
-from pytest_vla.report.compare import Verdict, compare, verdict
+from pytest_vla.report.compare import Verdict, compare, comparison_lines, verdict
 from pytest_vla.report.stats import (
     PairedCounts,
     detectable_difference,
@@ -163,6 +163,17 @@ def test_a_perturbed_task_pairs_with_its_clean_task_whichever_side_it_is_on() ->
     reverse = run_compare(perturbed, clean)
     assert reverse.overall.counts.difference == pytest.approx(12 / 16)
     assert reverse.overall.verdict is Verdict.IMPROVED and comparison.overall.verdict is Verdict.REGRESSED
+    assert not comparison.reused and comparison.unpaired == 0
+
+
+def test_a_clean_episode_paired_with_several_perturbations_is_counted_once_and_said() -> None:
+    clean = report({"libero_object:0": [True] * 4})
+    perturbed = report({"libero_object_swap:0": [False] * 4, "libero_object_lan:0": [True] * 4})
+    for task in perturbed["task_results"]:
+        task["clean_task"] = "libero_object:0"
+    comparison = run_compare(clean, perturbed)
+    assert (comparison.reused, comparison.unpaired, comparison.overall.counts.n_pairs) == (True, 0, 8)
+    assert "judge each perturbation by its family row" in "\n".join(comparison_lines(comparison))
 
 
 def test_episodes_with_a_harness_error_on_either_side_are_left_out_and_counted() -> None:

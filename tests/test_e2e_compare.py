@@ -11,7 +11,8 @@ import pytest
 
 pytestmark = pytest.mark.libero
 
-PERTURBED = ("libero_object_swap", "libero_object_object", "libero_object_lan", "libero_object_temp_x0.1")
+PERTURBED = ("libero_object_swap", "libero_object_object", "libero_object_lan", "libero_object_temp_x0.1",
+             "libero_object_with_mug")  # fmt: skip
 
 
 def test_perturbed_families_run_for_real_and_pair_with_their_clean_tasks(pytester: pytest.Pytester, validate_report):

@@ -112,6 +112,7 @@ class Comparison:
     rows: list[ComparisonRow]  # tasks, then families, then overall
     excluded: int  # pairs left out: a harness error on either side, so one outcome was not measured
     unpaired: int  # episodes of either report without a partner in the other
+    reused: bool  # some BASE episode pairs with several of NEW's (a clean one with each of its perturbations)
 
     @property
     def overall(self) -> ComparisonRow:
@@ -129,6 +130,7 @@ class Comparison:
             "adjustment": "Holm, over the task rows and over the family rows",
             "excluded_pairs": self.excluded,
             "unpaired_episodes": self.unpaired,
+            "base_episodes_reused": self.reused,
             "verdict": self.overall.verdict.value,
             "rows": [row.to_json() for row in self.rows],
         }
@@ -181,13 +183,17 @@ def compare(base: dict[str, Any], new: dict[str, Any], *, margin: float, base_na
     base_episodes, new_episodes = _episodes(base, "BASE"), _episodes(new, "NEW")
     base_rows = {_ref_episode(row): row for row in base_episodes}
     cells: dict[tuple[TaskRef, TaskRef], PairedCounts] = {}
-    excluded = paired = 0
+    excluded = 0
+    partnered: set[tuple[TaskRef, int]] = set()  # BASE's episodes that pair with one of NEW's, or more
+    unpaired = paired = 0
     for row in new_episodes:
         task, episode = (row["task_id"], row["task_index"]), row["episode_index"]
         partner = partners.get(task)
         base_row = base_rows.get((partner, episode)) if partner else None
         if base_row is None:
+            unpaired += 1
             continue
+        partnered.add((partner, episode))
         paired += 1
         if _unmeasured(row) or _unmeasured(base_row):
             excluded += 1
@@ -201,7 +207,7 @@ def compare(base: dict[str, Any], new: dict[str, Any], *, margin: float, base_na
         cells[(task, partner)] = cells.get((task, partner), PairedCounts(0, 0, 0, 0)) + cell
     if not cells:
         raise ReportError("no finished episode of NEW has a measured partner in BASE (same task and episode index)")
-    unpaired = len(base_episodes) + len(new_episodes) - 2 * paired
+    unpaired += len(base_rows.keys() - partnered)
     families: dict[tuple[str, str], PairedCounts] = {}
     for (task, partner), counts in cells.items():
         key = (task[0], partner[0])
@@ -214,7 +220,7 @@ def compare(base: dict[str, Any], new: dict[str, Any], *, margin: float, base_na
         "family", [(Pairing(new_f, None, base_f, None), counts) for (new_f, base_f), counts in families.items()], margin
     )
     rows += _scope_rows("overall", [(Pairing(None, None, None, None), overall)], margin)
-    return Comparison(base_name, new_name, margin, rows, excluded, unpaired)
+    return Comparison(base_name, new_name, margin, rows, excluded, unpaired, reused=paired > len(partnered))
 
 
 def verdict(counts: PairedCounts, p_adjusted: float, detectable: float, margin: float) -> Verdict:
@@ -230,14 +236,15 @@ def verdict(counts: PairedCounts, p_adjusted: float, detectable: float, margin: 
 
 def comparison_lines(comparison: Comparison) -> list[str]:
     """The table and the verdict, as ``pytest-vla compare`` and a run's ``--vla-baseline`` summary print them."""
+    width = max(len(row.pairing.label) for row in comparison.rows)
     lines = [
-        f"{'':<34} {'pairs':>5} {'base':>7} {'new':>7} {'diff pp':>8} {'95% interval':>16} "
+        f"{'':<{width}} {'pairs':>5} {'base':>7} {'new':>7} {'diff pp':>8} {'95% interval':>16} "
         f"{'-base':>5} {'+new':>5} {'p':>7} {'p holm':>7}  verdict"
     ]
-    for row in comparison.rows:
-        if row.scope == "family" or row.scope == "overall":
+    for before, row in zip([None, *comparison.rows], comparison.rows, strict=False):
+        if before is not None and before.scope != row.scope:
             lines.append("")
-        lines.append(_row_line(row))
+        lines.append(_row_line(row, width))
     lines.append("")
     lines.append(
         f"-base/+new: pairs only BASE / only NEW succeeded; p: exact McNemar; p holm: Holm-adjusted over the "
@@ -248,6 +255,11 @@ def comparison_lines(comparison: Comparison) -> list[str]:
         lines.append(
             f"left out: {comparison.excluded} pairs with a harness error on either side, "
             f"{comparison.unpaired} episodes without a partner"
+        )
+    if comparison.reused:
+        lines.append(
+            "a BASE episode stands in several pairs here (a clean episode for each of its perturbations): the overall "
+            "row pools pairs that are not independent, so judge each perturbation by its family row"
         )
     lines.append(verdict_line(comparison))
     return lines
@@ -292,12 +304,12 @@ def _scope_rows(scope: str, cells: list[tuple[Pairing, PairedCounts]], margin: f
     return rows
 
 
-def _row_line(row: ComparisonRow) -> str:
+def _row_line(row: ComparisonRow, width: int) -> str:
     counts = row.counts
     interval = paired_difference_interval(counts)
     spread = f"[{_pp(interval[0])}, {_pp(interval[1])}]" if interval else ""
     return (
-        f"{row.pairing.label:<34} {counts.n_pairs:>5} {counts.base_successes:>3}/{counts.n_pairs:<3} "
+        f"{row.pairing.label:<{width}} {counts.n_pairs:>5} {counts.base_successes:>3}/{counts.n_pairs:<3} "
         f"{counts.new_successes:>3}/{counts.n_pairs:<3} {_pp(counts.difference):>8} {spread:>16} "
         f"{counts.only_base:>5} {counts.only_new:>5} {row.p_value:>7.3g} {row.p_adjusted:>7.3g}  {row.verdict.value}"
     )

