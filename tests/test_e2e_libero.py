@@ -238,3 +238,32 @@ def test_a_failed_env_build_closes_the_simulator_it_started(monkeypatch: pytest.
     with pytest.raises(EnvFailure, match="after the simulator started"):
         suite.make_env(task, (), SEED, StateConvention())
     assert closed == [1]  # about 2 GiB each: not leaked once per episode of the task
+
+
+def test_a_reused_env_gives_each_episode_exactly_as_a_fresh_env_does(pytester: pytest.Pytester) -> None:
+    # Resets after the first reuse the compiled model (docs/performance.md); each episode must still
+    # be the reference loop's on a fresh env, frames included.
+    export = camera_export(pytester.path / "export", size=32, chunk=4)
+    result = pytester.runpytest_subprocess(
+        "--vla-export", "export", "--vla-tasks", "libero_object:3", "--vla-num-episodes", "3", "--vla-max-steps", "5",
+        "--vla-save-trajectories", "-p", "no:xdist",
+    )  # fmt: skip
+    result.assert_outcomes(failed=3)
+    for episode in range(3):
+        saved = np.load(pytester.path / "eval_output" / "trajectories" / f"libero_object_task3_episode_{episode}.npz")
+        actions, states = _reference_rollout(export, "libero_object", 3, episode, 5, 32)
+        np.testing.assert_array_equal(saved["actions"], actions)
+        np.testing.assert_array_equal(saved["states"], states)
+
+
+def test_where_a_fixture_stands_does_not_depend_on_the_episodes_before(pytester: pytest.Pytester) -> None:
+    # libero_spatial:4's cabinet is placed by a sampler LIBERO adds again at every reset: without
+    # care, episode 1 alone and episode 1 after episode 0 see the cabinet 15 mm apart.
+    camera_export(pytester.path / "export", size=32, chunk=4)
+    common = ["--vla-export", "export", "--vla-tasks", "libero_spatial:4", "--vla-num-episodes", "2",
+              "--vla-max-steps", "4", "--vla-save-trajectories", "-p", "no:xdist"]  # fmt: skip
+    pytester.runpytest_subprocess(*common, "--vla-output", "alone", "-k", "ep1").assert_outcomes(failed=1, deselected=1)
+    pytester.runpytest_subprocess(*common, "--vla-output", "after").assert_outcomes(failed=2)
+    alone, after = (np.load(pytester.path / run / "trajectories" / "libero_spatial_task4_episode_1.npz")
+                    for run in ("alone", "after"))  # fmt: skip
+    np.testing.assert_array_equal(alone["actions"], after["actions"])
