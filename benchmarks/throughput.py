@@ -101,6 +101,8 @@ def plain_loop(export: Path, tasks: list[tuple[str, int]], episodes: int, steps:
     from libero.libero.envs import OffScreenRenderEnv
     from PIL import Image
 
+    from tests.openpi import quat2axisangle
+
     manifest = json.loads((export / "vla_export.json").read_text())
     session = ort.InferenceSession(str(export / manifest["model"]), providers=["CPUExecutionProvider"])
     image_input = manifest["inputs"].get("image")
@@ -129,7 +131,7 @@ def plain_loop(export: Path, tasks: list[tuple[str, int]], episodes: int, steps:
                 image = np.ascontiguousarray(obs["agentview_image"][::-1, ::-1])
                 np.ascontiguousarray(obs["robot0_eye_in_hand_image"][::-1, ::-1])  # openpi reads both
                 state = np.concatenate(
-                    (obs["robot0_eef_pos"], _quat2axisangle(obs["robot0_eef_quat"]), obs["robot0_gripper_qpos"])
+                    (obs["robot0_eef_pos"], quat2axisangle(obs["robot0_eef_quat"]), obs["robot0_gripper_qpos"])
                 )
                 if not plan:
                     feed = {"state": state.astype(np.float32)[None]}
@@ -144,20 +146,6 @@ def plain_loop(export: Path, tasks: list[tuple[str, int]], episodes: int, steps:
             durations.append(time.perf_counter() - started)
         env.close()
     return {"episode_s": durations, "env_build_s": builds}
-
-
-def _quat2axisangle(quat: Any) -> Any:
-    """robosuite's formula, as openpi copies it."""
-    import math
-
-    import numpy as np
-
-    quat = quat.copy()
-    quat[3] = min(max(quat[3], -1.0), 1.0)
-    den = np.sqrt(1.0 - quat[3] * quat[3])
-    if math.isclose(den, 0.0):
-        return np.zeros(3)
-    return (quat[:3] * 2.0 * math.acos(quat[3])) / den
 
 
 def run_plain(label: str, export: Path, args: argparse.Namespace, work: Path) -> Measured:

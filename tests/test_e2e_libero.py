@@ -14,20 +14,11 @@ from PIL import Image
 
 from tests.junit_xml import episode_facts
 from tests.models import camera_export, state_only_export
+from tests.openpi import quat2axisangle
 
 pytestmark = pytest.mark.libero
 
 SEED, SETTLE = 7, 10
-
-
-def _openpi_quat2axisangle(quat: np.ndarray) -> np.ndarray:
-    """Copied in substance from openpi examples/libero/main.py (itself robosuite's formula)."""
-    quat = quat.copy()
-    quat[3] = min(max(quat[3], -1.0), 1.0)
-    den = np.sqrt(1.0 - quat[3] * quat[3])
-    if np.isclose(den, 0.0):
-        return np.zeros(3)
-    return (quat[:3] * 2.0 * np.arccos(quat[3])) / den
 
 
 def _reference_rollout(export: Path, family: str, index: int, episode: int, max_steps: int, size: int):
@@ -56,7 +47,7 @@ def _reference_rollout(export: Path, family: str, index: int, episode: int, max_
             image = np.ascontiguousarray(obs["agentview_image"][::-1, ::-1])
             image = np.asarray(Image.fromarray(image).resize((size, size), Image.Resampling.BILINEAR))
             state = np.concatenate(
-                (obs["robot0_eef_pos"], _openpi_quat2axisangle(obs["robot0_eef_quat"]), obs["robot0_gripper_qpos"])
+                (obs["robot0_eef_pos"], quat2axisangle(obs["robot0_eef_quat"]), obs["robot0_gripper_qpos"])
             )
             if not plan:
                 feed = {
