@@ -166,11 +166,13 @@ class LiberoEnv:
             # 2...: episode k draws from k + 2 copies. That count, a function of the episode, keeps
             # the fixture draw varying over episodes as there, whichever worker runs which.
             self._env.env.object_property_initializers[:] = self._property_samplers * (episode_index + 1)
-            _reset(self._env)
-            raw = self._env.set_init_state(self._init_states[episode_index])
-            for _ in range(SETTLE_STEPS):
-                # `done` during the settle steps is ignored, as in the reference loop.
-                raw, _, _, _ = self._env.step(list(SETTLE_ACTION))
+            with _unread_frames_blank(self._env.env.sim, bool(self._cameras)):
+                _reset(self._env)
+                self._env.set_init_state(self._init_states[episode_index])
+                for _ in range(SETTLE_STEPS - 1):
+                    # `done` during the settle steps is ignored, as in the reference loop.
+                    self._env.step(list(SETTLE_ACTION))
+            raw, _, _, _ = self._env.step(list(SETTLE_ACTION))  # its frames are the policy's first
         return self._observation(raw)
 
     def step(self, action: np.ndarray) -> tuple[Observation, bool]:
@@ -200,6 +202,30 @@ class LiberoEnv:
         else:
             position, quat = np.array(raw["robot0_eef_pos"]), raw["robot0_eef_quat"]
         return position, axis_angle(quat, self._state.quaternion)
+
+
+@contextlib.contextmanager
+def _unread_frames_blank(sim: Any, cameras: bool) -> Iterator[None]:
+    """Frames nobody reads are not drawn: ``sim.render`` returns a blank frame meanwhile.
+
+    A reset renders every camera four times (robosuite's sensor checks, the reset's and the init
+    state's observations) and once per settle step, about 0.1 s a frame with OSMesa; only the last
+    settle step's frames reach the policy. Rendering reads the simulation and writes none of it,
+    so states and the policy's frames are unchanged (``tests/test_e2e_libero.py``). A reset that
+    compiles a new simulator renders as before: the blank stands in on this one only.
+    """
+    if not cameras:
+        yield
+        return
+
+    def blank(width: int, height: int, **_: Any) -> np.ndarray:
+        return np.zeros((height, width, 3), dtype=np.uint8)
+
+    sim.render = blank
+    try:
+        yield
+    finally:
+        del sim.render  # MjSim's own again
 
 
 def _reset(env: Any) -> Any:
