@@ -24,10 +24,11 @@ def compare_command(base: Path, new: Path, margin_pp: float, json_path: Path | N
     print(f"NEW:  {new}")
     for line in comparison_lines(comparison):
         print(line)
+    written = comparison.to_json()
     if json_path is not None:
-        write_json_atomically(json_path, comparison.to_json())
+        write_json_atomically(json_path, written)
         print(f"json: {json_path}")
     if html_path is not None:
-        write_comparison_html(comparison.to_json(), html_path)
+        write_comparison_html(written, html_path)
         print(f"html: {html_path}")
     return 1 if comparison.overall.verdict is Verdict.REGRESSED else 0

@@ -66,28 +66,17 @@ class ComparisonRow:
     scope: str  # "task", "family" or "overall"
     pairing: Pairing
     counts: PairedCounts
+    interval: tuple[float, float]  # the paired difference's 95% interval
     p_value: float  # the exact McNemar test's
     p_adjusted: float  # after Holm's adjustment over the rows of this scope; the verdict's
     detectable: float  # the smallest difference these pairs find with 80% power
     pairs_needed: int | None  # pairs that find a difference the size of the margin with 80% power; None at 0
     verdict: Verdict
 
-    @property
-    def label(self) -> str:
-        if self.scope == "overall":
-            return "overall"
-        name = self.family if self.task_index is None else task_key(str(self.family), self.task_index)
-        if self.base_family == self.family:
-            return str(name)
-        base = (
-            self.base_family if self.base_task_index is None else task_key(str(self.base_family), self.base_task_index)
-        )
-        return f"{name} vs {base}"
-
     def to_json(self) -> dict[str, Any]:
-        interval = paired_difference_interval(self.counts)
         return {
             "scope": self.scope,
+            "label": self.pairing.label,
             **self.pairing._asdict(),
             "n_pairs": self.counts.n_pairs,
             "base_successes": self.counts.base_successes,
@@ -95,7 +84,7 @@ class ComparisonRow:
             "only_base": self.counts.only_base,
             "only_new": self.counts.only_new,
             "difference": round(self.counts.difference, 6),
-            "ci95": [round(bound, 6) for bound in interval] if interval else None,
+            "ci95": [round(bound, 6) for bound in self.interval],
             "p_value": self.p_value,
             "p_adjusted": self.p_adjusted,
             "detectable_difference": round(self.detectable, 4),
@@ -267,11 +256,9 @@ def comparison_lines(comparison: Comparison) -> list[str]:
 
 def verdict_line(comparison: Comparison) -> str:
     row = comparison.overall
-    interval = paired_difference_interval(row.counts)
-    assert interval is not None
     said = (
         f"{row.verdict.value}: NEW {_pp(row.counts.difference)} pp vs BASE "
-        f"[{_pp(interval[0])}, {_pp(interval[1])}], p={row.p_value:.3g} over {row.counts.n_pairs} pairs"
+        f"[{_pp(row.interval[0])}, {_pp(row.interval[1])}], p={row.p_value:.3g} over {row.counts.n_pairs} pairs"
     )
     if row.verdict is Verdict.UNDERPOWERED:
         said += f"; these pairs find only a difference of {100 * row.detectable:.0f} pp or more with 80% power"
@@ -284,16 +271,20 @@ def verdict_line(comparison: Comparison) -> str:
 
 
 def _scope_rows(scope: str, cells: list[tuple[Pairing, PairedCounts]], margin: float) -> list[ComparisonRow]:
+    """The rows of one scope; every cell holds at least one pair."""
     p_values = [mcnemar_p_value(counts) for _, counts in cells]
     rows = []
     for (pairing, counts), p_value, p_adjusted in zip(cells, p_values, holm(p_values), strict=True):
         discordance = counts.discordant / counts.n_pairs
         detectable = detectable_difference(counts.n_pairs, discordance)
+        interval = paired_difference_interval(counts)
+        assert interval is not None  # a cell counts at least one pair
         rows.append(
             ComparisonRow(
                 scope=scope,
                 pairing=pairing,
                 counts=counts,
+                interval=interval,
                 p_value=p_value,
                 p_adjusted=p_adjusted,
                 detectable=detectable,
@@ -306,8 +297,7 @@ def _scope_rows(scope: str, cells: list[tuple[Pairing, PairedCounts]], margin: f
 
 def _row_line(row: ComparisonRow, width: int) -> str:
     counts = row.counts
-    interval = paired_difference_interval(counts)
-    spread = f"[{_pp(interval[0])}, {_pp(interval[1])}]" if interval else ""
+    spread = f"[{_pp(row.interval[0])}, {_pp(row.interval[1])}]"
     return (
         f"{row.pairing.label:<{width}} {counts.n_pairs:>5} {counts.base_successes:>3}/{counts.n_pairs:<3} "
         f"{counts.new_successes:>3}/{counts.n_pairs:<3} {_pp(counts.difference):>8} {spread:>16} "

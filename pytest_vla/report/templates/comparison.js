@@ -2,12 +2,6 @@
 // Draws a paired comparison (report.json's "comparison", or pytest-vla compare --json) into `container`.
 function renderComparison(container, comparison) {
   const pp = (x) => (x >= 0 ? "+" : "") + (100 * x).toFixed(1);
-  const label = (r) => {
-    if (r.scope === "overall") return "overall";
-    const name = r.task_index === null ? r.family : `${r.family}:${r.task_index}`;
-    const base = r.base_task_index === null ? r.base_family : `${r.base_family}:${r.base_task_index}`;
-    return name === base ? name : `${name} vs ${base}`;
-  };
   const verdict = document.createElement("p");
   verdict.className = "verdict verdict-" + comparison.verdict;
   verdict.textContent = `${comparison.verdict} (margin ${comparison.margin_pp} pp): NEW ${comparison.new} vs BASE ${comparison.base}`;
@@ -21,7 +15,7 @@ function renderComparison(container, comparison) {
   for (const r of comparison.rows) {
     const row = document.createElement("tr");
     row.dataset.scope = r.scope;
-    const values = [label(r), r.n_pairs, `${r.base_successes}/${r.n_pairs}`, `${r.new_successes}/${r.n_pairs}`, pp(r.difference),
+    const values = [r.label, r.n_pairs, `${r.base_successes}/${r.n_pairs}`, `${r.new_successes}/${r.n_pairs}`, pp(r.difference),
       r.ci95 ? `[${pp(r.ci95[0])}, ${pp(r.ci95[1])}]` : "", r.only_base, r.only_new, r.p_value.toPrecision(3), r.p_adjusted.toPrecision(3), r.verdict];
     for (const v of values) { const td = document.createElement("td"); td.textContent = v; row.append(td); }
     row.lastChild.className = "verdict-" + r.verdict;
