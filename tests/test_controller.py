@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import signal
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -252,6 +253,23 @@ def test_the_export_path_does_not_move_the_rootdir(pytester: pytest.Pytester, tm
     assert [line for line in result.stdout.lines if "::" in line] == ["fake/fake:1::ep0", "fake/fake:1::ep1"]
     header = pytester.runpytest_subprocess("--vla-export", str(export), "--collect-only", "-p", "no:xdist")
     header.stdout.fnmatch_lines([f"rootdir: {pytester.path}", "configfile: tox.ini"])
+
+
+def test_the_projects_plugin_options_apply_with_paths_outside_it(
+    fake, pytester: pytest.Pytester, tmp_path_factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # pytest picks an ini from the paths outside first, and had applied its -p options before
+    # pytest-vla redid that choice: the project's were dropped, on the controller and on workers.
+    pytester.makeini("[pytest]\naddopts = -p no:randomly\nvla_tasks = fake:0\n")
+    monkeypatch.delenv("PYTEST_ADDOPTS")
+    monkeypatch.setenv("FAKE_SUITE_SCRIPT", "{}")
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    export = state_only_export(elsewhere / "export")
+    # Not runpytest_subprocess: the --basetemp it adds is a path inside the project.
+    result = pytester.run(sys.executable, "-m", "pytest", "--vla-export", export, "--vla-suite", "fake",
+                          "--vla-output", elsewhere / "eval", "-n", "2")  # fmt: skip
+    assert "--randomly-seed" not in result.stdout.str()  # pytest-randomly is blocked, as the project says
+    assert result.ret == FAILED  # the fake episodes ran, and failed
 
 
 @pytest.mark.parametrize("option", ["--setup-only", "--setup-plan", "--collect-only"])

@@ -34,7 +34,10 @@ def choose_rootdir_without_option_values(config: pytest.Config, parser: pytest.P
     config._inicache.clear()
     parser.extra_info["rootdir"] = str(rootpath)
     parser.extra_info["inifile"] = str(inipath)
-    args[:] = [*config.getini("addopts"), *args]
+    addopts = config.getini("addopts")
+    args[:] = [*addopts, *args]
+    # pytest applied the first ini's ``-p`` options before this hook; this ini's must take effect too.
+    config.pluginmanager.consider_preparse(addopts, exclude_only=False)
     config.known_args_namespace = parser.parse_known_args(args, namespace=copy.copy(config.option))
     if config.known_args_namespace.confcutdir is None:
         config.known_args_namespace.confcutdir = str(inipath.parent if inipath is not None else rootpath)
