@@ -15,8 +15,10 @@ same work. For each export it runs, one after another:
 It writes ``throughput.md`` (the table) and ``throughput.png`` (the plot) to ``--out``, every
 figure from this one invocation, since absolute times on shared machines drift. The harness's own
 overhead (interpreter and plugin start-up, preflight, collection, teardown) is the command's time
-minus the episodes' span in report.json; env builds are apart too. Peak resident memory is the
-largest process's (``wait4``), next to a bare env's: a process that only builds and resets the env.
+minus the episodes' span in report.json; env builds are apart too. Peak resident memory is an
+episode process's: the plain loop's, or pytest-vla's largest xdist worker's (not the controller's or
+the preflight's, which run no episode), next to a bare env's: a process that only builds and resets
+each task's env in turn, one at a time, as a worker does.
 """
 
 from __future__ import annotations
@@ -50,7 +52,8 @@ class Measured:
     episode_s: float  # mean per episode: reset, settle steps and the budget's policy steps
     env_build_s: float  # all env constructions
     overhead_s: float  # command minus the episodes' span: start-up, preflight, collection, teardown
-    peak_rss_mib: float
+    peak_rss_mib: float  # the episode process's: the plain loop's, or the largest xdist worker's
+    after_preflight_s: float | None = None  # pytest-vla: report.json's wall_clock_s, from the preflight's end
 
     @property
     def episodes_per_hour(self) -> float:
@@ -79,7 +82,7 @@ def main() -> None:
             "agentview 224 px": camera_export(work / "camera", size=224, chunk=4),
             "state only": state_only_export(work / "state", chunk=4),
         }
-        bare_rss = {"agentview 224 px": bare_env_rss(tasks[0], True), "state only": bare_env_rss(tasks[0], False)}
+        bare_rss = {"agentview 224 px": bare_env_rss(tasks, True), "state only": bare_env_rss(tasks, False)}
         for label, export in exports.items():
             measured.append(run_plain(label, export, args, work))
             for workers in (1, 2):
@@ -152,13 +155,13 @@ def run_plain(label: str, export: Path, args: argparse.Namespace, work: Path) ->
     result = work / "plain.json"
     command = [sys.executable, __file__, "--tasks", args.tasks, "--episodes", str(args.episodes),
                "--steps", str(args.steps), "--plain", str(export), str(result)]  # fmt: skip
-    seconds, rss = _timed(command, work)
+    seconds, peaks = _timed(command, work)
     data = json.loads(result.read_text())
     durations = data["episode_s"]
     span = sum(durations) + data["env_build_s"]
     mean = sum(durations) / len(durations)
     return Measured(
-        "plain loop (openpi)", label, seconds, len(durations), mean, data["env_build_s"], seconds - span, rss
+        "plain loop (openpi)", label, seconds, len(durations), mean, data["env_build_s"], seconds - span, max(peaks)
     )
 
 
@@ -168,20 +171,21 @@ def run_pytest_vla(label: str, export: Path, workers: int, args: argparse.Namesp
                "--vla-num-episodes", str(args.episodes), "--vla-max-steps", str(args.steps),
                "--vla-output", str(output), "-n", str(workers), "--dist", "worksteal",
                "-p", "no:cacheprovider"]  # fmt: skip
-    seconds, rss = _timed(command, work)
+    seconds, peaks = _timed(command, work, role=XDIST_WORKER)
     report = json.loads((output / "report.json").read_text())
     rows = report["episodes"]
-    if len(rows) != len(args.tasks.split(",")) * args.episodes:
-        sys.exit(f"pytest-vla -n {workers} ran {len(rows)} episodes; see {output}")
+    if len(rows) != len(args.tasks.split(",")) * args.episodes or len(peaks) != workers:
+        sys.exit(f"pytest-vla -n {workers} ran {len(rows)} episodes on {len(peaks)} workers; see {output}")
     return Measured(f"pytest-vla -n {workers}", label, seconds, len(rows),
                     sum(row["wall_clock_s"] for row in rows) / len(rows),
-                    sum(row["env_construction_s"] for row in rows), seconds - report["wall_clock_s"], rss)  # fmt: skip
+                    sum(row["env_construction_s"] for row in rows), seconds - report["wall_clock_s"], max(peaks),
+                    report["wall_clock_s"])  # fmt: skip
 
 
-def bare_env_rss(task: tuple[str, int], camera: bool) -> float:
-    """Peak resident memory of a process that only imports LIBERO, builds one env and resets it."""
+def bare_env_rss(tasks: list[tuple[str, int]], camera: bool) -> float:
+    """Peak resident memory of a process that only imports LIBERO and builds and resets each task's env in turn."""
     env = (
-        "OffScreenRenderEnv(bddl_file_name=bddl, camera_names=['agentview'], camera_heights=224, camera_widths=224)"
+        "OffScreenRenderEnv(bddl_file_name=bddl, camera_names=['agentview'], camera_heights=256, camera_widths=256)"
         if camera
         else "ControlEnv(bddl_file_name=bddl, use_camera_obs=False, has_offscreen_renderer=False, camera_names=[])"
     )
@@ -189,39 +193,83 @@ def bare_env_rss(task: tuple[str, int], camera: bool) -> float:
         "import os; os.environ.setdefault('MUJOCO_GL', 'osmesa')\n"
         "from libero.libero import benchmark, get_libero_path\n"
         "from libero.libero.envs.env_wrapper import ControlEnv, OffScreenRenderEnv\n"
-        f"task = benchmark.get_benchmark_dict()[{task[0]!r}]().get_task({task[1]})\n"
-        "bddl = os.path.join(get_libero_path('bddl_files'), task.problem_folder, task.bddl_file)\n"
-        f"env = {env}\n"
-        "env.reset()\n"
+        f"for family, index in {tasks!r}:\n"
+        "    task = benchmark.get_benchmark_dict()[family]().get_task(index)\n"
+        "    bddl = os.path.join(get_libero_path('bddl_files'), task.problem_folder, task.bddl_file)\n"
+        f"    env = {env}\n"
+        "    env.reset()\n"
+        "    env.close()\n"
     )
-    return _timed([sys.executable, "-c", code], Path.cwd(), ok=(0,))[1]
+    return max(_timed([sys.executable, "-c", code], Path.cwd(), ok=(0,))[1])
 
 
-def _timed(command: list[str], cwd: Path, ok: tuple[int, ...] = (0, 1)) -> tuple[float, float]:
-    """The command's wall time, and the peak resident memory (MiB) of the largest process it ran.
+# How execnet starts an xdist worker: ``python -c "import sys;exec(eval(sys.stdin.readline()))"``.
+XDIST_WORKER = "exec(eval(sys.stdin.readline()))"
 
-    ``wait4``'s usage covers the child and every descendant it waited for (xdist's workers).
-    """
+
+def _timed(
+    command: list[str], cwd: Path, ok: tuple[int, ...] = (0, 1), role: str | None = None
+) -> tuple[float, list[float]]:
+    """The command's wall time, and the peak resident memory (MiB) of each process it ran whose
+    command line contains ``role`` (the command's own process when None), read from /proc every 0.1 s."""
     started = time.perf_counter()
+    peaks: dict[int, float] = {}
     with tempfile.TemporaryFile("w+") as log:
         process = subprocess.Popen(command, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, text=True)
-        _, status, usage = os.wait4(process.pid, 0)
-        process.returncode = os.waitstatus_to_exitcode(status)
+        while process.poll() is None:
+            for pid in [process.pid] if role is None else _descendants(process.pid):
+                peak = _peak_rss_mib(pid, role)
+                if peak is not None:
+                    peaks[pid] = max(peak, peaks.get(pid, 0.0))
+            time.sleep(0.1)
         seconds = time.perf_counter() - started
         if process.returncode not in ok:  # pytest's 1: the episodes failed, as they must
             log.seek(0)
             sys.exit(f"{' '.join(command)} exited {process.returncode}:\n{log.read()[-6000:]}")
-    return seconds, usage.ru_maxrss / 1024  # KiB on Linux
+    return seconds, list(peaks.values())
+
+
+def _descendants(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            parent = int((entry / "stat").read_text().rpartition(")")[2].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue  # not a process, or it just ended
+        children.setdefault(parent, []).append(int(entry.name))
+    found, pending = [], [root]
+    while pending:
+        pid = pending.pop()
+        found.append(pid)
+        pending.extend(children.get(pid, []))
+    return found
+
+
+def _peak_rss_mib(pid: int, role: str | None) -> float | None:
+    """The process's peak resident set so far (VmHWM), if it is alive and plays ``role``."""
+    try:
+        if role is not None and role not in Path(f"/proc/{pid}/cmdline").read_text().replace("\0", " "):
+            return None
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return None
 
 
 def markdown(measured: list[Measured], bare_rss: dict[str, float], args: argparse.Namespace) -> str:
     bare = ", ".join(f"{export} {rss:.0f} MiB" for export, rss in bare_rss.items())
     lines = [
         f"Tasks {args.tasks}, {args.episodes} episodes each, {args.steps} policy steps per episode (never done), "
-        f"seed {SEED}; {os.cpu_count()} CPUs. A bare env process (build and reset only) peaks at: {bare}.",
+        f"seed {SEED}; {os.cpu_count()} CPUs. A bare env process (each task's env built and reset in turn) "
+        f"peaks at: {bare}.",
         "",
         "| export | run | command s | episode s | x plain | episodes/h | x plain | env builds s | overhead s "
-        "| peak RSS MiB |",
+        "| episode process peak RSS MiB |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for entry in measured:
@@ -231,6 +279,15 @@ def markdown(measured: list[Measured], bare_rss: dict[str, float], args: argpars
             f"{entry.episode_s / plain.episode_s:.2f} | {entry.episodes_per_hour:.0f} | "
             f"{entry.episodes_per_hour / plain.episodes_per_hour:.2f} | {entry.env_build_s:.1f} | "
             f"{entry.overhead_s:.1f} | {entry.peak_rss_mib:.0f} |"
+        )
+    lines.append("")
+    for export in dict.fromkeys(entry.export for entry in measured):
+        one, two = (next(m for m in measured if m.export == export and m.name == f"pytest-vla -n {n}") for n in (1, 2))
+        assert one.after_preflight_s and two.after_preflight_s
+        lines.append(
+            f"{export}: `-n 2` runs {one.command_s / two.command_s:.2f}x the episodes per hour of `-n 1` over the "
+            f"whole command, {one.after_preflight_s / two.after_preflight_s:.2f}x from the preflight's end "
+            f"(report.json's wall_clock_s: worker start, env builds and episodes)."
         )
     return "\n".join(lines) + "\n"
 

@@ -19,6 +19,7 @@ import pytest
 from pytest_vla.export.manifest import NoiseInput
 from pytest_vla.policy.feeds import noise_tensor
 from pytest_vla.report.schema import TaskSpec
+from pytest_vla.rollout.threads import available_cpus
 from tests.conftest import FAKE_SUITE
 from tests.models import camera_export, hanging_policy, state_only_export, write_export
 
@@ -55,17 +56,48 @@ def test_each_failure_stops_the_run_before_any_episode(
     assert preflight["failure"] == failure and preflight["remedy"]
 
 
+# With several workers the sweep checks as many tasks at once, in processes of its own.
+SWEEP_PROCESSES = [[], pytest.param(["-n", "2"], marks=pytest.mark.skipif(available_cpus() < 2, reason="1 CPU"))]
+
+
+@pytest.mark.parametrize("workers", SWEEP_PROCESSES)
 def test_the_settle_check_covers_every_selected_task(
-    fake, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, validate_report
+    fake, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, validate_report, workers: list[str]
 ) -> None:
     # Only the third task's goal object falls after its reset: found without naming that task.
     monkeypatch.setenv("FAKE_PREFLIGHT", json.dumps({"2": "drift"}))
-    result = fake({}, "--vla-tasks", "fake")
+    result = fake({}, "--vla-tasks", "fake", *workers)
     preflight = _preflight_failure(result, pytester, validate_report)
     assert preflight["failure"] == "scene-settle"
     result.stderr.fnmatch_lines([
         "ERROR: preflight failed ?scene-settle?: fake:2 episode 0: fake_bowl_1 moved 20.0 cm in 10 idle steps *"
     ])  # fmt: skip
+
+
+@pytest.mark.parametrize("workers", SWEEP_PROCESSES)
+def test_the_sweep_reports_every_task_in_run_order(fake, pytester: pytest.Pytester, workers: list[str]) -> None:
+    result = fake({}, "--vla-tasks", "fake", "--vla-num-episodes", "1", "-p", "no:cacheprovider", *workers)
+    result.stdout.fnmatch_lines(["vla: preflight passed in *: fake:0 built and reset, *, 4 task(s) at rest*"])
+    report = json.loads((pytester.path / "eval_output" / "report.json").read_text())
+    assert report["preflight"]["settled_tasks"] == ["fake:0", "fake:1", "fake:2", "fake:3"]
+
+
+@pytest.mark.skipif(available_cpus() < 2, reason="a sweep in processes of its own needs 2 CPUs")
+@pytest.mark.parametrize(
+    ("fault", "failure", "message"),
+    [
+        ("crash", "import-error", "a process checking *fake:3 settles died; remedy: *"),
+        ("hang_build", "osmesa-compile-hang", "checking fake:3 settles took longer than --vla-preflight-timeout 2 s*"),
+    ],
+)
+def test_a_sweep_process_that_dies_or_hangs_is_named(
+    fake, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, validate_report, fault: str, failure: str,
+    message: str,
+) -> None:  # fmt: skip
+    monkeypatch.setenv("FAKE_PREFLIGHT", json.dumps({"3": fault}))
+    result = fake({}, "--vla-tasks", "fake", "-n", "2", "--vla-preflight-timeout", "2")
+    assert _preflight_failure(result, pytester, validate_report)["failure"] == failure
+    result.stderr.fnmatch_lines([f"ERROR: preflight failed ?{failure}?: {message}"])
 
 
 def test_a_shard_checks_its_own_tasks(fake, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:

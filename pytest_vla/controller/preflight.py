@@ -32,6 +32,7 @@ from pytest_vla.policy.onnx import OnnxPolicy
 from pytest_vla.preflight.launch import ProbeProcess, ProbeRequest
 from pytest_vla.preflight.result import PreflightResult
 from pytest_vla.report.schema import TaskSpec
+from pytest_vla.rollout.threads import available_cpus
 from pytest_vla.suites import BUILT_IN
 from pytest_vla.suites.base import Suite
 
@@ -71,12 +72,14 @@ def run_preflight(
     explicit_paths: bool,
     probe_env: Mapping[str, str],
     files: list[dict[str, Any]],
+    workers: int,
 ) -> Preflighted:
     """Check the options, the export and the simulator; the plan they produce.
 
     Raises :class:`pytest.UsageError` for bad options or exports, :class:`PreflightFailed` when the
     simulator preflight fails. ``probe_env``: the environment of the preflight's process (the first
-    worker's); ``files``: the export's digests, part of what makes an earlier result reusable.
+    worker's); ``files``: the export's digests, part of what makes an earlier result reusable;
+    ``workers``: the run's local workers, as many envs as the settle sweep may build at once.
     """
     _check_one_onnxruntime()
     if not 1 <= settings.num_episodes <= suite.max_episodes:
@@ -88,7 +91,9 @@ def run_preflight(
     try:
         manifest = load_manifest(settings.export)
         if runs_episodes(config):
-            tasks, checked, result = _checks_beside_the_simulator(config, suite, settings, manifest, probe_env, files)
+            tasks, checked, result = _checks_beside_the_simulator(
+                config, suite, settings, manifest, probe_env, files, workers
+            )
         else:  # --collect-only and the like list episodes: no simulator is needed
             tasks, checked, result = *_export_checks(config, suite, settings), None
     except (ExportError, SuiteError) as exc:
@@ -128,6 +133,7 @@ def _checks_beside_the_simulator(
     manifest: Manifest,
     probe_env: Mapping[str, str],
     files: list[dict[str, Any]],
+    workers: int,
 ) -> tuple[list[TaskSpec], CheckedExport, PreflightResult]:
     """The export checks, and the simulator's preflight: an identical earlier run's (pytest's cache), else the probe's.
 
@@ -153,6 +159,7 @@ def _checks_beside_the_simulator(
         seed=settings.seed,
         export=settings.export,
         sweep=not settings.cost_preview,  # the estimate needs timings, not every task's settle check
+        processes=min(workers, available_cpus()),
         render_backend=probe_env.get("MUJOCO_GL", "osmesa"),
     )
     timeout_s, log_dir = settings.preflight_timeout, settings.output

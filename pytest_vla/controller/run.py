@@ -87,7 +87,13 @@ class ControllerRun:
             raise pytest.UsageError(str(exc)) from None
         try:
             checked = run_preflight(
-                config, suite, settings, explicit_paths=_explicit_paths(config), probe_env=probe_env, files=files
+                config,
+                suite,
+                settings,
+                explicit_paths=_explicit_paths(config),
+                probe_env=probe_env,
+                files=files,
+                workers=_worker_count(config),
             )
         except PreflightFailed as exc:
             _record_failed_preflight(config, settings, suite, files, exc.result)

@@ -33,6 +33,7 @@ class ProbeRequest:
     seed: int
     export: Path
     sweep: bool
+    processes: int
     render_backend: str
 
 
@@ -70,6 +71,7 @@ class ProbeProcess:
             seed=request.seed,
             export=str(request.export),
             sweep=request.sweep,
+            processes=request.processes,
             render_backend=request.render_backend,
             stages=str(work / "stages"),
             result=str(work / "result.json"),

@@ -10,12 +10,17 @@ stage's name to ``stages`` as it starts (the controller times stages out) and it
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import multiprocessing
 import pickle
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent import futures
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -51,6 +56,7 @@ class ProbeSpec:
     seed: int
     export: str  # the export directory
     sweep: bool  # check every selected task's scene at rest (else the first task's only)
+    processes: int  # the sweep's processes: the run's local workers, as many envs as it holds at once
     render_backend: str
     stages: str
     result: str
@@ -68,6 +74,9 @@ class _Failed(Exception):
         super().__init__(message)
         self.failure = failure
         self.remedy = remedy
+
+    def __reduce__(self) -> tuple[type[_Failed], tuple[PreflightFailure, str, str | None]]:
+        return _Failed, (self.failure, str(self), self.remedy)  # raised in a sweep process, re-raised here
 
 
 class Probe:
@@ -116,11 +125,12 @@ class Probe:
         # The first task's physics-only build also imports the simulator: it is timed apart.
         first_task, first_episode = firsts[0]
         settles = [self._settle(suite, first_task, first_episode, state)]
-        if self.spec.cameras:
-            env_build_s, reset_s, render_step_s = self._rendering(suite, first_task, first_episode, state)
-        inference_s = self._query(manifest, first_task)
-        for task, episode in firsts[1:] if self.spec.sweep else []:
-            settles.append(self._settle(suite, task, episode, state))
+        sweep = firsts[1:] if self.spec.sweep else []
+        with self._sweep_processes(len(sweep)) as pool:
+            if self.spec.cameras:
+                env_build_s, reset_s, render_step_s = self._rendering(suite, first_task, first_episode, state)
+            inference_s = self._query(manifest, first_task)
+            settles += self._sweep(pool, suite, sweep, state)
         later_builds = [build for build, _, _ in settles[1:]] or [self._build_again(suite, first_task, state)]
         build_s = _median(later_builds)
         import_s += max(settles[0][0] - build_s, 0.0)
@@ -201,41 +211,101 @@ class Probe:
             raise _Failed(PreflightFailure.EXPORT_INVALID, str(exc)) from None
         return time.perf_counter() - started
 
-    def _settle(self, suite: Suite, task: TaskSpec, episode: int, state: StateConvention) -> tuple[float, float, float]:
-        """Check ``task``'s goal objects stay put after the reset; (build s, reset s, physics step s)."""
+    def _settle(self, suite: Suite, task: TaskSpec, episode: int, state: StateConvention) -> Settled:
         self.stage(f"settle {task.key}")
-        started = time.perf_counter()
-        with _classified(f"building {task.key} (physics only)", self.spec.render_backend):
-            env = suite.make_env(task, (), self.spec.seed, state)
-        build_s = time.perf_counter() - started
-        try:
-            started = time.perf_counter()
-            with _classified(f"resetting {task.key}", self.spec.render_backend):
-                observation = env.reset(episode)
-            reset_s = time.perf_counter() - started
-            if self.first_observation is None:  # without cameras, the export's observation
-                self.first_observation = observation
-            at_reset = observation.objects_of_interest.copy()
-            started = time.perf_counter()
-            with _classified(f"stepping {task.key}", self.spec.render_backend):
-                for _ in range(SETTLE_CHECK_STEPS):
-                    observation, _ = env.step(np.asarray(suite.idle_action, dtype=np.float64))
-            step_s = (time.perf_counter() - started) / SETTLE_CHECK_STEPS
-        finally:
-            env.close()
-        moved = np.linalg.norm(observation.objects_of_interest - at_reset, axis=1) if len(at_reset) else np.zeros(0)
-        if len(moved) and float(moved.max()) > SETTLE_TOLERANCE_M:
-            name = suite.objects_of_interest(task)[int(moved.argmax())]
-            raise _Failed(
-                PreflightFailure.SCENE_SETTLE,
-                f"{task.key} episode {episode}: {name} moved {100 * float(moved.max()):.1f} cm in "
-                f"{SETTLE_CHECK_STEPS} idle steps after the settle steps (at rest: under "
-                f"{1000 * SETTLE_TOLERANCE_M:g} mm)",
-            )
-        return build_s, reset_s, step_s
+        settled, observation = _at_rest(suite, task, episode, self.spec.seed, state, self.spec.render_backend)
+        if self.first_observation is None:  # without cameras, the export's observation
+            self.first_observation = observation
+        return settled
+
+    @contextlib.contextmanager
+    def _sweep_processes(self, tasks: int) -> Iterator[ProcessPoolExecutor | None]:
+        """Processes for the settle sweep, forked now: before the export's session and the rendering
+        env start threads in this process, which a fork would copy mid-use."""
+        processes = min(self.spec.processes, tasks)
+        if processes < 2:
+            yield None
+            return
+        with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("fork")) as pool:
+            pool.submit(int).result()  # under fork, the first task starts all the processes
+            yield pool
+
+    def _sweep(
+        self,
+        pool: ProcessPoolExecutor | None,
+        suite: Suite,
+        sweep: Sequence[tuple[TaskSpec, int]],
+        state: StateConvention,
+    ) -> list[Settled]:
+        """Each task's scene at rest, in run order; with a pool, as many at once as it has processes."""
+        if pool is None:
+            return [self._settle(suite, task, episode, state) for task, episode in sweep]
+        waiting = list(sweep)
+        running: dict[futures.Future[Settled], TaskSpec] = {}
+        settled: dict[str, Settled] = {}
+        while waiting or running:
+            # No more checks than processes are handed out: those handed out are the ones running.
+            while waiting and len(running) < self.spec.processes:
+                task, episode = waiting.pop(0)
+                check = pool.submit(_settled, suite, task, episode, self.spec.seed, state, self.spec.render_backend)
+                running[check] = task
+            checking = ", ".join(task.key for task in running.values())
+            self.stage(f"settle {checking}")
+            done, _ = futures.wait(running, return_when=futures.FIRST_COMPLETED)
+            for check in done:
+                task = running.pop(check)
+                try:
+                    settled[task.key] = check.result()  # a failure, raised as the check raised it
+                except BrokenProcessPool:
+                    died = f"a process checking {checking} settles died"
+                    raise _Failed(PreflightFailure.IMPORT_ERROR, died) from None
+        return [settled[task.key] for task, _ in sweep]
 
     def _elapsed(self) -> float:
         return time.perf_counter() - self.started
+
+
+Settled = tuple[float, float, float]  # a settle check's env build, reset and physics step seconds
+
+
+def _at_rest(
+    suite: Suite, task: TaskSpec, episode: int, seed: int, state: StateConvention, render_backend: str
+) -> tuple[Settled, Observation]:
+    """Check ``task``'s goal objects stay put after the reset; the timings and the reset's observation."""
+    started = time.perf_counter()
+    with _classified(f"building {task.key} (physics only)", render_backend):
+        env = suite.make_env(task, (), seed, state)
+    build_s = time.perf_counter() - started
+    try:
+        started = time.perf_counter()
+        with _classified(f"resetting {task.key}", render_backend):
+            at_reset = observation = env.reset(episode)
+        reset_s = time.perf_counter() - started
+        before = at_reset.objects_of_interest.copy()
+        started = time.perf_counter()
+        with _classified(f"stepping {task.key}", render_backend):
+            for _ in range(SETTLE_CHECK_STEPS):
+                observation, _ = env.step(np.asarray(suite.idle_action, dtype=np.float64))
+        step_s = (time.perf_counter() - started) / SETTLE_CHECK_STEPS
+    finally:
+        env.close()
+    moved = np.linalg.norm(observation.objects_of_interest - before, axis=1) if len(before) else np.zeros(0)
+    if len(moved) and float(moved.max()) > SETTLE_TOLERANCE_M:
+        name = suite.objects_of_interest(task)[int(moved.argmax())]
+        raise _Failed(
+            PreflightFailure.SCENE_SETTLE,
+            f"{task.key} episode {episode}: {name} moved {100 * float(moved.max()):.1f} cm in "
+            f"{SETTLE_CHECK_STEPS} idle steps after the settle steps (at rest: under "
+            f"{1000 * SETTLE_TOLERANCE_M:g} mm)",
+        )
+    return (build_s, reset_s, step_s), at_reset
+
+
+def _settled(
+    suite: Suite, task: TaskSpec, episode: int, seed: int, state: StateConvention, render_backend: str
+) -> Settled:
+    """``_at_rest`` in a sweep process: the timings only."""
+    return _at_rest(suite, task, episode, seed, state, render_backend)[0]
 
 
 def version_conflict(requirements: Mapping[str, str]) -> tuple[str, str] | None:
