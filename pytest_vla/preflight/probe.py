@@ -4,9 +4,8 @@ It does what the first episode would, once and with nothing else in the process:
 versions, import it (resolving the task selection), build and reset the first task's env with the
 cameras the run renders, check the frames are not blank, run the export on that real observation,
 and check each selected task's scene is at rest after the protocol's settle steps (with several
-workers, that many at a time in forked processes). It writes each
-stage's name to ``stages`` as it starts (the controller times stages out) and its findings to
-``result``.
+workers, that many at a time in forked processes). It writes each stage's name to ``stages`` as
+it starts (the controller times stages out) and its findings to ``result``.
 """
 
 from __future__ import annotations
