@@ -30,15 +30,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-SEED, SETTLE_STEPS, PLAIN_RESOLUTION = 7, 10, 256
-SETTLE_ACTION = [0.0] * 6 + [-1.0]
+SEED, PLAIN_RESOLUTION = 7, 256
 
 
 @dataclass
@@ -98,17 +96,16 @@ def plain_loop(export: Path, tasks: list[tuple[str, int]], episodes: int, steps:
     """openpi's LIBERO loop: both cameras rendered, one env per task, hard reset per episode."""
     os.environ.setdefault("MUJOCO_GL", "osmesa")
     os.environ.setdefault("PYOPENGL_PLATFORM", "osmesa")
-    import numpy as np
     import onnxruntime as ort
     from libero.libero import benchmark, get_libero_path
     from libero.libero.envs import OffScreenRenderEnv
-    from PIL import Image
 
-    from tests.openpi import quat2axisangle
+    from tests.openpi import run_episode
 
     manifest = json.loads((export / "vla_export.json").read_text())
     session = ort.InferenceSession(str(export / manifest["model"]), providers=["CPUExecutionProvider"])
     image_input = manifest["inputs"].get("image")
+    image_size = image_input["size"][0] if image_input else None
     durations, builds = [], 0.0
     for family, index in tasks:
         suite = benchmark.get_benchmark_dict()[family]()
@@ -123,29 +120,7 @@ def plain_loop(export: Path, tasks: list[tuple[str, int]], episodes: int, steps:
         init_states = suite.get_task_init_states(index)
         for episode in range(episodes):
             started = time.perf_counter()
-            env.seed(SEED)
-            env.reset()
-            obs = env.set_init_state(init_states[episode])
-            plan: deque[np.ndarray] = deque()
-            for t in range(SETTLE_STEPS + steps):
-                if t < SETTLE_STEPS:
-                    obs, _, _, _ = env.step(SETTLE_ACTION)
-                    continue
-                image = np.ascontiguousarray(obs["agentview_image"][::-1, ::-1])
-                np.ascontiguousarray(obs["robot0_eye_in_hand_image"][::-1, ::-1])  # openpi reads both
-                state = np.concatenate(
-                    (obs["robot0_eef_pos"], quat2axisangle(obs["robot0_eef_quat"]), obs["robot0_gripper_qpos"])
-                )
-                if not plan:
-                    feed = {"state": state.astype(np.float32)[None]}
-                    if image_input is not None:
-                        size = tuple(image_input["size"])
-                        resized = np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR))
-                        feed["image"] = (resized.astype(np.float32) / 255.0).transpose(2, 0, 1)[None]
-                    plan.extend(session.run(None, feed)[0][0].astype(np.float64))
-                obs, _, done, _ = env.step(plan.popleft().tolist())
-                if done:
-                    break
+            run_episode(env, session, init_states[episode], SEED, steps, image_size)
             durations.append(time.perf_counter() - started)
         env.close()
     return {"episode_s": durations, "env_build_s": builds}

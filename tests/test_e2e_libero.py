@@ -3,22 +3,20 @@
 from __future__ import annotations
 
 import os
-from collections import deque
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 import pytest
 from junitparser.xunit2 import JUnitXml
-from PIL import Image
 
 from tests.junit_xml import episode_facts
 from tests.models import camera_export, state_only_export
-from tests.openpi import quat2axisangle
+from tests.openpi import run_episode
 
 pytestmark = pytest.mark.libero
 
-SEED, SETTLE = 7, 10
+SEED = 7
 
 
 def _reference_rollout(export: Path, family: str, index: int, episode: int, max_steps: int, size: int):
@@ -33,38 +31,10 @@ def _reference_rollout(export: Path, family: str, index: int, episode: int, max_
     bddl = os.path.join(get_libero_path("bddl_files"), task.problem_folder, task.bddl_file)
     env = OffScreenRenderEnv(bddl_file_name=bddl, camera_heights=256, camera_widths=256)
     session = ort.InferenceSession(str(export / "model.onnx"), providers=["CPUExecutionProvider"])
-    actions, states, plan = [], [], deque()
     try:
-        env.seed(SEED)
-        env.reset()
-        obs = env.set_init_state(suite.get_task_init_states(index)[episode])
-        t = 0
-        while t < max_steps + SETTLE:
-            if t < SETTLE:
-                obs, _, _, _ = env.step([0.0] * 6 + [-1.0])
-                t += 1
-                continue
-            image = np.ascontiguousarray(obs["agentview_image"][::-1, ::-1])
-            image = np.asarray(Image.fromarray(image).resize((size, size), Image.Resampling.BILINEAR))
-            state = np.concatenate(
-                (obs["robot0_eef_pos"], quat2axisangle(obs["robot0_eef_quat"]), obs["robot0_gripper_qpos"])
-            )
-            if not plan:
-                feed = {
-                    "image": (image.astype(np.float32) / 255.0).transpose(2, 0, 1)[None],
-                    "state": state.astype(np.float32)[None],
-                }
-                plan.extend(session.run(["actions"], feed)[0][0].astype(np.float64))
-            action = plan.popleft()
-            states.append(state)
-            actions.append(action)
-            obs, _, done, _ = env.step(action.tolist())
-            t += 1
-            if done:
-                break
+        return run_episode(env, session, suite.get_task_init_states(index)[episode], SEED, max_steps, size)
     finally:
         env.close()
-    return np.array(actions), np.array(states)
 
 
 def test_episodes_follow_the_openpi_protocol_and_fill_every_output(
