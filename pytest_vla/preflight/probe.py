@@ -42,6 +42,7 @@ SETTLE_CHECK_STEPS = 10  # idle steps after the reset's settle steps, over which
 SETTLE_TOLERANCE_M = 0.005  # 5 mm: at rest under MuJoCo 3.3.2 they move 0.00 mm; misplaced ones fall centimetres
 BLANK_STD = 1.0  # a frame whose pixels vary less than this (0..255) shows nothing
 TIMED_STEPS = 10  # steps timed on the rendering env
+Settled = tuple[float, float, float]  # a settle check's env build, reset and physics step seconds
 
 
 @dataclass(frozen=True)
@@ -263,9 +264,6 @@ class Probe:
 
     def _elapsed(self) -> float:
         return time.perf_counter() - self.started
-
-
-Settled = tuple[float, float, float]  # a settle check's env build, reset and physics step seconds
 
 
 def _at_rest(
