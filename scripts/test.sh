@@ -16,4 +16,6 @@ cd "$root"
 .venv/bin/ruff check pytest_vla tests scripts conftest_examples benchmarks
 .venv/bin/ruff format --check pytest_vla tests scripts conftest_examples benchmarks
 .venv/bin/lint-imports
+# The code must run on the oldest Python pyproject.toml declares (tests/test_guest.py also loads the plugin on a real 3.10).
+.venv/bin/vermin --target=3.10- --violations --no-tips -q pytest_vla tests scripts benchmarks conftest_examples
 exec .venv/bin/pytest -n 2 "$@"

@@ -22,6 +22,9 @@ from pytest_vla.rollout.threads import THREAD_VARIABLES, available_cpus, threads
 # What one worker holds besides the model: a LIBERO env (about 2.1 GiB measured) and the interpreter.
 WORKER_MEMORY_BYTES = int(2.5 * 2**30)
 AUTO_WORKERS_KEY = pytest.StashKey[str]()  # how -n auto was sized, for the header
+# What this module sets in a process's environment (the rendering backend, the GPU pin); the
+# plugin restores them when the session ends.
+PROCESS_VARIABLES = ("MUJOCO_GL", "PYOPENGL_PLATFORM", "CUDA_VISIBLE_DEVICES", "MUJOCO_EGL_DEVICE_ID")
 
 
 def choose_render_backend(render: str | None) -> None:

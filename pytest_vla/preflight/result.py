@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from enum import StrEnum
+from enum import Enum
 from typing import Any
 
 
-class PreflightFailure(StrEnum):
+class PreflightFailure(str, Enum):
     INPUT_HANG = "input-hang"
     EGL_BLACK_FRAMES = "egl-black-frames"
     EGL_DEVICE = "egl-device"
@@ -17,6 +17,9 @@ class PreflightFailure(StrEnum):
     IMPORT_ERROR = "import-error"
     SCENE_SETTLE = "scene-settle"
     EXPORT_INVALID = "export-invalid"
+
+    def __str__(self) -> str:  # the value, as enum.StrEnum (Python 3.11+ only) would give
+        return self.value
 
     @property
     def remedy(self) -> str:

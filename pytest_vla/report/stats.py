@@ -19,10 +19,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 if TYPE_CHECKING:
     from types import ModuleType
+
+    import numpy as np
 
 CONFIDENCE = 0.95
 ALPHA = 1 - CONFIDENCE
@@ -118,6 +118,8 @@ def mcnemar_power(difference: float, n_pairs: int, discordance: float) -> float:
     discordance = min(max(discordance, abs(difference)), 1.0)
     if n_pairs == 0 or discordance == 0.0:
         return 0.0
+    import numpy as np  # with scipy: readers of reports that never compare do not pay for it
+
     discordant = np.arange(n_pairs + 1)
     critical = _critical_counts(n_pairs)
     favouring_new = (discordance + difference) / (2 * discordance)
@@ -135,6 +137,8 @@ def _critical_counts(n_pairs: int) -> np.ndarray:
 @functools.cache
 def _critical_counts_up_to(size: int) -> np.ndarray:
     # binom.ppf searches per element: computed once per power of two, sliced for every n below it.
+    import numpy as np
+
     return _scipy_stats().binom.ppf(1 - ALPHA / 2, np.arange(size + 1), 0.5) + 1
 
 

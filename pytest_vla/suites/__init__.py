@@ -5,7 +5,10 @@ Other suites come from plugins through the ``pytest_vla_make_suite`` hook.
 
 from __future__ import annotations
 
-from pytest_vla.suites.base import Suite
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pytest_vla.suites.base import Suite
 
 BUILT_IN = ("libero",)
 DEFAULT_SUITE = BUILT_IN[0]
