@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -234,6 +235,68 @@ def test_a_passed_preflight_is_reused_until_something_it_depends_on_changes(
     fake({}, "--vla-tasks", "fake:0").stdout.fnmatch_lines(["vla: preflight passed in *"])
     monkeypatch.setenv("MUJOCO_GL", "egl")
     fake({}, "--vla-tasks", "fake:0").stdout.fnmatch_lines(["vla: preflight passed in *MUJOCO_GL=egl*"])
+
+
+def _cached_preflights(pytester: pytest.Pytester) -> list[Path]:
+    return sorted((pytester.path / ".pytest_cache" / "v" / "vla" / "preflight").iterdir())
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        pytest.param(lambda entry: {**entry, "stored_at": entry["stored_at"] - 25 * 3600}, id="a day old"),
+        pytest.param(lambda entry: {**entry, "stored_at": entry["stored_at"] + 3600}, id="from the future"),
+        pytest.param(lambda entry: {"stored_at": entry["stored_at"], "result": {"passed": True}}, id="truncated"),
+        pytest.param(lambda entry: entry["result"], id="an older format"),
+        pytest.param(lambda entry: [1, 2], id="not a mapping"),
+    ],
+)
+def test_a_cached_preflight_that_is_stale_or_malformed_means_a_fresh_one(
+    fake, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, entry
+) -> None:
+    fake({}, "--vla-tasks", "fake:0").stdout.fnmatch_lines(["vla: preflight passed in *"])
+    (cached,) = _cached_preflights(pytester)
+    cached.write_text(json.dumps(entry(json.loads(cached.read_text()))))
+    monkeypatch.setenv("FAKE_PREFLIGHT", json.dumps({"*": "crash"}))
+    result = fake({}, "--vla-tasks", "fake:0")  # the probe runs again, and finds the crash
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "Traceback" not in result.stdout.str() + result.stderr.str()
+    result.stderr.fnmatch_lines(["ERROR: preflight failed ?import-error?: *"])
+
+
+def test_an_unreadable_cached_preflight_is_said_in_one_line(fake, pytester: pytest.Pytester) -> None:
+    fake({}, "--vla-tasks", "fake:0")
+    (cached,) = _cached_preflights(pytester)
+    cached.write_text(json.dumps({"stored_at": "yesterday", "result": {}}))
+    result = fake({}, "--vla-tasks", "fake:0")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED  # the fake episode runs out of steps: it ran
+    result.stdout.fnmatch_lines(["vla: preflight passed in *", "*VlaWarning: the cached preflight result is unreadable "
+                                 "(ValueError: could not convert string to float: 'yesterday'): running a fresh "
+                                 "preflight"])  # fmt: skip
+
+
+def test_a_cached_preflight_does_not_vouch_for_another_host(
+    fake, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # In this process, where the host's name can be changed: the same project seen from another node.
+    first = fake({}, "--vla-tasks", "fake:0", subprocess=False)
+    first.stdout.fnmatch_lines(["vla: preflight passed in *"])
+    fake({}, "--vla-tasks", "fake:0", subprocess=False).stdout.fnmatch_lines(["vla: preflight reused *"])
+    monkeypatch.setattr(platform, "node", lambda: "another-node")
+    fake({}, "--vla-tasks", "fake:0", subprocess=False).stdout.fnmatch_lines(["vla: preflight passed in *"])
+
+
+def test_a_cached_preflight_is_not_reused_once_the_driver_libraries_change(
+    fake, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    drivers = tmp_path / "drivers"
+    drivers.mkdir()
+    (drivers / "libEGL_nvidia.so.0").write_bytes(b"550.54")
+    monkeypatch.setenv("LD_LIBRARY_PATH", str(drivers))
+    fake({}, "--vla-tasks", "fake:0").stdout.fnmatch_lines(["vla: preflight passed in *"])
+    fake({}, "--vla-tasks", "fake:0").stdout.fnmatch_lines(["vla: preflight reused *"])
+    (drivers / "libEGL_nvidia.so.0").write_bytes(b"560.35.03")  # the driver updated in place
+    fake({}, "--vla-tasks", "fake:0").stdout.fnmatch_lines(["vla: preflight passed in *"])
 
 
 def test_collect_only_needs_no_simulator(fake, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:

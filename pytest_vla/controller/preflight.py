@@ -8,16 +8,23 @@ seconds, not hours.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import inspect
 import json
 import os
+import platform
+import re
+import shutil
+import subprocess
 import sys
 import tempfile
-from collections.abc import Mapping
+import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -37,9 +44,17 @@ from pytest_vla.suites import BUILT_IN
 from pytest_vla.suites.base import Suite
 
 _CACHE_PREFIX = "vla/preflight/"
-# What the simulation stack reads from the environment: a change means a fresh preflight.
+# A cached verdict is trusted for a day: it cannot see every change (a remounted data set, a driver
+# reinstalled in place), and a day-old check costs seconds to redo.
+PREFLIGHT_REUSE_S = 24 * 3600
+# What the simulation stack, its GL/EGL and GPU drivers and the dynamic loader read from the
+# environment: a change means a fresh preflight.
 _STACK_VARIABLES = ("MUJOCO_GL", "PYOPENGL_PLATFORM", "MUJOCO_EGL_DEVICE_ID", "CUDA_VISIBLE_DEVICES",
-                    "LIBERO_CONFIG_PATH", "PYTHONPATH")  # fmt: skip
+                    "LIBERO_CONFIG_PATH", "PYTHONPATH", "HOME", "LD_LIBRARY_PATH", "LD_PRELOAD",
+                    "LIBGL_ALWAYS_SOFTWARE", "GALLIUM_DRIVER")  # fmt: skip
+_STACK_VARIABLE_PREFIXES = ("MESA_", "__EGL_", "__GLX_", "EGL_", "NVIDIA_")
+# The GL, EGL, OSMesa and NVIDIA driver libraries the dynamic loader finds for MuJoCo and onnxruntime.
+_DRIVER_LIBRARY = re.compile(r"^lib(OSMesa|EGL|GLX?|GLdispatch|OpenGL|EGL_\w+|GLX_\w+|nvidia-\w+|cuda|cudart)\.so")
 
 
 class PreflightFailed(Exception):
@@ -147,10 +162,10 @@ def _checks_beside_the_simulator(
     # A preview's preflight skips the settle sweep: a full run's result covers it too.
     candidates = [key] if facts["sweep"] else [key, _cache_key({**facts, "sweep": True})]
     for candidate in candidates:
-        cached = cache.get(candidate, None) if cache is not None else None
+        cached = _cached_result(config, cache.get(candidate, None)) if cache is not None else None
         if cached is not None:
             tasks, checked = _export_checks(config, suite, settings)
-            return tasks, checked, dataclasses.replace(PreflightResult.from_json(cached), reused=True)
+            return tasks, checked, cached
     request = ProbeRequest(
         selection=settings.tasks,
         num_episodes=settings.num_episodes,
@@ -179,26 +194,90 @@ def _checks_beside_the_simulator(
     if not result.passed:
         raise PreflightFailed(result)
     if cache is not None:
-        cache.set(key, result.to_json())
+        cache.set(key, {"stored_at": time.time(), "result": result.to_json()})
     return tasks, checked, result
+
+
+def _cached_result(config: pytest.Config, entry: Any) -> PreflightResult | None:
+    """An earlier identical run's passed preflight, unless it is older than a day or unreadable (said in one line)."""
+    if entry is None:
+        return None
+    try:
+        age_s = time.time() - float(entry["stored_at"])
+        result = PreflightResult.from_json(entry["result"])
+    except (KeyError, TypeError, ValueError) as exc:
+        config.issue_config_time_warning(
+            VlaWarning(f"the cached preflight result is unreadable ({one_line(exc)}): running a fresh preflight"),
+            stacklevel=2,
+        )
+        return None
+    if not 0 <= age_s <= PREFLIGHT_REUSE_S or not result.passed:
+        return None
+    return dataclasses.replace(result, reused=True)
 
 
 def _preflight_facts(
     suite: Suite, settings: Settings, files: list[dict[str, Any]], probe_env: Mapping[str, str]
 ) -> dict[str, Any]:
-    """Everything a preflight's verdict depends on: the installed packages, the stack's variables, the export."""
+    """Everything a preflight's verdict depends on: this host and its drivers, the installed packages (and
+    pytest-vla's own code), the stack's variables, what the suite reads from this machine, the export."""
     source = inspect.getsourcefile(type(suite))
+    machine_facts = getattr(suite, "machine_facts", None)
     return {
-        "pytest_vla": __version__,
+        "pytest_vla": [__version__, _stamp(Path(__file__).parents[1].rglob("*.py"))],
+        "host": platform.node(),
+        "driver_libraries": _driver_libraries(probe_env),
+        "nvidia_driver": _read_text(Path("/proc/driver/nvidia/version")),
         "python": sys.executable,
         "packages": sorted(f"{dist.metadata['Name']}=={dist.version}" for dist in metadata.distributions()),
-        "variables": {name: probe_env.get(name) for name in _STACK_VARIABLES},
+        "variables": {
+            name: value
+            for name, value in sorted(probe_env.items())
+            if name in _STACK_VARIABLES or name.startswith(_STACK_VARIABLE_PREFIXES)
+        },
         "suite": [suite.name, source, os.stat(source).st_mtime_ns if source else None],
+        "suite_machine": machine_facts() if machine_facts is not None else None,
         "export": [(entry["name"], entry["sha256"]) for entry in files],
         "selection": [list(settings.tasks), settings.num_episodes, str(settings.shard), settings.seed],
         "video": settings.video,
         "sweep": not settings.cost_preview,
     }
+
+
+def _driver_libraries(env: Mapping[str, str]) -> str:
+    """The driver libraries the loader finds (``LD_LIBRARY_PATH``, then its cache), stamped: an update changes it."""
+    paths: set[Path] = set()
+    for directory in filter(None, env.get("LD_LIBRARY_PATH", "").split(":")):
+        with contextlib.suppress(OSError):
+            paths.update(path for path in Path(directory).iterdir() if _DRIVER_LIBRARY.match(path.name))
+    ldconfig = shutil.which("ldconfig") or "/sbin/ldconfig"
+    try:
+        listing = subprocess.run([ldconfig, "-p"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        listing = ""
+    for line in listing.splitlines():
+        name, _, path = line.strip().partition(" => ")
+        if _DRIVER_LIBRARY.match(name):
+            paths.add(Path(path))
+    return _stamp(paths)
+
+
+def _stamp(paths: Iterable[Path]) -> str:
+    """A digest of where ``paths`` really are, their sizes and modification times."""
+    entries = []
+    for path in paths:
+        with contextlib.suppress(OSError):
+            real = path.resolve()
+            stat = real.stat()
+            entries.append(f"{path}>{real}:{stat.st_size}:{stat.st_mtime_ns}")
+    return hashlib.sha256("\n".join(sorted(entries)).encode()).hexdigest()
+
+
+def _read_text(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
 
 
 def _cache_key(facts: dict[str, Any]) -> str:

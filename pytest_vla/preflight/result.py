@@ -85,11 +85,15 @@ class PreflightResult:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> PreflightResult:
+        """The result :meth:`to_json` wrote; raises KeyError, TypeError or ValueError for anything else."""
         fields = {field.name: data[field.name] for field in dataclasses.fields(cls) if field.name in data}
         fields["failure"] = None if data["failure"] is None else PreflightFailure(data["failure"])
         fields["timings"] = None if data["timings"] is None else PreflightTimings(**data["timings"])
         fields["cameras"], fields["settled_tasks"] = tuple(data["cameras"]), tuple(data["settled_tasks"])
-        return cls(**fields)
+        result = cls(**fields)
+        if not isinstance(result.passed, bool) or not isinstance(result.message, str):
+            raise TypeError("passed must be a boolean and message a string")
+        return result
 
 
 def failed(

@@ -51,7 +51,12 @@ class SuiteEnv(Protocol):
 
 
 class Suite(Protocol):
-    """A benchmark: which tasks exist, the protocol it is run under, and how to build an env."""
+    """A benchmark: which tasks exist, the protocol it is run under, and how to build an env.
+
+    A suite whose envs depend on files of this machine beyond installed packages (a config file,
+    data sets) may also define ``machine_facts() -> dict``: what they are now (paths, digests), so a
+    cached preflight is not reused once they change (LIBERO's config file, for one).
+    """
 
     name: str
     state_dim: int

