@@ -151,7 +151,7 @@ PAYLOADS = (
     "https:evil.example/x.mp4",
 )
 # Values a numeric field may hold in a report built in memory or changed by pytest_vla_modify_report.
-WRONG_NUMBERS = (math.nan, math.inf, -math.inf, "12 abc", None, True, [], {"toString": "x", "valueOf": "y"})
+WRONG_NUMBERS = (math.nan, math.inf, -math.inf, None, True, [], {"toString": "x", "valueOf": "y"}, PAYLOADS[6])
 
 
 def hostile_strings(value: Any, shift: int) -> Any:
@@ -164,8 +164,9 @@ def hostile_strings(value: Any, shift: int) -> Any:
     def walk(item: Any) -> Any:
         if isinstance(item, str):
             return PAYLOADS[next(count) % len(PAYLOADS)]
-        if isinstance(item, dict):
-            return {key: walk(field) for key, field in item.items()}
+        if isinstance(item, dict):  # with one key more, a payload: some maps' keys are free-form (protocol, env)
+            fields = {key: walk(field) for key, field in item.items()}
+            return {**fields, PAYLOADS[next(count) % len(PAYLOADS)]: None}
         if isinstance(item, list):
             return [walk(field) for field in item]
         return item
