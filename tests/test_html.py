@@ -6,7 +6,10 @@ Playwright cannot download its own browsers here; ``scripts/test.sh`` installs D
 
 from __future__ import annotations
 
+import itertools
 import json
+import math
+import re
 import shutil
 import subprocess
 import sys
@@ -15,6 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from pytest_vla.report.compare import compare
+from pytest_vla.report.html import render_html, write_comparison_html, write_html
+from pytest_vla.report.schema import TaskSpec, TerminalReason, episode_row
+from pytest_vla.report.shards import Shard
+from pytest_vla.report.writer import Invocation, ReportWriter, RunInfo
 
 CHROMIUM = shutil.which("chromium")
 
@@ -40,13 +49,17 @@ def run_with_videos(fake, pytester: pytest.Pytester) -> dict[str, Any]:
 
 
 def _open(browser: Any, page_path: Path) -> tuple[Any, list[str]]:
-    """The page, offline: any request beyond the output directory's own files is refused and noted."""
+    """The page, offline: a script error, or any request beyond the files under the page's directory, is noted.
+
+    A file under the directory that is not there (a hostile report's video) is the page's own business.
+    """
     context = browser.new_context(offline=True)
     page = context.new_page()
     problems: list[str] = []
+    inside = page_path.parent.as_uri() + "/"
     page.on("pageerror", lambda error: problems.append(f"script error: {error}"))
-    page.on("requestfailed", lambda request: problems.append(f"request failed: {request.url}"))
-    page.on("request", lambda request: None if request.url.startswith("file://") else problems.append(request.url))
+    page.on("request", lambda request: None if request.url.startswith(inside) else problems.append(request.url))
+    page.on("dialog", lambda dialog: (problems.append(f"dialog: {dialog.message}"), dialog.dismiss()))
     page.goto(page_path.as_uri())
     return page, problems
 
@@ -121,3 +134,210 @@ def test_the_comparison_with_a_baseline_shows_on_the_runs_page_and_on_its_own(br
 def test_a_page_without_a_baseline_hides_the_comparison(browser, pytester, run_with_videos) -> None:
     page, _ = _open(browser, pytester.path / "eval_output" / "report.html")
     assert not page.is_visible("#comparison-section")
+
+
+# Pages stay inert: no string of a report or comparison becomes markup or script, and the page renders
+# whatever the values are. Each payload below ends up in every string field (see hostile_strings).
+PAYLOADS = (
+    "__REPORT_JSON__",
+    "__TITLE__ <img src=https://evil.example/title onerror=window.__pwned=1>",
+    "__COMPARISON_JSON__ __DATA_JSON__",
+    "__SHARED_JS__ __COMPARISON_CSS__",
+    "</script><script>window.__pwned=1</script>",
+    "<!--<script>",
+    "<img src=https://evil.example/img onerror=window.__pwned=1>",
+    "\u2028\u2029</title></h1><svg onload=window.__pwned=1>",
+    "&lt;&amp; \ud800 ${window.__pwned=1}",  # a lone surrogate
+    "https:evil.example/x.mp4",
+)
+# Values a numeric field may hold in a report built in memory or changed by pytest_vla_modify_report.
+WRONG_NUMBERS = (math.nan, math.inf, -math.inf, None, True, [], {"toString": "x", "valueOf": "y"}, PAYLOADS[6])
+
+
+def hostile_strings(value: Any, shift: int) -> Any:
+    """``value`` with its string values, all of them, replaced by payloads: the n-th by PAYLOADS[n + shift].
+
+    Over ``shift`` in ``range(len(PAYLOADS))`` every string field holds every payload once.
+    """
+    count = itertools.count(shift)
+
+    def walk(item: Any) -> Any:
+        if isinstance(item, str):
+            return PAYLOADS[next(count) % len(PAYLOADS)]
+        if isinstance(item, dict):  # with one key more, a payload: some maps' keys are free-form (protocol, env)
+            fields = {key: walk(field) for key, field in item.items()}
+            return {**fields, PAYLOADS[next(count) % len(PAYLOADS)]: None}
+        if isinstance(item, list):
+            return [walk(field) for field in item]
+        return item
+
+    return walk(value)
+
+
+def wrong_numbers(value: Any, wrong: Any) -> Any:
+    """``value`` with every number, boolean and null replaced by ``wrong``."""
+    if isinstance(value, dict):
+        return {key: wrong_numbers(field, wrong) for key, field in value.items()}
+    if isinstance(value, list):
+        return [wrong_numbers(field, wrong) for field in value]
+    return value if isinstance(value, str) else wrong
+
+
+def _run_report(output: Path, outcomes: dict[int, str], *, videos: bool) -> dict[str, Any]:
+    """A report with every kind of field filled in (built in memory: nothing runs)."""
+    tasks = (TaskSpec("fam_a", 0, "do the first thing", 50), TaskSpec("fam_b", 1, "do another", 60, "fam_a:0"))
+    info = RunInfo(
+        suite="fake", seed=7, tasks=tasks, num_episodes=2, protocol={"settle_steps": 10, "camera": "agentview"},
+        provider="CPUExecutionProvider", workers=2, export_dir=output / "export",
+        export_files=[{"name": "model.onnx", "sha256": "ab" * 32, "size": 3}], shard=Shard(0, 2),
+        invocation=Invocation(["--vla-export", "export", "-k", "fam_a"], str(output)),
+    )  # fmt: skip
+    writer = ReportWriter(info, output)
+    writer.expect([task.episode(episode) for task in tasks for episode in range(2)])
+    for index, reason in outcomes.items():
+        task = tasks[index // 2]
+        video = str(output / "videos" / f"{task.family}_{index}.mp4") if videos else None
+        writer.add(episode_row(
+            task.episode(index % 2), reason=TerminalReason(reason), instruction=task.instruction,
+            max_steps=task.max_steps, worker="gw1", n_steps=12, wall_clock_s=1.5, env_construction_s=0.3,
+            error_message=None if reason == "success" else "onnxruntime: node 'x' failed", provider="CPU",
+            cuda_visible_devices="0", trajectory_path=str(output / "trajectories" / "t.npz"), video_path=video,
+        ))  # fmt: skip
+    writer.preflight = {"passed": True, "failure": None, "message": "ok", "timings": {"step_s": 0.1}}
+    writer.cost = {"total_usd": 0.5, "by_task": {"fam_a": 0.25, "fam_b": 0.25}, "assumptions": ["one GPU"]}
+    report = writer.build()
+    report["notes"] = "a note"
+    report["merged_from"] = [{"report": str(output / "report.json"), "host": "node-1", "wall_clock_s": 3.5}]
+    return report
+
+
+@pytest.fixture(scope="module")
+def full_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A run's report with its comparison against a baseline, and that comparison on its own."""
+    output = tmp_path_factory.mktemp("full")
+    base = _run_report(output / "base", {0: "success", 1: "success", 2: "success"}, videos=False)
+    report = _run_report(output, {0: "success", 1: "timeout", 2: "adapter_error"}, videos=True)
+    comparison = compare(base, report, margin=0.05, base_name=str(output / "base"), new_name=str(output)).to_json()
+    return {**report, "comparison": comparison}, comparison
+
+
+def _inert(page: Any, problems: list[str], scripts: int) -> None:
+    """Nothing of the page's data became markup, ran, or asked for anything beyond the page's directory."""
+    assert problems == []
+    assert page.evaluate("window.__pwned") is None
+    assert page.locator("script").count() == scripts
+    assert page.locator("img, svg, iframe, object, embed, a, form, base, link, meta[http-equiv]").count() == 0
+    assert page.evaluate("[...document.querySelectorAll('*')].flatMap((e) => e.getAttributeNames())"
+                         ".filter((name) => name.startsWith('on'))") == []  # fmt: skip
+
+
+def _text(value: str) -> str:
+    """What the page's title shows for a string: a lone surrogate, which markup cannot hold, as U+FFFD."""
+    return re.sub("[\ud800-\udfff]", "\ufffd", value)
+
+
+@pytest.mark.parametrize("shift", range(len(PAYLOADS)))
+def test_no_string_of_a_report_becomes_markup_or_script(browser, tmp_path, full_report, shift) -> None:
+    report = hostile_strings(full_report[0], shift)
+    write_html(report, tmp_path)
+    page, problems = _open(browser, tmp_path / "report.html")
+    _inert(page, problems, scripts=3)
+    aggregate = report["aggregate"]
+    title = f"{report['suite']}: {aggregate['n_success']}/{aggregate['n_total']} episodes succeeded"
+    assert page.text_content("h1") == _text(title)
+    assert page.title() == "pytest-vla: " + _text(title)
+    assert page.locator("#tasks tbody tr").count() == len(report["task_results"])
+    assert page.locator("#comparison tbody tr").count() == len(report["comparison"]["rows"])
+    errors = page.locator("#episodes tbody td:nth-child(6)").all_text_contents()
+    assert errors == [row["error_message"] or "" for row in report["episodes"]]
+    shown = json.loads(page.text_content("#protocol"))  # laid out to the end
+    assert shown["harness_version"] == report["harness_version"]
+
+
+@pytest.mark.parametrize("wrong", WRONG_NUMBERS, ids=repr)
+def test_a_page_renders_whatever_its_numbers_are(browser, tmp_path, full_report, wrong) -> None:
+    report = wrong_numbers(full_report[0], wrong)
+    write_html(report, tmp_path)
+    page, problems = _open(browser, tmp_path / "report.html")
+    _inert(page, problems, scripts=3)
+    assert page.locator("#episodes tbody tr").count() == 3 and page.locator("#families tbody tr").count() == 2
+    if isinstance(wrong, float):  # shown as such
+        assert page.text_content("#aggregate-rate") == str(wrong).replace("inf", "Infinity").replace("nan", "NaN")
+    assert page.text_content("#protocol") != ""
+
+
+@pytest.mark.parametrize("shift", range(len(PAYLOADS)))
+def test_no_string_of_a_comparison_becomes_markup_or_script(browser, tmp_path, full_report, shift) -> None:
+    comparison = hostile_strings(full_report[1], shift)
+    write_comparison_html(comparison, tmp_path / "compare.html")
+    page, problems = _open(browser, tmp_path / "compare.html")
+    _inert(page, problems, scripts=2)
+    assert page.text_content("h1") == _text(f"{comparison['verdict']}: {comparison['new']} vs {comparison['base']}")
+    labels = page.locator("#comparison tbody td:first-child").all_text_contents()
+    assert labels == [row["label"] for row in comparison["rows"]]
+    assert page.text_content("#comparison p.muted").startswith(comparison["test"])
+
+
+@pytest.mark.parametrize("wrong", WRONG_NUMBERS, ids=repr)
+def test_a_comparison_page_renders_whatever_its_numbers_are(browser, tmp_path, full_report, wrong) -> None:
+    write_comparison_html(wrong_numbers(full_report[1], wrong), tmp_path / "compare.html")
+    page, problems = _open(browser, tmp_path / "compare.html")
+    _inert(page, problems, scripts=2)
+    assert page.locator("#comparison tbody tr").count() == len(full_report[1]["rows"])
+    assert "pairs with a harness error" in page.text_content("#comparison p.muted")
+
+
+# A row's video_path -> the link the page gets: only paths under the page's directory, never a URL.
+VIDEO_LINKS = {
+    "videos/a.mp4": "videos/a.mp4",
+    "{output}/videos/b #1?.mp4": "videos/b%20%231%3F.mp4",  # absolute, as the rollout writes them
+    "https:evil.example/x.mp4": None,
+    "https://evil.example/x.mp4": None,
+    "javascript:window.__pwned=1": None,
+    "data:video/mp4;base64,AAAA": None,
+    "//evil.example/x.mp4": None,
+    "/etc/passwd": None,
+    "../outside.mp4": None,
+    "videos/../../outside.mp4": None,
+    "{output}/../outside.mp4": None,
+    ".": None,
+    "": None,
+}
+
+
+def test_a_video_is_linked_only_under_the_pages_directory(tmp_path, full_report) -> None:
+    paths = [path.format(output=tmp_path) for path in VIDEO_LINKS]
+    rows = [{**full_report[0]["episodes"][0], "video_path": path} for path in paths]
+    page = render_html({**full_report[0], "episodes": rows}, tmp_path)
+    data = re.search(r'<script type="application/json" id="report-data">(.*?)</script>', page, re.DOTALL)
+    assert data is not None
+    assert [row["video_href"] for row in json.loads(data.group(1))["episodes"]] == list(VIDEO_LINKS.values())
+
+
+def test_a_video_without_a_link_shows_its_path(browser, tmp_path, full_report) -> None:
+    paths = [path.format(output=tmp_path) for path in VIDEO_LINKS if path]
+    rows = [{**full_report[0]["episodes"][0], "video_path": path} for path in paths]
+    write_html({**full_report[0], "episodes": rows}, tmp_path)
+    page, problems = _open(browser, tmp_path / "report.html")
+    assert problems == []
+    cells = page.locator("#episodes tbody td:nth-child(7)")
+    linked = [cells.nth(n).locator("video").get_attribute("src") if cells.nth(n).locator("video").count() else None
+              for n in range(len(paths))]  # fmt: skip
+    assert linked == [href for path, href in VIDEO_LINKS.items() if path]
+    assert [cells.nth(n).text_content() for n, href in enumerate(linked) if href is None] == [
+        path for path, href in zip(paths, linked, strict=True) if href is None
+    ]
+
+
+def test_the_pages_data_cannot_end_its_script_element(tmp_path, full_report) -> None:
+    """Checked without a browser: placeholders in the data stay as they are; in the data, no "<", ">" or "&",
+    no raw U+2028 or U+2029, and no NaN or Infinity."""
+    report = {**hostile_strings(wrong_numbers(full_report[0], math.nan), 0), "suite": "__DATA_JSON__"}
+    page = render_html(report, tmp_path)
+    assert "<h1>__DATA_JSON__: " in page
+    start = page.index('id="report-data">') + len('id="report-data">')
+    data = page[start : page.index("</script>", start)]
+    assert not set("<>&\u2028\u2029") & set(data)
+    assert json.loads(data, parse_constant=lambda name: pytest.fail(f"{name} in the page's JSON"))["suite"] == (
+        "__DATA_JSON__"
+    )
