@@ -11,7 +11,7 @@ from typing import Any, overload
 
 import pytest
 
-from pytest_vla.export.files import resolve_export
+from pytest_vla.export.files import DEMO_NAME, resolve_export
 from pytest_vla.report.compare import DEFAULT_MARGIN_PP
 from pytest_vla.report.shards import Shard
 from pytest_vla.suites import DEFAULT_SUITE, task_selection
@@ -47,8 +47,8 @@ _OPTIONS = (
     ("--vla-save-trajectories", "save each episode's actions and states as .npz", None),
     (
         "--vla-video",
-        "record each episode's video (videos/*.mp4, the suite's front camera): 'all', or 'failures' to keep "
-        "only failed and errored episodes' (default: none)",
+        "record each episode's video (videos/*.mp4, the suite's front camera): 'all' (also --vla-video alone), "
+        "or 'failures' to keep only failed and errored episodes' (default: none)",
         "WHICH",
     ),
     (
@@ -116,6 +116,13 @@ _OPTIONS = (
 )
 
 
+# Options that may also stand alone, meaning this value (reflex users type --video as a flag).
+_BARE_VALUES = {"--vla-video": "all"}
+# Options naming a path: from an ini file it is relative to that file's directory, as pytest's own
+# "paths" ini keys are; from the command line, to the working directory.
+_PATH_OPTIONS = ("--vla-export", "--vla-output", "--vla-baseline")
+
+
 def add_options(parser: pytest.Parser) -> None:
     group = parser.getgroup("vla", "VLA policy evaluation (pytest-vla)")
     for option, help_text, metavar in _OPTIONS:
@@ -123,6 +130,11 @@ def add_options(parser: pytest.Parser) -> None:
         if metavar is None:
             group.addoption(option, action="store_true", default=None, dest=dest, help=help_text)
             parser.addini(dest, help_text, type="bool", default=False)
+        elif option in _BARE_VALUES:
+            group.addoption(
+                option, nargs="?", const=_BARE_VALUES[option], default=None, dest=dest, metavar=metavar, help=help_text
+            )
+            parser.addini(dest, help_text, default=None)
         else:
             group.addoption(option, default=None, dest=dest, metavar=metavar, help=help_text)
             parser.addini(dest, help_text, default=None)
@@ -160,6 +172,13 @@ def export_option(config: pytest.Config) -> str | None:
     return None if value is None else str(value)
 
 
+def export_path(config: pytest.Config) -> Path:
+    """The export directory ``--vla-export`` (or the ``vla_export`` ini key) names; the plugin is active."""
+    value = export_option(config)
+    assert value is not None
+    return resolve_export(value) if value == DEMO_NAME else _located_path(config, "--vla-export")
+
+
 def is_active(config: pytest.Config) -> bool:
     """pytest-vla does nothing unless an export is named."""
     return export_option(config) is not None
@@ -172,8 +191,6 @@ def runs_episodes(config: pytest.Config) -> bool:
 
 def read_settings(config: pytest.Config) -> Settings:
     """The options as typed values; raises :class:`pytest.UsageError` naming the bad option."""
-    export = _value(config, "--vla-export")
-    assert isinstance(export, str)
     tasks = _value(config, "--vla-tasks") or ""
     max_steps = _int(config, "--vla-max-steps", None)
     if max_steps is not None and max_steps < 1:
@@ -187,16 +204,16 @@ def read_settings(config: pytest.Config) -> Settings:
         raise pytest.UsageError(f"--vla-seed must be in 0..{2**32 - 1}, got {seed}")
     episode_timeout = _float(config, "--vla-episode-timeout", _positive, "a positive number of seconds", None)
     return Settings(
-        export=resolve_export(str(export)),
+        export=export_path(config),
         suite=_value(config, "--vla-suite") or DEFAULT_SUITE,
         tasks=task_selection(str(tasks)),
         num_episodes=_int(config, "--vla-num-episodes", DEFAULT_NUM_EPISODES),
         seed=seed,
-        output=Path(_value(config, "--vla-output") or DEFAULT_OUTPUT).expanduser().resolve(),
+        output=_located_path(config, "--vla-output") or Path(DEFAULT_OUTPUT).resolve(),
         max_steps=max_steps,
         save_trajectories=bool(save),
         min_success_rate=min_success_rate,
-        baseline=_path(config, "--vla-baseline"),
+        baseline=_located_path(config, "--vla-baseline"),
         max_regression_pp=_float(
             config, "--vla-max-regression", lambda pp: 0 <= pp < 100, "percentage points in 0..100", DEFAULT_MARGIN_PP
         ),
@@ -216,9 +233,17 @@ def read_settings(config: pytest.Config) -> Settings:
     )
 
 
-def _path(config: pytest.Config, option: str) -> Path | None:
-    value = _value(config, option)
-    return None if value is None else Path(str(value)).expanduser().resolve()
+def _located_path(config: pytest.Config, option: str) -> Path | None:
+    """A path option, absolute: the command line's relative to the working directory, an ini file's to its directory."""
+    assert option in _PATH_OPTIONS
+    dest = _dest(option)
+    value = config.getoption(dest)
+    base = config.invocation_params.dir
+    if value is None:
+        value = config.getini(dest) or None
+        if config.inipath is not None:  # as pytest resolves its "paths" ini type
+            base = config.inipath.parent
+    return None if value is None else (base / Path(str(value)).expanduser()).resolve()
 
 
 def _positive(value: float) -> bool:
@@ -339,6 +364,6 @@ def _float(
         number = float(str(value))
     except ValueError:
         number = math.nan  # fails every check below
-    if not valid(number):
+    if not (math.isfinite(number) and valid(number)):  # inf would reach report.json as non-standard JSON
         raise pytest.UsageError(f"{option} must be {what}, got {value!r}")
     return number

@@ -9,9 +9,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_vla.controller import placement
-from pytest_vla.controller.options import export_option
+from pytest_vla.controller.options import export_path
 from pytest_vla.controller.run import WorkerDeath
-from pytest_vla.export.files import resolve_export
 
 if TYPE_CHECKING:
     from xdist.workermanage import WorkerController
@@ -56,7 +55,7 @@ def auto_worker_count(config: pytest.Config) -> int | None:
     if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
         return None  # xdist's own override
     try:
-        workers, reason = placement.auto_worker_count(resolve_export(str(export_option(config))))
+        workers, reason = placement.auto_worker_count(export_path(config))
     except OSError:
         return None  # the preflight names an unreadable export
     config.stash[placement.AUTO_WORKERS_KEY] = f"vla: -n auto: {reason}"
