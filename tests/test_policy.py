@@ -200,7 +200,7 @@ def test_external_data_of_a_node_attribute_is_checked_too(tmp_path: Path) -> Non
     model.graph.node.append(helper.make_node("Constant", [], ["unused"], value=constant))
     export = write_export(tmp_path / "e", model, {"state": {"source": "state"}})
     with pytest.raises(ExportError, match="tensor 'unused' external_data location: '/etc/hostname' must be a path"):
-        external_data(export / "model.onnx", export)
+        external_data(export / "model.onnx")
 
 
 def _plan(export: Path, output: Path) -> EvalPlan:

@@ -41,7 +41,7 @@ def file_digest(path: Path, name: str | None = None) -> dict[str, Any]:
 def export_files(export_dir: Path) -> list[dict[str, Any]]:
     """Digests of exactly the files an evaluation of the export reads (see :func:`loaded_files`)."""
     manifest = load_manifest(export_dir)
-    return loaded_files(manifest, external_data(manifest.model, manifest.directory))
+    return loaded_files(manifest, external_data(manifest.model))
 
 
 def loaded_files(manifest: Manifest, external: Sequence[Path]) -> list[dict[str, Any]]:
@@ -77,8 +77,8 @@ def check_unchanged(recorded: Sequence[dict[str, Any]], current: Sequence[dict[s
         raise ExportError(f"{gone[0]}: the export changed during the run: the binding no longer reads this file")
 
 
-def external_data(model: Path, export_dir: Path) -> tuple[Path, ...]:
-    """The files the model keeps tensor data in (ONNX external data), each inside the export directory.
+def external_data(model: Path) -> tuple[Path, ...]:
+    """The files the model keeps tensor data in (ONNX external data), each beside or below the model.
 
     Checked before onnxruntime opens the model: it resolves each tensor's ``location`` itself, and
     older releases follow absolute and '..' locations anywhere on the host. ``onnx`` parses only the

@@ -42,7 +42,7 @@ class OnnxPolicy:
 
         self.manifest = manifest
         # Checked before onnxruntime resolves them: the files the model's tensors are read from.
-        self.external_data = external_data(manifest.model, manifest.directory)
+        self.external_data = external_data(manifest.model)
         options = ort.SessionOptions()
         options.log_severity_level = 3
         options.intra_op_num_threads = intra_op_threads
