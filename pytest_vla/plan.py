@@ -37,6 +37,7 @@ class EvalPlan:
     cameras: tuple[str, ...]  # the cameras the export binds: the only ones rendered
     provider: str  # the onnxruntime execution provider the controller's preflight got
     collect_paths: bool  # also collect the test paths the user named; without any, episodes only
+    export_files: tuple[dict[str, Any], ...]  # the digests report.json records; each worker checks its load
     video: str | None = None  # --vla-video: "all", "failures", or None for no video
     shard: Shard | None = None  # this job's share of the run (--vla-shard); None: all of it
     finished: tuple[EpisodeId, ...] = ()  # episodes an earlier report already holds (--vla-resume, --lf)
@@ -71,6 +72,7 @@ class EvalPlan:
         fields["export"], fields["output"] = Path(data["export"]), Path(data["output"])
         fields["tasks"] = tuple(TaskSpec(**task) for task in data["tasks"])
         fields["cameras"] = tuple(data["cameras"])
+        fields["export_files"] = tuple(data["export_files"])
         fields["finished"] = tuple(EpisodeId(**episode) for episode in data["finished"])
         fields["shard"] = Shard.from_json(data["shard"]) if data["shard"] else None
         fields["preflight"] = PreflightResult.from_json(data["preflight"]) if data["preflight"] else None

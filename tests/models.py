@@ -236,3 +236,21 @@ def hanging_policy(passing_noise: float, *, on_state: bool = False) -> onnx.Mode
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
     onnx.checker.check_model(model)
     return model
+
+
+def save_with_external_data(model: onnx.ModelProto, path: Path, location: str = "weights.bin") -> Path:
+    """``model`` at ``path`` with its weight matrices in ``location`` beside it (ONNX external data)."""
+    onnx.save_model(
+        model, path, save_as_external_data=True, all_tensors_to_one_file=True, location=location, size_threshold=100
+    )
+    return path
+
+
+def relocate_external_data(path: Path, location: str) -> None:
+    """Point the external tensors of the model at ``path`` to ``location``; the data is not moved."""
+    proto = onnx.load_model(str(path), load_external_data=False)
+    for tensor in proto.graph.initializer:
+        for entry in tensor.external_data:
+            if entry.key == "location":
+                entry.value = location
+    path.write_bytes(proto.SerializeToString())

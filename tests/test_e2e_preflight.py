@@ -124,7 +124,7 @@ def _nan_policy(directory: Path) -> None:
 @pytest.mark.parametrize(
     ("make", "culprit"),
     [
-        (_corrupt_model, "model.onnx: onnxruntime cannot load it"),
+        (_corrupt_model, "model.onnx: onnx cannot parse it"),
         (_unbound_input, "model input(s) ['image'] are not bound in 'inputs'"),
         (_wrong_action_dim, "action.dim is 6 but libero actions have 7 values"),
         (_bad_json, "vla_export.json: not valid JSON"),

@@ -1,19 +1,33 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 import pytest
+from onnx import helper, numpy_helper
+from onnx.external_data_helper import set_external_data
 from PIL import Image
 
 from pytest_vla.errors import ExportError, PolicyError
+from pytest_vla.export.files import export_files, external_data
 from pytest_vla.export.manifest import ImageInput, load_manifest
+from pytest_vla.plan import EvalPlan
 from pytest_vla.policy.feeds import binding_shapes, preprocess_image
 from pytest_vla.policy.onnx import OnnxPolicy, action_chunk
+from pytest_vla.report.schema import TaskSpec
+from pytest_vla.rollout.runner import EpisodeRunner
 from pytest_vla.suites.base import Observation
 from pytest_vla.suites.libero import LiberoSuite
-from tests.models import camera_export, linear_policy, state_only_export, write_export
+from tests.models import (
+    camera_export,
+    linear_policy,
+    relocate_external_data,
+    save_with_external_data,
+    state_only_export,
+    write_export,
+)
 
 RNG = np.random.default_rng(1)
 FRAME = RNG.integers(0, 256, (256, 256, 3), dtype=np.uint8)
@@ -123,7 +137,7 @@ def test_binding_mismatches_are_named(tmp_path: Path, model, inputs, action, mes
 def test_a_corrupt_model_is_an_export_error(tmp_path: Path) -> None:
     export = state_only_export(tmp_path / "e")
     (export / "model.onnx").write_bytes(b"\x00garbage")
-    with pytest.raises(ExportError, match="onnxruntime cannot load it"):
+    with pytest.raises(ExportError, match=r"model\.onnx: onnx cannot parse it"):
         OnnxPolicy(load_manifest(export))
 
 
@@ -141,3 +155,83 @@ def test_an_image_size_the_model_cannot_take_is_named(tmp_path: Path) -> None:
         match=r"inputs\.image: model shape \[1, 3, 8, 8\] does not accept \[1, 3, 16, 16\] \(task libero_object:0\)",
     ):
         OnnxPolicy(manifest).check_shapes(binding_shapes(manifest, suite, task), task)
+
+
+def test_a_model_hub_cache_export_is_followed_and_its_real_paths_recorded(tmp_path: Path) -> None:
+    """A hub's cache keeps snapshots/<revision>/<file> as links to ../../blobs/<digest>, outside the snapshot."""
+    build = state_only_export(tmp_path / "build")
+    save_with_external_data(linear_policy(), build / "model.onnx")
+    blobs, snapshot = tmp_path / "hub" / "blobs", tmp_path / "hub" / "snapshots" / "abc123"
+    blobs.mkdir(parents=True)
+    snapshot.mkdir(parents=True)
+    for index, name in enumerate(("model.onnx", "vla_export.json", "weights.bin")):
+        (build / name).rename(blobs / f"blob{index}")
+        (snapshot / name).symlink_to(f"../../blobs/blob{index}")
+    policy = OnnxPolicy(load_manifest(snapshot))
+    assert policy.external_data == (snapshot / "weights.bin",)
+    assert policy.act(Observation(images={}, state=np.ones(8))).shape == (4, 7)
+    files = export_files(snapshot)
+    assert [(entry["name"], entry["path"]) for entry in files] == [
+        ("model.onnx", str(blobs.resolve() / "blob0")),
+        ("vla_export.json", str(blobs.resolve() / "blob1")),
+        ("weights.bin", str(blobs.resolve() / "blob2")),
+    ]
+
+
+@pytest.mark.parametrize("location", ["{outside}", "../secret.bin", "sub/../../secret.bin", ""])
+def test_external_data_outside_the_export_is_refused_before_onnxruntime_opens_it(tmp_path: Path, location: str) -> None:
+    export = state_only_export(tmp_path / "e")
+    save_with_external_data(linear_policy(), export / "model.onnx")
+    (export / "weights.bin").rename(tmp_path / "secret.bin")  # a file onnxruntime could read
+    location = location.replace("{outside}", str(tmp_path / "secret.bin"))
+    relocate_external_data(export / "model.onnx", location)
+    message = rf"model\.onnx: tensor 'ws' external_data location: '{re.escape(location)}' must be a path inside"
+    with pytest.raises(ExportError, match=message):
+        OnnxPolicy(load_manifest(export))
+    with pytest.raises(ExportError, match=message):
+        export_files(export)
+
+
+def test_external_data_of_a_node_attribute_is_checked_too(tmp_path: Path) -> None:
+    model = linear_policy()
+    constant = numpy_helper.from_array(np.zeros(4, np.float32), "unused")
+    set_external_data(constant, "/etc/hostname")
+    constant.ClearField("raw_data")
+    model.graph.node.append(helper.make_node("Constant", [], ["unused"], value=constant))
+    export = write_export(tmp_path / "e", model, {"state": {"source": "state"}})
+    with pytest.raises(ExportError, match="tensor 'unused' external_data location: '/etc/hostname' must be a path"):
+        external_data(export / "model.onnx")
+
+
+def _plan(export: Path, output: Path) -> EvalPlan:
+    return EvalPlan(
+        suite="libero",
+        export=export,
+        output=output,
+        tasks=(TASK,),
+        num_episodes=1,
+        seed=0,
+        max_steps_override=None,
+        save_trajectories=False,
+        episode_timeout_override=None,
+        cameras=(),
+        provider="CPUExecutionProvider",
+        collect_paths=False,
+        export_files=tuple(export_files(export)),
+    )
+
+
+TASK = TaskSpec("libero_object", 0, "pick up the alphabet soup and place it in the basket", 280)
+
+
+def test_a_worker_refuses_a_model_replaced_since_the_run_started(tmp_path: Path) -> None:
+    export = state_only_export(tmp_path / "e")
+    plan = EvalPlan.from_json(_plan(export, tmp_path / "out").to_json())  # as an xdist worker gets it
+    runner = EpisodeRunner(plan, LiberoSuite(), worker="gw0", workers=1, announce=print)
+    assert runner._load_policy() is runner._load_policy()  # the export as hashed loads, once
+    state_only_export(export, seed=1)  # a trainer overwrites the export in place, hours later
+    late = EpisodeRunner(plan, LiberoSuite(), worker="gw1", workers=1, announce=print)
+    row = late.run(TASK, 0)
+    assert row["terminal_reason"] == "adapter_error"
+    assert row["error_message"].startswith(f"{(export / 'model.onnx').resolve()}: the export changed during the run")
+    assert "\n" not in row["error_message"]

@@ -15,6 +15,7 @@ from safetensors.numpy import save_file
 
 from pytest_vla.cli import main
 from pytest_vla.errors import ExportError
+from pytest_vla.export.files import export_files
 from pytest_vla.export.manifest import load_manifest
 from pytest_vla.policy.feeds import binding_shapes
 from pytest_vla.policy.onnx import OnnxPolicy
@@ -162,6 +163,23 @@ def test_what_a_reflex_export_lacks_is_named(tmp_path: Path, make, message: str)
     make(tmp_path / "e")
     with pytest.raises(ExportError, match=message.replace("(", r"\(").replace(")", r"\)")):
         load_manifest(tmp_path / "e")
+
+
+def test_a_reflex_exports_files_are_those_its_binding_reads(tmp_path: Path) -> None:
+    directory = reflex_export(tmp_path / "e", "pi0")
+    norm_map = {"STATE": "MEAN_STD", "ACTION": "MEAN_STD"}
+    preprocessor = {"steps": [{"registry_name": "normalizer_processor", "config": {"norm_map": norm_map}}]}
+    (directory / "policy_preprocessor.json").write_text(json.dumps(preprocessor))
+    (directory / "tokenizer" / "tokenizer_config.json").write_text("{}")  # not read: not part of the export
+    (directory / "README.md").write_text("exported with reflex")
+    assert [entry["name"] for entry in export_files(directory)] == [
+        "model.onnx",
+        "policy_postprocessor_step_0_unnormalizer_processor.safetensors",
+        "policy_preprocessor.json",
+        "policy_preprocessor_step_5_normalizer_processor.safetensors",
+        "reflex_config.json",
+        "tokenizer/tokenizer.json",
+    ]
 
 
 def test_a_reflex_export_runs_the_preflight(pytester: pytest.Pytester) -> None:

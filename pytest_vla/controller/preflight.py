@@ -126,6 +126,7 @@ def run_preflight(
         cameras=checked.manifest.cameras,
         provider=checked.policy.provider,
         collect_paths=explicit_paths,
+        export_files=tuple(files),
         shard=settings.shard,
         video=settings.video,
         preflight=result,

@@ -7,8 +7,9 @@ names the file and the key at fault.
 
 from __future__ import annotations
 
+import string
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from pytest_vla.errors import ExportError, StatsError, read_json
@@ -22,6 +23,14 @@ CAMERAS = ("agentview", "wrist")
 IMAGE_LAYOUTS = ("NCHW", "NHWC")
 IMAGE_DTYPES = ("float32", "uint8")
 RESIZE_MODES = ("stretch", "pad")
+# Bounds on the sizes a manifest asks for, generous for real models: beyond them a typo or a hostile
+# manifest would have the preflight allocate gigabytes (an image is resized, a constant filled, per query).
+MAX_IMAGE_SIDE = 4096  # pixels, each side of an image input
+MAX_TOKENS = 8192  # an instruction's max_length
+MAX_STATE_WIDTH = 8192  # pad_to of a state vector (LIBERO's is 8, exported policies pad to 32)
+MAX_ELEMENTS = 2**24  # elements of a constant or noise tensor
+MAX_RANK = 16  # dimensions of a constant or noise tensor
+TEMPLATE_FIELDS = ("instruction", "state")
 
 
 @dataclass(frozen=True)
@@ -147,6 +156,21 @@ class Manifest:
         return self.directory / self.source
 
     @property
+    def named_files(self) -> tuple[Path, ...]:
+        """The files the binding names: the model, tokenizers and statistics (the model's external data aside)."""
+        named = [self.model]
+        for binding in self.inputs:
+            if isinstance(binding, InstructionInput):
+                named.append(binding.tokenizer)
+                if binding.state is not None and binding.state.normalize is not None:
+                    named.append(binding.state.normalize.source)
+            elif isinstance(binding, StateInput) and binding.normalize is not None:
+                named.append(binding.normalize.source)
+        if self.action.unnormalize is not None:
+            named.append(self.action.unnormalize.source)
+        return tuple(dict.fromkeys(named))
+
+    @property
     def cameras(self) -> tuple[str, ...]:
         """The cameras the export binds, in a stable order: only these are rendered."""
         bound = {binding.camera for binding in self.inputs if isinstance(binding, ImageInput)}
@@ -200,7 +224,7 @@ def parse_manifest(raw: Any, export_dir: Path, source: str = MANIFEST_NAME) -> M
     model_name = raw.get("model")
     if not isinstance(model_name, str) or not model_name:
         raise ExportError(f"{where}: 'model' must name the ONNX file")
-    model = export_dir / model_name
+    model = export_member(export_dir, model_name, f"{where}: 'model'")
     if not model.is_file():
         raise ExportError(f"{where}: model file {model_name!r} not found in {export_dir}")
     inputs = raw.get("inputs")
@@ -243,8 +267,8 @@ def _parse_image(at: str, name: str, spec: dict[str, Any]) -> ImageInput:
     if camera not in CAMERAS:
         raise ExportError(f"{at}.camera must be one of {list(CAMERAS)}, got {camera!r}")
     size = spec.get("size")
-    if not (isinstance(size, list) and len(size) == 2 and all(_positive_int(v) for v in size)):
-        raise ExportError(f"{at}.size must be [H, W] with positive integers, got {size!r}")
+    if not (isinstance(size, list) and len(size) == 2 and all(_positive_int(v) and v <= MAX_IMAGE_SIDE for v in size)):
+        raise ExportError(f"{at}.size must be [H, W] with integers in 1..{MAX_IMAGE_SIDE}, got {size!r}")
     layout = _choice(at, spec, "layout", IMAGE_LAYOUTS)
     dtype = _choice(at, spec, "dtype", IMAGE_DTYPES)
     value_range = spec.get("range", [0, 1])
@@ -270,7 +294,7 @@ def _parse_image(at: str, name: str, spec: dict[str, Any]) -> ImageInput:
 def _parse_state(where: Path, at: str, name: str, spec: dict[str, Any]) -> StateInput:
     origin = _choice(at, spec, "from", STATE_ORIGINS)
     quaternion = _choice(at, spec, "quaternion", QUATERNION_CONVENTIONS)
-    pad_to = _optional_positive_int(at, spec, "pad_to")
+    pad_to = _pad_to(at, spec)
     normalize = _normalization(where, f"{at}.normalize", spec.get("normalize"), "observation.state")
     return StateInput(name=name, convention=StateConvention(origin, quaternion), normalize=normalize, pad_to=pad_to)
 
@@ -279,26 +303,45 @@ def _parse_instruction(where: Path, at: str, name: str, spec: dict[str, Any], pa
     tokenizer = spec.get("tokenizer")
     if not isinstance(tokenizer, str) or not tokenizer:
         raise ExportError(f"{at}.tokenizer must name the export's tokenizer.json")
-    path = where.parent / tokenizer
+    path = export_member(where.parent, tokenizer, f"{at}.tokenizer")
     if not path.is_file():
         raise ExportError(f"{at}.tokenizer: {tokenizer!r} not found in {where.parent}")
     max_length = spec.get("max_length")
-    if not _positive_int(max_length):
-        raise ExportError(f"{at}.max_length must be a positive integer, got {max_length!r}")
+    if not (_positive_int(max_length) and max_length <= MAX_TOKENS):
+        raise ExportError(f"{at}.max_length must be an integer in 1..{MAX_TOKENS}, got {max_length!r}")
     template = spec.get("template", "{instruction}")
-    if not isinstance(template, str) or "{instruction}" not in template:
-        raise ExportError(f"{at}.template must be a string containing '{{instruction}}', got {template!r}")
-    try:
-        template.format(instruction="", state="")
-    except (KeyError, IndexError, ValueError):
-        raise ExportError(f"{at}.template may hold only {{instruction}} and {{state}}, got {template!r}") from None
-    state = _prompt_state(where, at, spec.get("state")) if "{state}" in template else None
+    fields = _template_fields(at, template)
+    state = _prompt_state(where, at, spec.get("state")) if "state" in fields else None
     pad_id = spec.get("pad_id")
     if pad_id is not None and not (isinstance(pad_id, int) and not isinstance(pad_id, bool) and pad_id >= 0):
         raise ExportError(f"{at}.pad_id must be a non-negative integer, got {pad_id!r}")
     return InstructionInput(
         name=name, part=part, tokenizer=path, max_length=max_length, template=template, pad_id=pad_id, state=state
     )
+
+
+def _template_fields(at: str, template: Any) -> set[str]:
+    """The fields of a prompt template; only bare {instruction} and {state}: a format spec or conversion
+    (``{instruction:>999999999}``, ``{instruction.__class__}``) would let a manifest build any string."""
+    if not isinstance(template, str):
+        raise ExportError(f"{at}.template must be a string containing '{{instruction}}', got {template!r}")
+    try:
+        parts = list(string.Formatter().parse(template))
+    except ValueError:
+        raise ExportError(f"{at}.template has an unmatched brace: {template!r}") from None
+    fields = set()
+    for _, name, spec, conversion in parts:
+        if name is None:
+            continue
+        if name not in TEMPLATE_FIELDS or spec or conversion:
+            raise ExportError(
+                f"{at}.template may hold only {{instruction}} and {{state}}, with no format spec or conversion, "
+                f"got {template!r}"
+            )
+        fields.add(name)
+    if "instruction" not in fields:
+        raise ExportError(f"{at}.template must be a string containing '{{instruction}}', got {template!r}")
+    return fields
 
 
 def _prompt_state(where: Path, at: str, spec: Any) -> PromptState:
@@ -308,7 +351,7 @@ def _prompt_state(where: Path, at: str, spec: Any) -> PromptState:
         raise ExportError(f"{at}.state must be an object with 'normalize' and/or 'pad_to'")
     return PromptState(
         normalize=_normalization(where, f"{at}.state.normalize", spec.get("normalize"), "observation.state"),
-        pad_to=_optional_positive_int(f"{at}.state", spec, "pad_to"),
+        pad_to=_pad_to(f"{at}.state", spec),
     )
 
 
@@ -323,7 +366,21 @@ def _parse_constant(at: str, name: str, spec: dict[str, Any]) -> ConstantInput:
 def _shape(at: str, shape: Any) -> tuple[int, ...]:
     if not (isinstance(shape, list) and shape and all(_positive_int(v) for v in shape)):
         raise ExportError(f"{at}.shape must be a non-empty list of positive integers, got {shape!r}")
+    if len(shape) > MAX_RANK:
+        raise ExportError(f"{at}.shape has {len(shape)} dimensions, more than {MAX_RANK}")
+    elements = 1
+    for dim in shape:
+        elements *= dim
+        if elements > MAX_ELEMENTS:
+            raise ExportError(f"{at}.shape {shape!r} holds more than {MAX_ELEMENTS} elements (2**24)")
     return tuple(shape)
+
+
+def _pad_to(at: str, spec: dict[str, Any]) -> int | None:
+    pad_to = _optional_positive_int(at, spec, "pad_to")
+    if pad_to is not None and pad_to > MAX_STATE_WIDTH:
+        raise ExportError(f"{at}.pad_to must be at most {MAX_STATE_WIDTH}, got {pad_to}")
+    return pad_to
 
 
 def _normalization(where: Path, at: str, spec: Any, default_key: str) -> Normalization | None:
@@ -337,7 +394,7 @@ def _normalization(where: Path, at: str, spec: Any, default_key: str) -> Normali
     if not isinstance(key, str):
         raise ExportError(f"{at}.key must be a string, got {key!r}")
     try:
-        return load_normalization(where.parent / stats, key, mode)
+        return load_normalization(export_member(where.parent, stats, f"{at}.stats"), key, mode)
     except StatsError as exc:
         raise ExportError(f"{at}: {exc}") from None
 
@@ -361,6 +418,18 @@ def _parse_action(where: Path, raw: dict[str, Any]) -> ActionSpec:
             f"{unnormalize.key!r}, fewer than action.dim {dim}"
         )
     return ActionSpec(output=output, dim=dim, execute=execute, unnormalize=unnormalize, gripper=gripper)
+
+
+def export_member(export_dir: Path, name: str, at: str) -> Path:
+    """``export_dir / name`` for a name that stays inside the directory: relative, without '..'.
+
+    Only the name is checked: a symlink inside the directory is followed wherever it points (a model
+    hub's cache links each file into its blob store), and the report records where each file really was.
+    """
+    path = PurePosixPath(name)
+    if path.is_absolute() or ".." in path.parts or not path.parts or "\0" in name:
+        raise ExportError(f"{at}: {name!r} must be a path inside the export directory (relative, without '..')")
+    return export_dir / path
 
 
 def _choice(at: str, spec: dict[str, Any], key: str, choices: tuple[str, ...]) -> str:

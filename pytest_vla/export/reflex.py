@@ -15,6 +15,7 @@ from pytest_vla.errors import ExportError, read_json
 from pytest_vla.export import FORMAT
 
 REFLEX_CONFIG = "reflex_config.json"
+PREPROCESSOR_CONFIG = "policy_preprocessor.json"  # LeRobot's: the normalization modes, when present
 MODEL_TYPES = ("smolvla", "pi0", "pi05")
 # Camera input names in the order reflex's runner fills them: agentview, wrist, then a padded third.
 CAMERA_INPUTS = {
@@ -126,7 +127,7 @@ def _stats_files(directory: Path, model_type: str) -> tuple[str, str]:
 
 def _modes(directory: Path, model_type: str) -> tuple[str, str]:
     """(state mode, action mode) from the LeRobot preprocessor config when present, else the model's default."""
-    path = directory / "policy_preprocessor.json"
+    path = directory / PREPROCESSOR_CONFIG
     default = DEFAULT_MODES[model_type]
     if not path.is_file():
         return default, default

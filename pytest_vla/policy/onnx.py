@@ -7,6 +7,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from pytest_vla.errors import ExportError, PolicyError, one_line
+from pytest_vla.export.files import external_data
 from pytest_vla.export.manifest import (
     ActionSpec,
     ConstantInput,
@@ -40,6 +41,8 @@ class OnnxPolicy:
         import onnxruntime as ort
 
         self.manifest = manifest
+        # Checked before onnxruntime resolves them: the files the model's tensors are read from.
+        self.external_data = external_data(manifest.model)
         options = ort.SessionOptions()
         options.log_severity_level = 3
         options.intra_op_num_threads = intra_op_threads

@@ -12,6 +12,7 @@ import warnings
 from collections.abc import Callable
 
 from pytest_vla.errors import EnvFailure, ExportError, VlaWarning, one_line
+from pytest_vla.export.files import check_unchanged, loaded_files
 from pytest_vla.export.manifest import load_manifest
 from pytest_vla.plan import EvalPlan, rendered_cameras
 from pytest_vla.policy.onnx import OnnxPolicy
@@ -117,10 +118,14 @@ class EpisodeRunner:
     def _load_policy(self) -> OnnxPolicy:
         if self._policy is None:
             # Several workers share the cores: each takes its share, or they thrash (0: onnxruntime's default).
-            self._policy = OnnxPolicy(
+            policy = OnnxPolicy(
                 load_manifest(self.plan.export),
                 intra_op_threads=threads_per_worker(self.workers) if self.workers > 1 else 0,
             )
+            # Hours may have passed since the controller hashed the export: what was loaded must be what
+            # the report names. Hashed after loading, so a file replaced before or during the load shows.
+            check_unchanged(self.plan.export_files, loaded_files(policy.manifest, policy.external_data))
+            self._policy = policy
         return self._policy
 
     def _start_video(
