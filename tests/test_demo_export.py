@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -13,7 +15,7 @@ import pytest
 from junitparser.xunit2 import JUnitXml
 from onnx import TensorProto, helper
 
-from pytest_vla.export.files import DEMO_EXPORT_DIR, resolve_export
+from pytest_vla.export import DEMO_EXPORT_DIR, resolve_export
 from pytest_vla.export.manifest import load_manifest
 
 BUILDER = Path(__file__).resolve().parent.parent / "scripts" / "build_demo_export.py"
@@ -108,3 +110,17 @@ def test_rendering_no_camera_changes_no_state_or_action(pytester: pytest.Pyteste
     np.testing.assert_array_equal(a["states"], b["states"])
     # The window covers motion, not a robot at rest: the comparison is not vacuous.
     assert np.ptp(a["states"][:, :3], axis=0).max() > 0.05
+
+
+@pytest.mark.libero
+def test_the_demo_script_shows_its_expected_failure_and_exits_0_on_its_gate(tmp_path: Path) -> None:
+    """The README's first command, as a new user runs it: red only where the run as a whole fell short."""
+    script = Path(__file__).parents[1] / "scripts" / "demo.sh"
+    env = {key: value for key, value in os.environ.items() if key != "PYTEST_ADDOPTS"}
+    done = subprocess.run(
+        ["bash", str(script), "--vla-output", str(tmp_path / "out"), "--junitxml", str(tmp_path / "junit.xml")],
+        env=env, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "1 failed, 29 passed" in done.stdout  # cream cheese episode 2 (docs/demo.md), still shown
+    assert "gate: success rate 96.7% vs --vla-min-success-rate 90.0%: held" in done.stdout

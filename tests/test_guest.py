@@ -16,7 +16,7 @@ from pytest_vla.controller.placement import PROCESS_VARIABLES
 from tests.conftest import FAKE_SUITE
 from tests.models import state_only_export
 
-HEAVY = ("numpy", "onnxruntime", "imageio", "scipy", "PIL", "mujoco", "jsonschema", "robosuite")
+HEAVY = ("numpy", "onnxruntime", "onnx", "imageio", "scipy", "PIL", "mujoco", "jsonschema", "robosuite")
 
 # A whole pytest session in a project that never names an export, with the plugin loaded through
 # its pytest11 entry point as in any environment it is installed in; then what it imported.
@@ -110,7 +110,13 @@ def test_the_plugin_loads_under_the_oldest_declared_python(tmp_path: Path) -> No
     pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
     # The plugin's own code needs only pytest to load; the simulation stack is not installed here.
     subprocess.run([*pip, "pytest>=9", "pytest-xdist"], check=True, capture_output=True)
-    subprocess.run([*pip, "--no-deps", str(Path(__file__).parents[1])], check=True, capture_output=True)
+    # From a copy: building in the checkout would leave build/ there, beside other runs' imports.
+    source = tmp_path / "source"
+    repository = Path(__file__).parents[1]
+    shutil.copytree(repository / "pytest_vla", source / "pytest_vla", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(repository / name, source / name)
+    subprocess.run([*pip, "--no-deps", str(source)], check=True, capture_output=True)
     imported = subprocess.run([str(venv / "bin" / "python"), "-c", IMPORT_EVERY_MODULE], capture_output=True, text=True)
     assert imported.returncode == 0, imported.stdout + imported.stderr
     project = tmp_path / "project"

@@ -6,7 +6,8 @@ import sys
 
 from pytest_vla.cli.describe import describe_action, describe_binding
 from pytest_vla.errors import ExportError, SuiteError
-from pytest_vla.export.files import file_digest, resolve_export
+from pytest_vla.export import resolve_export
+from pytest_vla.export.files import file_digest
 from pytest_vla.export.manifest import Manifest, load_manifest
 from pytest_vla.policy.check import check_export
 from pytest_vla.suites import BUILT_IN, built_in_suite, task_selection

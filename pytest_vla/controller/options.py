@@ -11,7 +11,7 @@ from typing import Any, overload
 
 import pytest
 
-from pytest_vla.export.files import DEMO_NAME, resolve_export
+from pytest_vla.export import DEMO_NAME, resolve_export
 from pytest_vla.report.compare import DEFAULT_MARGIN_PP
 from pytest_vla.report.shards import Shard
 from pytest_vla.suites import DEFAULT_SUITE, task_selection

@@ -11,18 +11,6 @@ from pytest_vla.errors import ExportError, one_line
 from pytest_vla.export.manifest import Manifest, export_member, load_manifest
 from pytest_vla.export.reflex import PREPROCESSOR_CONFIG, REFLEX_CONFIG
 
-# `--vla-export demo` names the scripted pick-and-place export shipped in the package
-# (built by scripts/build_demo_export.py); a local directory called demo is `./demo`.
-DEMO_NAME = "demo"
-DEMO_EXPORT_DIR = Path(__file__).resolve().parent / "demo"
-
-
-def resolve_export(value: str) -> Path:
-    """The export directory an ``--vla-export`` value names."""
-    if value == DEMO_NAME:
-        return DEMO_EXPORT_DIR
-    return Path(value).expanduser().resolve()
-
 
 def file_digest(path: Path, name: str | None = None) -> dict[str, Any]:
     """sha256 and size of one file, streamed so multi-GB weights never sit in memory."""
