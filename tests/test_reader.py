@@ -23,6 +23,7 @@ from pytest_vla.errors import ReportError, one_line, printable, read_json
 from pytest_vla.report.compare import compare, comparison_lines
 from pytest_vla.report.reader import load_report
 from pytest_vla.report.summary import summary_lines
+from tests.models import linear_policy, write_export
 from tests.reports import written
 
 SHARED_SCHEMA = Path(__file__).resolve().parents[2] / "shared" / "schema" / "report-v1.schema.json"
@@ -128,7 +129,7 @@ def test_every_problem_is_told_on_a_line_of_its_own_up_to_twenty(tmp_path: Path)
     path = _write(tmp_path / "report.json", report)
     problems = _problems(path)
     assert len(problems) == 21 and problems[-1] == f"{path}: and 10 more problems"
-    assert problems[0] == f"{path}: /episodes/0/n_steps: -1 is less than the minimum of 0"
+    assert problems[:20] == [f"{path}: /episodes/{i}/n_steps: -1 is less than the minimum of 0" for i in range(20)]
 
 
 @pytest.mark.parametrize(
@@ -265,3 +266,21 @@ def test_junit_with_a_dtd_is_refused_so_no_entity_is_resolved(tmp_path: Path, ca
         "refused"
     )
     assert not (tmp_path / "merged" / "junit.xml").exists()
+
+
+def test_inspect_prints_an_exports_names_with_their_control_characters_visible(tmp_path: Path, capsys) -> None:
+    export = write_export(tmp_path / "e", linear_policy(), {f"state{ESCAPE}": {"source": "state"}})
+    assert main(["inspect", str(export), "--tasks", "libero_object:0"]) == 1
+    captured = capsys.readouterr()
+    assert "state\\x1b]52;c;" in captured.out and "state\\x1b]52;c;" in captured.err
+    assert "\x1b" not in captured.out + captured.err
+
+
+def test_a_merge_reads_times_without_a_fraction_of_a_second(tmp_path: Path, capsys) -> None:
+    source = _shards(tmp_path)
+    report = json.loads((source / "report.json").read_text())
+    report["started_at"], report["finished_at"] = "2026-12-01T10:00:00Z", "2026-12-01T10:00:02.5Z"
+    _write(source / "report.json", report)
+    assert main(["merge", "--output", str(tmp_path / "merged"), str(source)]) == 1
+    merged = load_report(tmp_path / "merged" / "report.json")
+    assert (merged["started_at"], merged["wall_clock_s"]) == ("2026-12-01T10:00:00Z", 2.5)

@@ -53,6 +53,12 @@ def test_the_remainder_goes_where_it_keeps_tasks_whole() -> None:
     assert shares[2][0] == EpisodeId("f", 5, 0)
 
 
+@pytest.mark.parametrize("text", ["²/3", "1/٣"])
+def test_only_ascii_digits_make_a_shard(text: str) -> None:
+    with pytest.raises(ValueError, match="must be K/N"):  # int() raises on "²" and reads "٣" as 3
+        Shard.parse(text)
+
+
 @pytest.mark.parametrize("text", ["3", "3/3", "-1/3", "a/b", "1/0", "1/3/4"])
 def test_a_bad_shard_is_refused_in_one_line(fake, text: str) -> None:
     result = fake({}, *RUN, f"--vla-shard={text}")

@@ -63,9 +63,14 @@ def _validators() -> list[Any]:
 
 def _schema_problems(report: Any) -> Iterator[str]:
     for validator in _validators():
-        for error in sorted(validator.iter_errors(report), key=lambda error: list(map(str, error.absolute_path))):
+        for error in sorted(validator.iter_errors(report), key=_document_order):
             message = error.message if len(error.message) <= _MAX_MESSAGE else error.message[: _MAX_MESSAGE - 3] + "..."
             yield f"{_pointer(error.absolute_path)}: {message}"
+
+
+def _document_order(error: Any) -> list[tuple[bool, int | str]]:
+    """Problems in the order of the file: /episodes/2 before /episodes/10."""
+    return [(isinstance(part, str), part) for part in error.absolute_path]
 
 
 def _pointer(parts: Any) -> str:
