@@ -221,3 +221,9 @@ def test_shards_of_real_episodes_merge_into_the_unsharded_run(pytester: pytest.P
     assert stable_rows(report) == stable_rows(unsharded)  # same successes, steps and reasons, episode by episode
     assert report["aggregate"] == unsharded["aggregate"] and unsharded["aggregate"]["n_total"] == 4
     assert [part["shard"] for part in report["merged_from"]] == [0, 1]
+
+
+def test_a_node_id_with_a_number_that_is_not_ascii_names_no_episode() -> None:
+    assert EpisodeId.from_nodeid("libero", "libero/libero_object:²::ep1") is None
+    assert EpisodeId.from_nodeid("libero", "libero/libero_object:3::ep٣") is None
+    assert EpisodeId.from_nodeid("libero", "libero/libero_object:3::ep1") == EpisodeId("libero_object", 3, 1)

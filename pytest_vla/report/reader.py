@@ -1,5 +1,8 @@
 """Reading a report.json back, and deciding whether its rows can stand for episodes of another run.
 
+A report is a file from anyone: :func:`load_report` checks it whole (size, JSON, both schemas,
+consistency) before anything indexes it, and refuses it with one line per problem.
+
 A finished episode is a function of (export, protocol, seed, task, episode), so a row of an
 earlier run can stand for the same episode of this one (``--vla-resume``, ``--lf``, and later a
 merge of shards), provided the export's files and the protocol are the same; anything else is
@@ -17,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_vla.errors import ReportError, read_json, short_repr
+from pytest_vla.report.environment import TIMESTAMP_FORMAT
 from pytest_vla.report.schema import EpisodeId, EpisodeRow, TaskSpec
 from pytest_vla.report.shards import Shard
 from pytest_vla.report.writer import Invocation, RunInfo
@@ -47,7 +51,7 @@ def load_report(path: Path) -> dict[str, Any]:
 
 def timestamp(text: str) -> dt.datetime:
     """A report's ``started_at`` or ``finished_at`` (UTC, the fraction of a second optional); ValueError else."""
-    return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ" if "." in text else "%Y-%m-%dT%H:%M:%SZ")
+    return dt.datetime.strptime(text, TIMESTAMP_FORMAT if "." in text else TIMESTAMP_FORMAT.replace(".%f", ""))
 
 
 @cache
