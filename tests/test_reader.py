@@ -97,6 +97,9 @@ def _set(pointer: str, value: Any):
         (_set("/started_at", "2026-13-45T00:00:00Z"), "/started_at: '2026-13-45T00:00:00Z' is not a time"),
         (_set("/workers", "4"), "/workers: '4' is not of type 'integer'"),
         (_set("/shard", {"index": 2, "count": 2}), "/shard: index 2 is not below count 2"),
+        # A merge lists every episode of the run and cuts it into shards: both bounded.
+        (_set("/shard", {"index": 2, "count": 10**9}), "/shard/count: 1000000000 is greater than the maximum of 10000"),
+        (_set("/num_episodes_per_task", 10**9), "/num_episodes_per_task: a run of 2000000000 episodes, more than"),
         (_set("/invocation", {"args": "-p evil", "cwd": "/"}), "/invocation/args: '-p evil' is not of type 'array'"),
         (_set("/env/export_files", KeyError), "/env: 'export_files' is a required property"),
         (_set("/aggregate/n_success", 3), "/aggregate: says 3/4, its episodes are 2/4"),

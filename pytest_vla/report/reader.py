@@ -29,6 +29,7 @@ from pytest_vla.report.writer import Invocation, RunInfo
 SCHEMAS = ("report-v1.schema.json", "pytest-vla-report.schema.json")
 _MAX_LINES = 20  # problems told; a report broken everywhere is not told row by row
 _MAX_MESSAGE = 200
+MAX_RUN_EPISODES = 1_000_000  # tasks x episodes a merge lists, one object each; a LIBERO-90 run of 50 has 4500
 
 
 def load_report(path: Path) -> dict[str, Any]:
@@ -111,6 +112,9 @@ def _inconsistencies(report: dict[str, Any]) -> Iterator[str]:
     for position, result in enumerate(report["task_results"]):
         key = (result["task_id"], result["task_index"])
         yield from _tally_problems(f"/task_results/{position}", result, by_task.get(key, []))
+    planned = len(tasks) * report["num_episodes_per_task"]
+    if planned > MAX_RUN_EPISODES:
+        yield f"/num_episodes_per_task: a run of {planned} episodes, more than {MAX_RUN_EPISODES} are not read"
     shard = report["shard"]
     if shard is not None and shard["index"] >= shard["count"]:
         yield f"/shard: index {shard['index']} is not below count {shard['count']}"
