@@ -223,7 +223,7 @@ def _shards(tmp_path: Path, **invocation: Any) -> Path:
 
 def test_merge_refuses_to_write_over_a_source(tmp_path: Path, capsys) -> None:
     source = _shards(tmp_path)
-    for output in (source, source / ".." / "shard-0"):
+    for output in (source, source / ".." / "shard-0", source / "report.json"):
         for named in (source, source / "report.json"):
             assert main(["merge", "--output", str(output), str(named)]) == 2
             (line,) = capsys.readouterr().err.splitlines()

@@ -48,7 +48,7 @@ class Shard:
 
     @classmethod
     def from_json(cls, data: dict[str, int]) -> Shard:
-        """A loaded report's ``shard`` (its schema makes both integers)."""
+        """What :meth:`to_json` wrote (a loaded report's ``shard`` is checked to be that)."""
         return cls(data["index"], data["count"])
 
 
