@@ -5,7 +5,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import pytest
 import xmlschema
 
@@ -13,6 +12,7 @@ import pytest_vla.controller.episode_hooks
 import pytest_vla.controller.hooks
 import pytest_vla.controller.xdist
 import pytest_vla.report.stats
+from pytest_vla.report.reader import load_report
 from tests.models import state_only_export
 
 # pytester's in-process runs drop the modules a run imported, and a C extension cannot be loaded twice
@@ -22,17 +22,6 @@ pytest_vla.report.stats.wilson_interval(1, 2)  # and scipy.stats behind it
 pytest_plugins = ["pytester"]
 
 FAKE_SUITE = (Path(__file__).parent / "fake_suite.py").read_text()
-
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "shared" / "schema" / "report-v1.schema.json"
-VENDORED_SCHEMA = Path(__file__).parent / "report-v1.schema.json"
-
-
-@pytest.fixture(scope="session")
-def report_schema() -> dict[str, Any]:
-    """The report contract: ../shared/schema when present (the source of truth), else the vendored copy."""
-    path = SCHEMA_PATH if SCHEMA_PATH.is_file() else VENDORED_SCHEMA
-    return json.loads(path.read_text())
-
 
 # The xunit2 schema pytest validates its own JUnit XML against (testing/example_scripts/junit-10.xsd
 # in pytest's sdist, the xUnit plugin's junit-10.xsd); scripts/setup.sh puts it in the venv.
@@ -55,11 +44,11 @@ def validate_junit(junit_schema: xmlschema.XMLSchema):
 
 
 @pytest.fixture
-def validate_report(report_schema: dict[str, Any]):
+def validate_report():
+    """What pytest-vla wrote, read back as its readers read it: schema v1, pytest-vla's keys, consistent tallies."""
+
     def validate(path: Path) -> dict[str, Any]:
-        report = json.loads(path.read_text())
-        jsonschema.Draft202012Validator(report_schema).validate(report)
-        return report
+        return load_report(path)
 
     return validate
 

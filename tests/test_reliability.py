@@ -17,10 +17,12 @@ from junitparser.xunit2 import JUnitXml
 
 from pytest_vla.controller.exit_status import HARNESS_ERROR_EXIT, RunVerdict, exit_status
 from pytest_vla.errors import ExportError
+from pytest_vla.export.files import export_files
 from pytest_vla.export.manifest import NoiseInput, parse_manifest
 from pytest_vla.policy.feeds import noise_tensor
 from pytest_vla.report.schema import EpisodeId, TaskSpec, TerminalReason
 from tests.models import hanging_policy, state_only_export, write_export
+from tests.reports import written
 
 OK, FAILED = pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED
 
@@ -229,13 +231,9 @@ def test_resume_refuses_another_export_or_protocol(pytester: pytest.Pytester, ch
     export = state_only_export(pytester.path / "export")
     output = pytester.path / "eval_output"
     output.mkdir()
-    report = {
-        "suite": "libero",
-        "seed": 7,
-        "protocol": {"max_steps_override": 2},
-        "env": {"export_files": [{"name": p.name, "sha256": _sha(p)} for p in sorted(export.iterdir())]},
-        "episodes": [],
-    }
+    report = written({"suite": "libero", "seed": 7, "protocol": {"max_steps_override": 2}, "task_results": [],
+                      "episodes": []})  # fmt: skip
+    report["env"]["export_files"] = export_files(export)
     if not change:  # the export changed since
         state_only_export(export, seed=1)
     else:
@@ -249,12 +247,6 @@ def test_resume_refuses_another_export_or_protocol(pytester: pytest.Pytester, ch
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     (line,) = [line for line in result.stderr.lines if line.startswith("ERROR: ")]
     assert line.startswith("ERROR: --vla-resume: ") and message in line
-
-
-def _sha(path: Path) -> str:
-    import hashlib
-
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 ROW = st.fixed_dictionaries(
@@ -283,8 +275,8 @@ def test_any_earlier_report_is_resumed_or_refused_in_one_line(
         path.write_text(json.dumps(report))
         try:
             kept = compatible_rows(path, load_report(path), suite="libero", seed=7, protocol={}, export_files=files)
-        except ReportError as exc:
-            assert "\n" not in str(exc)
+        except ReportError as exc:  # one line per problem
+            assert exc.problems and all("\n" not in problem for problem in exc.problems)
         else:  # a kept row is one the controller can key and judge
             assert kept == report["episodes"]
             for row in kept:

@@ -53,6 +53,12 @@ def test_the_remainder_goes_where_it_keeps_tasks_whole() -> None:
     assert shares[2][0] == EpisodeId("f", 5, 0)
 
 
+@pytest.mark.parametrize("text", ["²/3", "1/٣"])
+def test_only_ascii_digits_make_a_shard(text: str) -> None:
+    with pytest.raises(ValueError, match="must be K/N"):  # int() raises on "²" and reads "٣" as 3
+        Shard.parse(text)
+
+
 @pytest.mark.parametrize("text", ["3", "3/3", "-1/3", "a/b", "1/0", "1/3/4"])
 def test_a_bad_shard_is_refused_in_one_line(fake, text: str) -> None:
     result = fake({}, *RUN, f"--vla-shard={text}")
@@ -143,8 +149,10 @@ def test_a_missing_shard_leaves_the_merge_partial_with_the_command_that_runs_it(
     assert report["missing_episodes"] == [episode.to_json() for episode in Shard(1, 3).share(run)]
     line = merged.stdout.splitlines()[-1]
     assert line.startswith("shard 1/3 did not report (4 episodes); run it, then merge again adding ")
+    # Said to be another shard's command, as its report records it: whoever wrote the report chose it.
+    assert f"The command shard 0/3 ran with, as {pytester.path}/shards/0/report.json records it (check it" in line
     # The printed command runs the missing shard; merging it in completes the report.
-    command = shlex.split(line.partition(": ")[2].partition(" && ")[2])
+    command = shlex.split(line.partition(" && ")[2])
     assert subprocess.run([sys.executable, "-m", *command], cwd=pytester.path, capture_output=True).returncode == 1
     again = run_merge("--output", "merged", "shards/0", "shards/2", "merged/shard-1", cwd=pytester.path)
     assert again.returncode == 0, again.stdout + again.stderr
@@ -159,8 +167,11 @@ def test_a_shard_that_stopped_early_is_resumed_by_the_printed_command(
     merged = run_merge("--output", "merged", "shards/0", "shards/1", cwd=pytester.path)
     assert merged.returncode == 1
     line = merged.stdout.splitlines()[-1]
-    assert line.startswith("shard 1/2 stopped early (5 episodes missing); resume it, then merge again: ")
-    command = shlex.split(line.partition(": ")[2].partition(" && ")[2])
+    assert line.startswith(
+        f"shard 1/2 stopped early (5 episodes missing); resume it, then merge again. The command it ran with, as "
+        f"{pytester.path}/shards/1/report.json records it (check it before running it), with --vla-resume: cd "
+    )
+    command = shlex.split(line.partition(" && ")[2])
     assert command[-3:] == ["--vla-shard", "1/2", "--vla-resume"]
     monkeypatch.setenv("FAKE_SUITE_SCRIPT", json.dumps(SCRIPT))
     subprocess.run([sys.executable, "-m", *command], cwd=pytester.path, capture_output=True, check=False)
@@ -210,3 +221,9 @@ def test_shards_of_real_episodes_merge_into_the_unsharded_run(pytester: pytest.P
     assert stable_rows(report) == stable_rows(unsharded)  # same successes, steps and reasons, episode by episode
     assert report["aggregate"] == unsharded["aggregate"] and unsharded["aggregate"]["n_total"] == 4
     assert [part["shard"] for part in report["merged_from"]] == [0, 1]
+
+
+def test_a_node_id_with_a_number_that_is_not_ascii_names_no_episode() -> None:
+    assert EpisodeId.from_nodeid("libero", "libero/libero_object:²::ep1") is None
+    assert EpisodeId.from_nodeid("libero", "libero/libero_object:3::ep٣") is None
+    assert EpisodeId.from_nodeid("libero", "libero/libero_object:3::ep1") == EpisodeId("libero_object", 3, 1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from pytest_vla.cli.describe import describe_action, describe_binding
-from pytest_vla.errors import ExportError, SuiteError
+from pytest_vla.errors import ExportError, SuiteError, printable
 from pytest_vla.export import resolve_export
 from pytest_vla.export.files import file_digest
 from pytest_vla.export.manifest import Manifest, load_manifest
@@ -22,9 +22,9 @@ def inspect_export(export: str, suite_name: str, task_list: str) -> int:
         manifest = load_manifest(export_dir)
     except ExportError as exc:
         return _fail(str(exc))
-    print(f"export   {export_dir}  (binding from {manifest.source})")
+    _say(f"export   {export_dir}  (binding from {manifest.source})")
     digest = file_digest(manifest.model)
-    print(f"model    {manifest.model.name}  {digest['bytes']} bytes  sha256 {digest['sha256'][:16]}")
+    _say(f"model    {manifest.model.name}  {digest['bytes']} bytes  sha256 {digest['sha256'][:16]}")
     try:
         tasks = suite.resolve_tasks(task_selection(task_list))
         checked = check_export(export_dir, suite, tasks)
@@ -34,8 +34,8 @@ def inspect_export(export: str, suite_name: str, task_list: str) -> int:
     nodes = {node.name: f"{node.type} {list(node.shape)}" for node in checked.policy.session.get_inputs()}
     _print_inputs(manifest, suite.render_size, nodes)
     for line in checked.warnings:
-        print(f"warning  {line}")
-    print(
+        _say(f"warning  {line}")
+    _say(
         f"checks   passed on {len(tasks)} {suite.name} task(s) with {checked.policy.provider}: every input bound "
         f"once, types and shapes agree, a synthetic observation gives finite actions {list(checked.actions_shape)}"
     )
@@ -44,15 +44,20 @@ def inspect_export(export: str, suite_name: str, task_list: str) -> int:
 
 def _print_inputs(manifest: Manifest, render_size: tuple[int, int], model_types: dict[str, str]) -> None:
     """One line per model input: name, the model's type and shape (once loaded), source and preprocessing."""
-    print("inputs")
+    _say("inputs")
     name_width = max(len(binding.name) for binding in manifest.inputs)
     type_width = max((len(text) for text in model_types.values()), default=0)
     for binding in manifest.inputs:
         declared = model_types.get(binding.name, "")
-        print(f"  {binding.name:<{name_width}}  {declared:<{type_width}}  {describe_binding(binding, render_size)}")
-    print(f"action   {describe_action(manifest.action)}")
+        _say(f"  {binding.name:<{name_width}}  {declared:<{type_width}}  {describe_binding(binding, render_size)}")
+    _say(f"action   {describe_action(manifest.action)}")
+
+
+def _say(line: str) -> None:
+    """Print a line whose names come from the export (its manifest and its model's nodes)."""
+    print(printable(line))
 
 
 def _fail(message: str) -> int:
-    print(f"ERROR: {message}", file=sys.stderr)
+    print(f"ERROR: {printable(message)}", file=sys.stderr)
     return 1

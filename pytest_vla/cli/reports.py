@@ -1,4 +1,4 @@
-"""``pytest-vla merge`` and ``pytest-vla report``: print what they made, or say in one line why they could not."""
+"""``pytest-vla merge`` and ``pytest-vla report``: print what they made, or one line per reason they could not."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from pytest_vla.errors import ReportError, one_line
+from pytest_vla.errors import ReportError, one_line, printable
 from pytest_vla.report.html import write_html
 from pytest_vla.report.merge import merge
 from pytest_vla.report.reader import load_report
@@ -17,13 +17,15 @@ from pytest_vla.report.writer import REPORT_NAME
 def merge_command(sources: Sequence[Path], output: Path) -> int:
     try:
         result = merge(sources, output)
-    except (ReportError, OSError) as exc:
-        print(f"pytest-vla merge: {exc}", file=sys.stderr)
+    except ReportError as exc:
+        return refused("merge", exc)
+    except OSError as exc:
+        print(f"pytest-vla merge: {one_line(exc)}", file=sys.stderr)
         return 2
     for line in summary_lines(result.report, result.report_path):
         print(line)
     if result.junit_path is not None:
-        print(f"junit: {result.junit_path}")
+        print(f"junit: {printable(str(result.junit_path))}")
     for line in result.unfinished:
         print(line)
     if result.unfinished:
@@ -36,8 +38,17 @@ def merge_command(sources: Sequence[Path], output: Path) -> int:
 def report_command(directory: Path) -> int:
     try:
         path = write_html(load_report(directory / REPORT_NAME), directory)
-    except (ReportError, OSError, KeyError, TypeError) as exc:
+    except ReportError as exc:
+        return refused("report", exc)
+    except OSError as exc:
         print(f"pytest-vla report: {directory / REPORT_NAME}: {one_line(exc)}", file=sys.stderr)
         return 2
-    print(path)
+    print(printable(str(path)))
     return 0
+
+
+def refused(command: str, exc: ReportError) -> int:
+    """Exit status 2, each problem on a line of its own."""
+    for problem in exc.problems:
+        print(f"pytest-vla {command}: {problem}", file=sys.stderr)
+    return 2

@@ -13,8 +13,8 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from pytest_vla.errors import ReportError
-from pytest_vla.report.reader import is_row, load_report
+from pytest_vla.errors import ReportError, printable, short_repr
+from pytest_vla.report.reader import load_report
 from pytest_vla.report.schema import TerminalReason, task_key
 from pytest_vla.report.stats import (
     ALPHA,
@@ -126,26 +126,28 @@ class Comparison:
 
 
 def read_comparable(path: Path) -> dict[str, Any]:
-    """A report.json, or the one in a run's output directory."""
+    """A report.json, or the one in a run's output directory, loaded (checked) by :func:`load_report`."""
     return load_report(path / REPORT_NAME if path.is_dir() else path)
 
 
 def check_comparable(base: dict[str, Any], new: dict[str, Any]) -> dict[TaskRef, TaskRef]:
     """NEW's tasks -> the BASE tasks they pair with; raise ``ReportError`` naming what makes them incomparable.
 
+    Both are reports as :func:`load_report` returns them (or as the writer builds them): well formed.
+
     Called before a run's first episode (``--vla-baseline``) as well as on two finished reports.
     """
     for key in ("suite", "seed"):
         if base.get(key) != new.get(key):
             raise ReportError(f"BASE was run with {key} {base.get(key)!r}, NEW with {key} {new.get(key)!r}: not paired")
-    base_protocol, new_protocol = _protocol(base, "BASE"), _protocol(new, "NEW")
+    base_protocol, new_protocol = base["protocol"], new["protocol"]
     for key in sorted((base_protocol.keys() | new_protocol.keys()) - _EXPORT_SIDE_KEYS):
         if base_protocol.get(key) != new_protocol.get(key):
             raise ReportError(
-                f"BASE and NEW ran under different protocols: {key} is {_short(base_protocol.get(key))} in BASE, "
-                f"{_short(new_protocol.get(key))} in NEW"
+                f"BASE and NEW ran under different protocols: {key} is {short_repr(base_protocol.get(key))} in BASE, "
+                f"{short_repr(new_protocol.get(key))} in NEW"
             )
-    base_tasks, new_tasks = _tasks(base, "BASE"), _tasks(new, "NEW")
+    base_tasks, new_tasks = _tasks(base), _tasks(new)
     partners: dict[TaskRef, TaskRef] = {}
     for task, (_, clean) in new_tasks.items():
         partner = task if task in base_tasks else clean if clean in base_tasks else None
@@ -169,13 +171,12 @@ def check_comparable(base: dict[str, Any], new: dict[str, Any]) -> dict[TaskRef,
 
 def compare(base: dict[str, Any], new: dict[str, Any], *, margin: float, base_name: str, new_name: str) -> Comparison:
     partners = check_comparable(base, new)
-    base_episodes, new_episodes = _episodes(base, "BASE"), _episodes(new, "NEW")
-    base_rows = {_ref_episode(row): row for row in base_episodes}
+    base_rows = {_ref_episode(row): row for row in base["episodes"]}
     cells: dict[tuple[TaskRef, TaskRef], PairedCounts] = {}
     excluded = 0
     partnered: set[tuple[TaskRef, int]] = set()  # BASE's episodes that pair with one of NEW's, or more
     unpaired = paired = 0
-    for row in new_episodes:
+    for row in new["episodes"]:
         task, episode = (row["task_id"], row["task_index"]), row["episode_index"]
         partner = partners.get(task)
         base_row = base_rows.get((partner, episode)) if partner else None
@@ -251,7 +252,7 @@ def comparison_lines(comparison: Comparison) -> list[str]:
             "row pools pairs that are not independent, so judge each perturbation by its family row"
         )
     lines.append(verdict_line(comparison))
-    return lines
+    return [printable(line) for line in lines]  # task labels come from the reports
 
 
 def verdict_line(comparison: Comparison) -> str:
@@ -313,36 +314,20 @@ def _pp(fraction: float) -> str:
     return f"{100 * fraction:+.1f}"
 
 
-def _protocol(report: dict[str, Any], side: str) -> dict[str, Any]:
-    protocol = report.get("protocol")
-    if not isinstance(protocol, dict):
-        raise ReportError(f"{side} records no protocol (not a pytest-vla report?)")
-    return protocol
-
-
-def _tasks(report: dict[str, Any], side: str) -> dict[TaskRef, tuple[int, TaskRef | None]]:
+def _tasks(report: dict[str, Any]) -> dict[TaskRef, tuple[int, TaskRef | None]]:
     """(family, index) -> (step budget, the clean task it perturbs, if it is a perturbed one)."""
-    try:
-        return {
-            (entry["task_id"], entry["task_index"]): (entry["max_steps"], _clean(entry.get("clean_task")))
-            for entry in report["task_results"]
-        }
-    except (KeyError, TypeError) as exc:
-        raise ReportError(f"{side} does not list its tasks as pytest-vla does (task_results; missing {exc})") from None
+    return {
+        (entry["task_id"], entry["task_index"]): (entry["max_steps"], _clean(entry.get("clean_task")))
+        for entry in report["task_results"]
+    }
 
 
-def _episodes(report: dict[str, Any], side: str) -> list[dict[str, Any]]:
-    rows = report.get("episodes")
-    if not isinstance(rows, list) or not all(is_row(row) for row in rows):
-        raise ReportError(f"{side} has malformed episode rows")
-    return rows
-
-
-def _clean(key: Any) -> TaskRef | None:
-    if not isinstance(key, str):
+def _clean(key: str | None) -> TaskRef | None:
+    """The task a ``clean_task`` key names (``family:index``, as the report's schema has it)."""
+    if key is None:
         return None
     family, _, index = key.rpartition(":")
-    return (family, int(index)) if index.isdigit() else None
+    return family, int(index)
 
 
 def _ref_episode(row: dict[str, Any]) -> tuple[TaskRef, int]:
@@ -356,8 +341,3 @@ def _unmeasured(row: dict[str, Any]) -> bool:
 def _names(tasks: dict[TaskRef, Any]) -> str:
     families = list(dict.fromkeys(family for family, _ in tasks))
     return ", ".join(families[:4]) + (", ..." if len(families) > 4 else "") if families else "no tasks"
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."

@@ -1,5 +1,8 @@
 """Reading a report.json back, and deciding whether its rows can stand for episodes of another run.
 
+A report is a file from anyone: :func:`load_report` checks it whole (size, JSON, both schemas,
+consistency) before anything indexes it, and refuses it with one line per problem.
+
 A finished episode is a function of (export, protocol, seed, task, episode), so a row of an
 earlier run can stand for the same episode of this one (``--vla-resume``, ``--lf``, and later a
 merge of shards), provided the export's files and the protocol are the same; anything else is
@@ -8,53 +11,157 @@ refused, with the difference named.
 
 from __future__ import annotations
 
+import datetime as dt
+import json
+from collections.abc import Iterator
+from functools import cache
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from pytest_vla.errors import ReportError, read_json
-from pytest_vla.report.schema import EpisodeRow, TaskSpec, TerminalReason
+from pytest_vla.errors import ReportError, read_json, short_repr
+from pytest_vla.report.environment import TIMESTAMP_FORMAT
+from pytest_vla.report.schema import EpisodeId, EpisodeRow, TaskSpec
 from pytest_vla.report.shards import Shard
 from pytest_vla.report.writer import Invocation, RunInfo
 
-_ROW_KEYS = ("task_id", "task_index", "episode_index", "success", "terminal_reason")
+# The v1 contract, and pytest-vla's additions to it that its readers use: a report must satisfy both.
+SCHEMAS = ("report-v1.schema.json", "pytest-vla-report.schema.json")
+_MAX_LINES = 20  # problems told; a report broken everywhere is not told row by row
+_MAX_MESSAGE = 200
+MAX_RUN_EPISODES = 1_000_000  # tasks x episodes a merge lists, one object each; a LIBERO-90 run of 50 has 4500
 
 
 def load_report(path: Path) -> dict[str, Any]:
+    """The report at ``path``, checked against :data:`SCHEMAS` and what a schema cannot say.
+
+    Raises one :class:`ReportError` holding a line per problem (``PATH: /json/pointer: what``) otherwise:
+    whatever reads a report may then index it as the writer wrote it.
+    """
     report = read_json(path, ReportError)
-    if not isinstance(report, dict):
-        raise ReportError(f"{path} is not a pytest-vla report")
+    problems = list(dict.fromkeys(_schema_problems(report)))
+    if not problems:
+        problems = list(_inconsistencies(report))
+    if problems:
+        told = [f"{path}: {problem}" for problem in problems[:_MAX_LINES]]
+        if len(problems) > _MAX_LINES:
+            told.append(f"{path}: and {len(problems) - _MAX_LINES} more problems")
+        raise ReportError(*told)
     return report
 
 
-def run_info(path: Path, report: dict[str, Any]) -> RunInfo:
-    """What ``report`` says about its run besides the rows, as the writer took it."""
-    try:
-        env = report["env"]
-        invocation = report.get("invocation")
-        return RunInfo(
-            suite=report["suite"],
-            seed=report["seed"],
-            tasks=tuple(
-                TaskSpec(
-                    result["task_id"],
-                    result["task_index"],
-                    result["instruction"],
-                    result["max_steps"],
-                    result.get("clean_task"),
-                )
-                for result in report["task_results"]
-            ),
-            num_episodes=report["num_episodes_per_task"],
-            protocol=report["protocol"],
-            provider=report["execution_provider"],
-            workers=report["workers"],
-            export_dir=Path(env["export_dir"]),
-            export_files=env["export_files"],
-            shard=Shard.from_json(report["shard"]) if report.get("shard") else None,
-            invocation=Invocation(invocation["args"], invocation["cwd"]) if invocation else None,
-        )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ReportError(f"{path} does not describe its run as this pytest-vla does (missing or bad: {exc})") from None
+def timestamp(text: str) -> dt.datetime:
+    """A report's ``started_at`` or ``finished_at`` (UTC, the fraction of a second optional); ValueError else."""
+    return dt.datetime.strptime(text, TIMESTAMP_FORMAT if "." in text else TIMESTAMP_FORMAT.replace(".%f", ""))
+
+
+@cache
+def _validators() -> list[Any]:
+    import jsonschema  # only when a report is read: the plugin's import stays cheap
+
+    validators = []
+    for name in SCHEMAS:
+        schema = json.loads(resources.files("pytest_vla.report").joinpath(name).read_text(encoding="utf-8"))
+        validators.append(jsonschema.validators.validator_for(schema)(schema))
+    return validators
+
+
+def _schema_problems(report: Any) -> Iterator[str]:
+    for validator in _validators():
+        for error in sorted(validator.iter_errors(report), key=_document_order):
+            message = error.message if len(error.message) <= _MAX_MESSAGE else error.message[: _MAX_MESSAGE - 3] + "..."
+            yield f"{_pointer(error.absolute_path)}: {message}"
+
+
+def _document_order(error: Any) -> list[tuple[bool, int | str]]:
+    """Problems in the order of the file: /episodes/2 before /episodes/10."""
+    return [(isinstance(part, str), part) for part in error.absolute_path]
+
+
+def _pointer(parts: Any) -> str:
+    """A JSON pointer (RFC 6901), ``/`` for the document itself."""
+    return "/" + "/".join(str(part).replace("~", "~0").replace("/", "~1") for part in parts)
+
+
+def _inconsistencies(report: dict[str, Any]) -> Iterator[str]:
+    """What the schemas cannot say: each episode once and of a listed task, tallies that count the rows."""
+    tasks: dict[tuple[str, int], int] = {}
+    for position, result in enumerate(report["task_results"]):
+        key = (result["task_id"], result["task_index"])
+        if key in tasks:
+            yield f"/task_results/{position}: repeats the task of /task_results/{tasks[key]}"
+        tasks.setdefault(key, position)
+    seen: dict[EpisodeId, int] = {}
+    for position, row in enumerate(report["episodes"]):
+        episode = EpisodeId.of_row(row)
+        if episode in seen:
+            yield f"/episodes/{position}: repeats the episode of /episodes/{seen[episode]} ({_named(episode)})"
+            continue
+        seen[episode] = position
+        if (episode.family, episode.task_index) not in tasks:
+            yield f"/episodes/{position}: its task {episode.task_key} is not in task_results"
+    rows = [report["episodes"][position] for position in seen.values()]
+    by_family: dict[str, list[EpisodeRow]] = {}
+    by_task: dict[tuple[str, int], list[EpisodeRow]] = {}
+    for row in rows:
+        by_family.setdefault(row["task_id"], []).append(row)
+        by_task.setdefault((row["task_id"], row["task_index"]), []).append(row)
+    yield from _tally_problems("/aggregate", report["aggregate"], rows)
+    for position, result in enumerate(report["results"]):
+        yield from _tally_problems(f"/results/{position}", result, by_family.get(result["task_id"], []))
+    for position, result in enumerate(report["task_results"]):
+        key = (result["task_id"], result["task_index"])
+        yield from _tally_problems(f"/task_results/{position}", result, by_task.get(key, []))
+    planned = len(tasks) * report["num_episodes_per_task"]
+    if planned > MAX_RUN_EPISODES:
+        yield f"/num_episodes_per_task: a run of {planned} episodes, more than {MAX_RUN_EPISODES} are not read"
+    shard = report["shard"]
+    if shard is not None and shard["index"] >= shard["count"]:
+        yield f"/shard: index {shard['index']} is not below count {shard['count']}"
+    for key in ("started_at", "finished_at"):
+        try:
+            timestamp(report[key])
+        except ValueError:
+            yield f"/{key}: {report[key]!r} is not a time"
+
+
+def _tally_problems(pointer: str, tally: dict[str, Any], rows: list[EpisodeRow]) -> Iterator[str]:
+    n_success = sum(1 for row in rows if row["success"])
+    if (tally["n_success"], tally["n_total"]) != (n_success, len(rows)):
+        yield f"{pointer}: says {tally['n_success']}/{tally['n_total']}, its episodes are {n_success}/{len(rows)}"
+    elif abs(tally["success_rate"] - (n_success / len(rows) if rows else 0.0)) > 1e-6:
+        yield f"{pointer}/success_rate: {tally['success_rate']} is not {n_success}/{len(rows)}"
+
+
+def _named(episode: EpisodeId) -> str:
+    return f"{episode.task_key} episode {episode.episode_index}"
+
+
+def run_info(report: dict[str, Any]) -> RunInfo:
+    """What a loaded ``report`` says about its run besides the rows, as the writer took it."""
+    env, invocation = report["env"], report["invocation"]
+    return RunInfo(
+        suite=report["suite"],
+        seed=report["seed"],
+        tasks=tuple(
+            TaskSpec(
+                result["task_id"],
+                result["task_index"],
+                result["instruction"],
+                result["max_steps"],
+                result.get("clean_task"),
+            )
+            for result in report["task_results"]
+        ),
+        num_episodes=report["num_episodes_per_task"],
+        protocol=report["protocol"],
+        provider=report["execution_provider"],
+        workers=report["workers"],
+        export_dir=Path(env["export_dir"]),
+        export_files=env["export_files"],
+        shard=Shard.from_json(report["shard"]) if report["shard"] else None,
+        invocation=Invocation(invocation["args"], invocation["cwd"]) if invocation else None,
+    )
 
 
 def compatible_rows(
@@ -66,50 +173,22 @@ def compatible_rows(
     protocol: dict[str, Any],
     export_files: list[dict[str, Any]],
 ) -> list[EpisodeRow]:
-    """The rows of ``report`` (read from ``path``) if it was made under this export, suite, seed and protocol."""
-    earlier_files = _files(report)
-    if earlier_files is None:
-        raise ReportError(f"{path} does not record the export's files (env.export_files)")
+    """The rows of a loaded ``report`` (from ``path``) if it was made under this export, suite, seed and protocol."""
+    earlier_files = {entry["name"]: entry["sha256"] for entry in report["env"]["export_files"]}
     now_files = {entry["name"]: entry["sha256"] for entry in export_files}
     if earlier_files != now_files:
         changed = sorted(
             name for name in earlier_files.keys() | now_files.keys() if earlier_files.get(name) != now_files.get(name)
         )
         raise ReportError(f"{path} was made with a different export (changed: {', '.join(changed)})")
-    for name, earlier, now in (("suite", report.get("suite"), suite), ("seed", report.get("seed"), seed)):
+    for name, earlier, now in (("suite", report["suite"], suite), ("seed", report["seed"], seed)):
         if earlier != now:
             raise ReportError(f"{path} was made with {name} {earlier!r}, this run has {now!r}")
-    earlier_protocol = report.get("protocol")
-    if not isinstance(earlier_protocol, dict):
-        raise ReportError(f"{path} does not record its protocol")
+    earlier_protocol = report["protocol"]
     for key, value in protocol.items():
         if earlier_protocol.get(key) != value:
             raise ReportError(
-                f"{path} was made under another protocol: {key} was {earlier_protocol.get(key)!r}, now {value!r}"
+                f"{path} was made under another protocol: {key} was {short_repr(earlier_protocol.get(key))}, "
+                f"now {short_repr(value)}"
             )
-    rows = report.get("episodes")
-    if not isinstance(rows, list) or not all(is_row(row) for row in rows):
-        raise ReportError(f"{path} has malformed episode rows")
-    return rows
-
-
-def _files(report: dict[str, Any]) -> dict[str, str] | None:
-    env = report.get("env")
-    files = env.get("export_files") if isinstance(env, dict) else None
-    if not isinstance(files, list) or not all(
-        isinstance(entry, dict) and isinstance(entry.get("name"), str) and isinstance(entry.get("sha256"), str)
-        for entry in files
-    ):
-        return None
-    return {entry["name"]: entry["sha256"] for entry in files}
-
-
-def is_row(row: Any) -> bool:
-    return (
-        isinstance(row, dict)
-        and all(key in row for key in _ROW_KEYS)
-        and isinstance(row["task_id"], str)
-        and all(isinstance(row[key], int) and not isinstance(row[key], bool) for key in ("task_index", "episode_index"))
-        and isinstance(row["success"], bool)
-        and row["terminal_reason"] in {reason.value for reason in TerminalReason}
-    )
+    return report["episodes"]

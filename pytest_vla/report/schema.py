@@ -16,6 +16,14 @@ def task_key(family: str, task_index: int) -> str:
     return f"{family}:{task_index}"
 
 
+def is_number(text: str) -> bool:
+    """A task, episode or shard number as ids and options write it: ASCII digits only.
+
+    ``"²".isdigit()`` is true and ``int("²")`` raises; ``int("٣")`` reads 3.
+    """
+    return text.isascii() and text.isdecimal()
+
+
 def task_nodeid(suite: str, key: str) -> str:
     """A task collector's node id, ``libero/libero_object:3``.
 
@@ -54,7 +62,7 @@ class EpisodeId:
         in_suite, _, key = task.partition("/")
         family, _, index = key.rpartition(":")
         episode = name.removeprefix("ep")
-        if not (in_suite == suite and family and index.isdigit() and name.startswith("ep") and episode.isdigit()):
+        if not (in_suite == suite and family and is_number(index) and name.startswith("ep") and is_number(episode)):
             return None
         return cls(family, int(index), int(episode))
 

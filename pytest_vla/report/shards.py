@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from pytest_vla.report.schema import EpisodeId, TaskSpec
+from pytest_vla.report.schema import EpisodeId, TaskSpec, is_number
 
 
 def run_episodes(tasks: Sequence[TaskSpec], num_episodes: int) -> list[EpisodeId]:
@@ -28,7 +28,7 @@ class Shard:
     def parse(cls, text: str) -> Shard:
         """``K/N`` with ``0 <= K < N``; raises :class:`ValueError` with a message for the user."""
         index, slash, count = text.strip().partition("/")
-        if not (slash and index.isdigit() and count.isdigit()):
+        if not (slash and is_number(index) and is_number(count)):
             raise ValueError(f"must be K/N (shard K of N, counted from 0), got {text!r}")
         shard = cls(int(index), int(count))
         if not 0 <= shard.index < shard.count:
@@ -47,8 +47,9 @@ class Shard:
         return {"index": self.index, "count": self.count}
 
     @classmethod
-    def from_json(cls, data: Any) -> Shard:
-        return cls(int(data["index"]), int(data["count"]))
+    def from_json(cls, data: dict[str, int]) -> Shard:
+        """What :meth:`to_json` wrote (a loaded report's ``shard`` is checked to be that)."""
+        return cls(data["index"], data["count"])
 
 
 def _task_boundaries(episodes: Sequence[EpisodeId]) -> list[bool]:

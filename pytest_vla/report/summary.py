@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from pytest_vla.errors import printable
+
 
 def summary_lines(report: dict[str, Any], report_path: Path) -> list[str]:
     lines = [
@@ -17,7 +19,7 @@ def summary_lines(report: dict[str, Any], report_path: Path) -> list[str]:
     lines.append(f"{'aggregate':<15} {'':<8} {_rate(report['aggregate'])}")
     lines.append("")
     lines.append(f"[low, high]: 95% Wilson interval   provider: {report['execution_provider']}   report: {report_path}")
-    return lines
+    return [printable(line) for line in lines]  # task ids and instructions come from the report
 
 
 def _rate(tally: dict[str, Any]) -> str:
