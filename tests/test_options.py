@@ -57,3 +57,12 @@ def test_non_finite_numbers_are_refused_in_one_line(fake, args: list[str]) -> No
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([f"ERROR: {args[0]} must be *, got '{args[1]}'"])
     assert "Traceback" not in result.stderr.str()
+
+
+@pytest.mark.parametrize("entry", ["libero_object:²", "libero_object:٣", "libero_object:-1", "libero_object:10"])
+def test_a_libero_task_index_is_ascii_digits_within_the_family(entry: str) -> None:
+    from pytest_vla.errors import SuiteError
+    from pytest_vla.suites.libero import LiberoSuite
+
+    with pytest.raises(SuiteError, match=r"task index out of range \(libero_object has tasks 0\.\.9\)"):
+        LiberoSuite().resolve_tasks([entry])

@@ -16,7 +16,7 @@ import numpy as np
 
 from pytest_vla.errors import EnvFailure, SuiteError, one_line
 from pytest_vla.report.environment import package_version
-from pytest_vla.report.schema import TerminalReason, task_key
+from pytest_vla.report.schema import TerminalReason, is_number, task_key
 from pytest_vla.suites.base import StateConvention, TaskSpec
 from pytest_vla.suites.libero.env import SETTLE_ACTION, SETTLE_STEPS, LiberoEnv, build_env
 from pytest_vla.suites.libero.rendering import (
@@ -105,7 +105,7 @@ class LiberoSuite:
             n_tasks = _benchmark(clean).n_tasks
             if not index_text:
                 indices = list(range(n_tasks))
-            elif index_text.isdigit() and int(index_text) < n_tasks:
+            elif is_number(index_text) and int(index_text) < n_tasks:
                 indices = [int(index_text)]
             else:
                 raise SuiteError(
