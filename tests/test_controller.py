@@ -407,7 +407,10 @@ def test_a_new_run_moves_the_earlier_results_aside(fake, pytester, validate_repo
         "(--vla-resume continues a run instead)"
     ])  # fmt: skip
     assert moved.name == first["started_at"].replace("-", "").replace(":", "").split(".")[0] + "Z"
-    assert json.loads((moved / "report.json").read_text()) == first
+    kept = json.loads((moved / "report.json").read_text())
+    assert [Path(row["trajectory_path"]) for row in kept["episodes"]] == [
+        moved / "trajectories" / f"fake_task0_episode_{n}.npz" for n in (0, 1)]  # fmt: skip
+    assert {**kept, "episodes": first["episodes"]} == first  # where its files are now, and nothing else changed
     assert len((moved / "episodes.jsonl").read_text().splitlines()) == 2
     assert sorted(path.name for path in (moved / "trajectories").iterdir()) == [
         "fake_task0_episode_0.npz", "fake_task0_episode_1.npz"]  # fmt: skip

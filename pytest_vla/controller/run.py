@@ -33,11 +33,11 @@ from pytest_vla.preflight.result import PreflightResult
 from pytest_vla.report.compare import Comparison, Verdict, check_comparable, compare, comparison_lines, read_comparable
 from pytest_vla.report.html import write_html
 from pytest_vla.report.journal import Journal, read_journal
-from pytest_vla.report.layout import OutputLayout
+from pytest_vla.report.layout import OutputLayout, relocated
 from pytest_vla.report.reader import compatible_rows, load_report
 from pytest_vla.report.schema import EpisodeId, EpisodeRow, TerminalReason, episode_row
 from pytest_vla.report.summary import summary_lines
-from pytest_vla.report.writer import Invocation, ReportWriter, RunInfo
+from pytest_vla.report.writer import Invocation, ReportWriter, RunInfo, write_json_atomically
 from pytest_vla.rollout.threads import available_cpus
 from pytest_vla.rollout.watchdog import clear_notes, read_note
 from pytest_vla.suites.base import Suite
@@ -226,16 +226,25 @@ class ControllerRun:
         if not paths or (paths == [self.layout.report_json] and not _holds_results(self.layout)):
             return  # nothing, or only a report of no episodes (a failed preflight's): replaced
         try:
-            started_at = load_report(self.layout.report_json).get("started_at")
+            earlier: dict[str, Any] | None = load_report(self.layout.report_json)
         except ReportError:
-            started_at = None
+            earlier = None
         try:
-            target = self.layout.move_aside(paths, started_at)
+            target = self.layout.move_aside(paths, earlier.get("started_at") if earlier else None)
         except OSError as exc:
             raise pytest.UsageError(
                 f"--vla-output {self.plan.output} holds an earlier run's results, which could not be moved aside "
                 f"({exc}): move them yourself, or pass --vla-resume to continue that run"
             ) from None
+        if earlier is not None:  # its rows and page name its videos and trajectories where they are now
+            moved = OutputLayout(target)
+            report = relocated(earlier, self.layout.root, target)
+            try:
+                write_json_atomically(moved.report_json, report)
+                if moved.report_html.exists():
+                    write_html(report, target)
+            except Exception as exc:  # a report of any shape may lie there; its files are kept all the same
+                warnings.warn(VlaWarning(f"{target}: the moved report's paths not updated: {exc}"), stacklevel=2)
         line = (
             f"vla: the earlier run's {', '.join(path.name for path in paths)} moved to {target} "
             "(--vla-resume continues a run instead)"

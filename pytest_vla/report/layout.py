@@ -13,6 +13,7 @@ import datetime as dt
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pytest_vla.report.environment import TIMESTAMP_FORMAT
 from pytest_vla.report.schema import EpisodeId
@@ -102,6 +103,34 @@ class OutputLayout:
         for path in paths:
             os.replace(path, target / path.name)  # a rename: same file system, videos of gigabytes cost nothing
         return target
+
+
+def relocated(report: dict[str, Any], old_root: Path, new_root: Path) -> dict[str, Any]:
+    """``report`` with the video and trajectory paths that lay under ``old_root`` under ``new_root`` instead.
+
+    What a report moved aside says about its files: else its rows, and its page's links, would
+    name the next run's videos of the same episodes.
+    """
+
+    def moved(value: Any) -> Any:
+        if isinstance(value, str) and Path(value).is_relative_to(old_root):
+            return str(new_root / Path(value).relative_to(old_root))
+        return value
+
+    rows = report.get("episodes")
+    if isinstance(rows, list):
+        report = {
+            **report,
+            "episodes": [
+                {**row, **{key: moved(row.get(key)) for key in ("video_path", "trajectory_path") if key in row}}
+                if isinstance(row, dict)
+                else row
+                for row in rows
+            ],
+        }
+    if isinstance(report.get("video_paths"), list):
+        report = {**report, "video_paths": [moved(path) for path in report["video_paths"]]}
+    return report
 
 
 def _stamp(started_at: str | None) -> str | None:
