@@ -429,3 +429,17 @@ def test_a_stale_watchdog_note_does_not_label_a_later_crash(fake, pytester, vali
     (row,) = _report(pytester, validate_report)["episodes"]
     assert row["terminal_reason"] == "adapter_error"
     assert "died while running this episode (exit code 3)" in row["error_message"]
+
+
+def test_results_that_cannot_be_moved_aside_stop_the_run_untouched(fake, pytester) -> None:
+    args = ["--vla-tasks", "fake:0", "--vla-num-episodes", "1", "-p", "no:xdist"]
+    fake({"0": "succeed"}, *args).assert_outcomes(passed=1)
+    output = pytester.path / "eval_output"
+    first = (output / "report.json").read_text()
+    (output / "previous").write_text("a file where the directory should be")
+    result = fake({}, *args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: --vla-output * holds an earlier run's results, which could not be moved aside "
+                                 "(*): move them yourself, or pass --vla-resume to continue that run"])  # fmt: skip
+    assert (output / "report.json").read_text() == first  # untouched
+    assert (pytester.path / "resets.log").read_text().split() == ["0:0"]  # the first run's episode only

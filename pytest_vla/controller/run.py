@@ -212,12 +212,16 @@ class ControllerRun:
         self.progress = Progress(len(self._selected))
         self.writer.expect(self._selected)
         if runs_episodes(self.config):
-            if not self._output_claimed:
-                self._move_earlier_results_aside()
-                self._output_claimed = True
+            self._claim_output()
             # A valid, partial report.json exists from the start: a run killed before its first
             # episode still says what it was going to run.
             self.write()
+
+    def _claim_output(self) -> None:
+        """Make the output directory this run's: raises a UsageError, leaving it untouched, when it cannot."""
+        if not self._output_claimed:
+            self._move_earlier_results_aside()
+            self._output_claimed = True
 
     def _move_earlier_results_aside(self) -> None:
         """An earlier run's results are never overwritten: they move to ``previous/<its start>/``, said in one line."""
@@ -338,6 +342,11 @@ class ControllerRun:
 
     def finish(self, pytest_status: int, junit_path: Path | None) -> int:
         """The last report write, the HTML page, the JUnit clean-up and the exit status, whatever happened before."""
+        try:
+            self._claim_output()  # already done, unless the run never got to its items (a collection error)
+        except pytest.UsageError as exc:  # nothing is written over the earlier results
+            warnings.warn(VlaWarning(f"report.json not written: {exc}"), stacklevel=2)
+            return exit_status(pytest_status, self._verdict())
         if self.baseline is not None:
             self._compare_with_baseline()
         self.journal.close()
