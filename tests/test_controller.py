@@ -443,3 +443,21 @@ def test_results_that_cannot_be_moved_aside_stop_the_run_untouched(fake, pyteste
                                  "(*): move them yourself, or pass --vla-resume to continue that run"])  # fmt: skip
     assert (output / "report.json").read_text() == first  # untouched
     assert (pytester.path / "resets.log").read_text().split() == ["0:0"]  # the first run's episode only
+
+
+def test_a_watchdog_note_of_another_run_is_ignored(tmp_path: Path) -> None:
+    from dataclasses import asdict
+
+    from pytest_vla.report.layout import OutputLayout
+    from pytest_vla.rollout.watchdog import Stuck, clear_notes, read_note
+
+    layout = OutputLayout(tmp_path)
+    layout.watchdog.mkdir()
+    note = Stuck("episode", "fake:0 episode 0", 1.0, run_id="earlier", pid=123)
+    layout.watchdog_note("gw0").write_text(json.dumps(asdict(note)))
+    assert read_note(layout, "gw0", "this") is None
+    layout.watchdog_note("gw0").write_text(json.dumps(asdict(note)))
+    assert read_note(layout, "gw0", "earlier") == note
+    layout.watchdog_note("gw1").write_text(json.dumps(asdict(note)))
+    clear_notes(layout)
+    assert list(layout.watchdog.iterdir()) == []
