@@ -41,6 +41,10 @@ def pytest_vla_episode_finished(config: pytest.Config, episode: dict[str, Any]) 
 def pytest_vla_modify_report(config: pytest.Config, report: dict[str, Any]) -> None:
     """Called on the controller before each write of ``report.json``; add keys in place.
 
+    report.json is written when the items are collected, at most every few seconds
+    (``report.writer.REWRITE_EVERY_S``) while episodes finish, and at the end: the final report
+    always passes through this hook. For something per episode, use ``pytest_vla_episode_finished``.
+
     Schema v1 is additive-only: add keys, do not change or remove existing ones.
 
     Example::

@@ -42,6 +42,7 @@ class EvalPlan:
     shard: Shard | None = None  # this job's share of the run (--vla-shard); None: all of it
     finished: tuple[EpisodeId, ...] = ()  # episodes an earlier report already holds (--vla-resume, --lf)
     preflight: PreflightResult | None = None  # the controller's simulator preflight, for the vla_preflight fixture
+    run_id: str = ""  # set by the controller: what the watchdog's notes carry, so none of another run is taken
 
     def episodes(self) -> list[EpisodeId]:
         """The episodes this job runs: its shard's share of the run, in run order."""

@@ -345,3 +345,119 @@ def pytest_vla_modify_report(config, report):
     report = _report(pytester, validate_report)
     assert [e["terminal_reason"] for e in report["episodes"]] == ["adapter_error", "adapter_error"]
     assert report["seen_by_hook"] == [0, 1]
+
+
+# --- the journal, report.json's cadence, the output directory's earlier results ------------------
+
+
+def test_report_json_is_rewritten_every_few_seconds_not_per_episode(fake, pytester, validate_report) -> None:
+    pytester.makeconftest(FAKE_SUITE + """
+def pytest_vla_modify_report(config, report):
+    with open("writes.log", "a") as log:
+        log.write(f"{len(report['episodes'])}\\n")
+""")  # fmt: skip
+    fake({"0": "succeed"}, "--vla-num-episodes", "10", "-p", "no:xdist").assert_outcomes(passed=10, failed=30)
+    writes = [int(n) for n in (pytester.path / "writes.log").read_text().split()]
+    assert len(writes) <= 5 and writes[0] == 0 and writes[-1] == 40  # the start, at most one per 5 s, the end
+    assert _report(pytester, validate_report)["partial"] is False
+    journal = (pytester.path / "eval_output" / "episodes.jsonl").read_text().splitlines()
+    assert len(journal) == 40  # every row, as it finished
+
+
+def test_a_killed_controller_is_resumed_from_its_journal(fake, pytester, validate_report) -> None:
+    pytester.makeconftest(FAKE_SUITE + """
+import os, signal
+
+def pytest_vla_episode_finished(config, episode):
+    if episode["episode_index"] == 3 and not config.getoption("vla_resume"):
+        os.kill(os.getpid(), signal.SIGKILL)
+""")  # fmt: skip
+    args = ["--vla-tasks", "fake:0", "--vla-num-episodes", "6", "-p", "no:xdist"]
+    killed = fake({"0": "succeed"}, *args)
+    assert killed.ret == -signal.SIGKILL
+    output = pytester.path / "eval_output"
+    assert validate_report(output / "report.json")["episodes"] == []  # report.json lags: its next write was not due
+    journal = output / "episodes.jsonl"
+    assert [json.loads(line)["episode_index"] for line in journal.read_text().splitlines()] == [0, 1, 2, 3]
+    with journal.open("a") as stream:
+        stream.write('{"task_id": "fake", "task_in')  # a row torn by the kill
+    (pytester.path / "resets.log").unlink()
+    resumed = fake({"0": "succeed"}, *args, "--vla-resume")
+    resumed.assert_outcomes(passed=2)
+    resumed.stdout.fnmatch_lines([
+        "vla: *episodes.jsonl: line 5 is an incomplete row (the run was killed writing it): ignored",
+        "vla: --vla-resume: 4 finished episodes of *report.json kept, 2 to run",
+    ])  # fmt: skip
+    assert (pytester.path / "resets.log").read_text().split() == ["0:4", "0:5"]
+    report = _report(pytester, validate_report)
+    assert [row["episode_index"] for row in report["episodes"]] == [0, 1, 2, 3, 4, 5] and not report["partial"]
+    assert not (output / "previous").exists()  # a continued run moves nothing aside
+
+
+def test_a_new_run_moves_the_earlier_results_aside(fake, pytester, validate_report) -> None:
+    args = ["--vla-tasks", "fake:0", "--vla-num-episodes", "2", "-p", "no:xdist", "--vla-save-trajectories"]
+    output = pytester.path / "eval_output"
+    fake({"0": "succeed"}, *args, "--junitxml", "eval_output/junit.xml").assert_outcomes(passed=2)
+    first = validate_report(output / "report.json")
+    second = fake({}, *args)
+    second.assert_outcomes(failed=2)
+    (moved,) = (output / "previous").iterdir()
+    second.stdout.fnmatch_lines([
+        f"vla: the earlier run's report.json, episodes.jsonl, report.html, junit.xml, trajectories moved to {moved} "
+        "(--vla-resume continues a run instead)"
+    ])  # fmt: skip
+    assert moved.name == first["started_at"].replace("-", "").replace(":", "").split(".")[0] + "Z"
+    kept = json.loads((moved / "report.json").read_text())
+    assert [Path(row["trajectory_path"]) for row in kept["episodes"]] == [
+        moved / "trajectories" / f"fake_task0_episode_{n}.npz" for n in (0, 1)]  # fmt: skip
+    assert {**kept, "episodes": first["episodes"]} == first  # where its files are now, and nothing else changed
+    assert len((moved / "episodes.jsonl").read_text().splitlines()) == 2
+    assert sorted(path.name for path in (moved / "trajectories").iterdir()) == [
+        "fake_task0_episode_0.npz", "fake_task0_episode_1.npz"]  # fmt: skip
+    assert set(_reasons(_report(pytester, validate_report)).values()) == {"timeout"}  # the new run's alone
+    assert len((output / "episodes.jsonl").read_text().splitlines()) == 2
+    assert not (output / "junit.xml").exists()  # this run wrote none
+
+
+def test_a_stale_watchdog_note_does_not_label_a_later_crash(fake, pytester, validate_report) -> None:
+    notes = pytester.path / "eval_output" / ".vla-watchdog"
+    notes.mkdir(parents=True)
+    for worker in ("gw0", "gw1"):  # an earlier run's, whose controller died before reading them
+        (notes / f"{worker}.json").write_text(json.dumps({"phase": "episode", "what": "x", "limit_s": 1.0}))
+    result = fake({"0:0": "die"}, "--vla-tasks", "fake:0", "--vla-num-episodes", "1", "-n", "1")
+    assert result.ret == HARNESS_ERROR_EXIT  # a harness error, not a policy's timeout
+    (row,) = _report(pytester, validate_report)["episodes"]
+    assert row["terminal_reason"] == "adapter_error"
+    assert "died while running this episode (exit code 3)" in row["error_message"]
+
+
+def test_results_that_cannot_be_moved_aside_stop_the_run_untouched(fake, pytester) -> None:
+    args = ["--vla-tasks", "fake:0", "--vla-num-episodes", "1", "-p", "no:xdist"]
+    fake({"0": "succeed"}, *args).assert_outcomes(passed=1)
+    output = pytester.path / "eval_output"
+    first = (output / "report.json").read_text()
+    (output / "previous").write_text("a file where the directory should be")
+    result = fake({}, *args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: --vla-output * holds an earlier run's results, which could not be moved aside "
+                                 "(*): move them yourself, or pass --vla-resume to continue that run"])  # fmt: skip
+    assert (output / "report.json").read_text() == first  # untouched
+    assert (pytester.path / "resets.log").read_text().split() == ["0:0"]  # the first run's episode only
+
+
+def test_a_watchdog_note_of_another_run_is_ignored(tmp_path: Path) -> None:
+    from dataclasses import asdict
+
+    from pytest_vla.report.layout import OutputLayout
+    from pytest_vla.rollout.watchdog import Stuck, clear_notes, read_note
+
+    layout = OutputLayout(tmp_path)
+    layout.watchdog.mkdir()
+    note = Stuck("episode", "fake:0 episode 0", 1.0, run_id="earlier", pid=123)
+    layout.watchdog_note("gw0").write_text(json.dumps(asdict(note)))
+    assert read_note(layout, "gw0", "this") is None
+    layout.watchdog_note("gw0").write_text(json.dumps(asdict(note)))
+    assert read_note(layout, "gw0", "earlier") == note
+    layout.watchdog_note("gw1").write_text(json.dumps(asdict(note)))
+    clear_notes(layout)
+    assert list(layout.watchdog.iterdir()) == []

@@ -103,3 +103,61 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def test_the_journal_keeps_every_row_and_refuses_a_line_that_is_not_one(tmp_path: Path) -> None:
+    from pytest_vla.errors import ReportError
+    from pytest_vla.report.journal import Journal, read_journal
+
+    path = tmp_path / "out" / "episodes.jsonl"
+    journal = Journal(path)
+    rows = [_row(TASKS[0], 0, "timeout"), _row(TASKS[0], 0, "success")]  # a rerun: the later line decides
+    for row in rows:
+        journal.append(row)
+    journal.close()
+    assert read_journal(path) == (rows, None)
+    with path.open("a") as stream:
+        stream.write('{"task_id": "libero_obj')  # killed mid-write
+    kept, torn = read_journal(path)
+    assert kept == rows and torn == f"{path}: line 3 is an incomplete row (the run was killed writing it): ignored"
+    path.write_text(json.dumps(rows[0]) + "\n[1, 2]\n" + json.dumps(rows[1]) + "\n")
+    with pytest.raises(ReportError, match=r"episodes.jsonl: line 2 is not a pytest-vla episode row$"):
+        read_journal(path)
+    (tmp_path / "elsewhere").write_text("")
+    path.unlink()
+    path.symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(OSError):  # a planted link is not followed
+        Journal(path).append(rows[0])
+    assert (tmp_path / "elsewhere").read_text() == ""
+
+
+def test_report_json_is_rewritten_at_most_every_few_seconds(tmp_path: Path, monkeypatch) -> None:
+    from pytest_vla.report import writer as writer_module
+
+    writer = _writer(tmp_path)
+    clock = [100.0]
+    monkeypatch.setattr(writer_module.time, "monotonic", lambda: clock[0])
+    assert writer.write_if_due()  # never written: now
+    assert not writer.write_if_due()
+    clock[0] += writer_module.REWRITE_EVERY_S
+    assert writer.write_if_due()
+
+
+def test_earlier_results_move_aside_under_their_start(tmp_path: Path) -> None:
+    from pytest_vla.report.layout import OutputLayout
+
+    layout = OutputLayout(tmp_path)
+    layout.report_json.write_text("{}")
+    layout.videos.mkdir()
+    (tmp_path / "junit-ci.xml").write_text("<testsuites/>")
+    layout.trajectories.write_text("a file, not a run's trajectories")
+    paths = layout.results(tmp_path / "junit-ci.xml")
+    assert [path.name for path in paths] == ["report.json", "junit-ci.xml", "videos"]
+    first = layout.move_aside(paths, "2026-12-02T04:34:14.123456Z")
+    assert first == tmp_path / "previous" / "20261202T043414Z" and (first / "videos").is_dir()
+    layout.report_json.write_text("{}")
+    second = layout.move_aside([layout.report_json], "2026-12-02T04:34:14.9Z")  # the same second
+    assert second.name == "20261202T043414Z-2"
+    layout.report_json.write_text("{}")
+    third = layout.move_aside([layout.report_json], "../../etc")  # not a timestamp: the file's own time
+    assert third.parent == layout.previous and third.name[:8].isdigit()

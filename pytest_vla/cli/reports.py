@@ -8,10 +8,10 @@ from pathlib import Path
 
 from pytest_vla.errors import ReportError, one_line, printable
 from pytest_vla.report.html import write_html
+from pytest_vla.report.layout import REPORT_NAME
 from pytest_vla.report.merge import merge
 from pytest_vla.report.reader import load_report
 from pytest_vla.report.summary import summary_lines
-from pytest_vla.report.writer import REPORT_NAME
 
 
 def merge_command(sources: Sequence[Path], output: Path) -> int:

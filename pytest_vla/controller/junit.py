@@ -9,6 +9,7 @@ recomputed.
 
 from __future__ import annotations
 
+import io
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from pathlib import Path
@@ -16,6 +17,7 @@ from pathlib import Path
 from _pytest.junitxml import mangle_test_address
 
 from pytest_vla.report.schema import EpisodeRow
+from pytest_vla.report.writer import write_text_atomically
 
 # The episode facts every testcase carries.
 PROPERTIES = ("task_id", "task_index", "episode_index", "terminal_reason", "n_steps", "wall_clock_s")
@@ -56,7 +58,9 @@ def finish_junit(path: Path, episodes: Mapping[tuple[str, str], EpisodeRow], fam
         suite.set("tests", str(len(cases)))
         for attribute, tag in _OUTCOMES.items():
             suite.set(attribute, str(sum(1 for case in cases if case.find(tag) is not None)))
-    tree.write(path, encoding="utf-8", xml_declaration=True)
+    buffer = io.BytesIO()
+    tree.write(buffer, encoding="utf-8", xml_declaration=True)
+    write_text_atomically(path, buffer.getvalue().decode("utf-8"))  # a kill mid-write leaves the old file
 
 
 def _episode_facts(row: EpisodeRow) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
+import uuid
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -31,12 +32,14 @@ from pytest_vla.preflight.cost import CostEstimate, TaskWork, estimate_cost
 from pytest_vla.preflight.result import PreflightResult
 from pytest_vla.report.compare import Comparison, Verdict, check_comparable, compare, comparison_lines, read_comparable
 from pytest_vla.report.html import write_html
+from pytest_vla.report.journal import Journal, read_journal
+from pytest_vla.report.layout import OutputLayout, relocated
 from pytest_vla.report.reader import compatible_rows, load_report
 from pytest_vla.report.schema import EpisodeId, EpisodeRow, TerminalReason, episode_row
 from pytest_vla.report.summary import summary_lines
-from pytest_vla.report.writer import REPORT_NAME, Invocation, ReportWriter, RunInfo
+from pytest_vla.report.writer import Invocation, ReportWriter, RunInfo, write_json_atomically
 from pytest_vla.rollout.threads import available_cpus
-from pytest_vla.rollout.watchdog import read_note
+from pytest_vla.rollout.watchdog import clear_notes, read_note
 from pytest_vla.suites.base import Suite
 
 
@@ -55,6 +58,11 @@ class ControllerRun:
         self.config = config
         self.plan = plan
         self.writer = writer
+        self.layout = OutputLayout(plan.output)
+        self.journal = Journal(self.layout.journal)
+        # Whether this run may write over the output directory's results: they are its own, or an
+        # earlier report it continues (--vla-resume, --lf); else they are moved aside first.
+        self._output_claimed = False
         self.settings = settings
         self.gpus = gpus  # what xdist workers are pinned to, round robin; empty: no GPU
         self.notes: list[str] = []  # header lines about what an earlier report contributed
@@ -98,7 +106,9 @@ class ControllerRun:
         except PreflightFailed as exc:
             _record_failed_preflight(config, settings, suite, files, exc.result)
             raise pytest.UsageError(exc.result.line()) from None
-        plan = checked.plan
+        # The run's id travels in the plan to every worker, and into their watchdogs' notes.
+        plan = dataclasses.replace(checked.plan, run_id=uuid.uuid4().hex)
+        clear_notes(OutputLayout(plan.output))
         if settings.gpus is not None and plan.provider != "CUDAExecutionProvider":
             config.issue_config_time_warning(
                 VlaWarning(
@@ -154,7 +164,7 @@ class ControllerRun:
         """
         if not (self.settings.resume or self.config.getoption("lf", False)):
             return
-        path = self.plan.output / REPORT_NAME
+        path = self.layout.report_json
         if not path.is_file():
             return
         protocol = {**suite_protocol, "max_steps_override": self.plan.max_steps_override}
@@ -168,12 +178,21 @@ class ControllerRun:
                 protocol=protocol,
                 export_files=files,
             )
+            if self.layout.journal.is_file():
+                # The journal's rows are the report's run's (or its continuations'): report.json
+                # lags them by up to REWRITE_EVERY_S when the run was killed.
+                journal_rows, torn = read_journal(self.layout.journal)
+                if torn is not None:
+                    self.notes.append(f"vla: {torn}")
+                earlier = [*earlier, *journal_rows]
         except ReportError as exc:
             if self.settings.resume:
-                raise pytest.UsageError(f"--vla-resume: {exc}") from None
-            self.notes.append(f"vla: --lf: the earlier report is not continued ({exc})")
+                raise _usage_error("--vla-resume", exc) from None
+            self.notes.append(f"vla: --lf: the earlier report is not continued ({exc.problems[0]})")
             return
-        kept = [row for row in earlier if EpisodeId.of_row(row) in planned]
+        self._output_claimed = True
+        latest = {EpisodeId.of_row(row): row for row in earlier}  # the last row of each episode decides
+        kept = [row for episode, row in latest.items() if episode in planned]
         if self.settings.resume:
             kept = [row for row in kept if not TerminalReason(row["terminal_reason"]).is_harness_error]
             finished = tuple(EpisodeId.of_row(row) for row in kept)
@@ -193,9 +212,50 @@ class ControllerRun:
         self.progress = Progress(len(self._selected))
         self.writer.expect(self._selected)
         if runs_episodes(self.config):
+            self._claim_output()
             # A valid, partial report.json exists from the start: a run killed before its first
             # episode still says what it was going to run.
             self.write()
+
+    def _claim_output(self) -> None:
+        """Make the output directory this run's: raises a UsageError, leaving it untouched, when it cannot."""
+        if not self._output_claimed:
+            self._move_earlier_results_aside()
+            self._output_claimed = True
+
+    def _move_earlier_results_aside(self) -> None:
+        """An earlier run's results are never overwritten: they move to ``previous/<its start>/``, said in one line."""
+        xml_path = getattr(self.config.option, "xmlpath", None)
+        paths = self.layout.results(Path(xml_path) if xml_path else None)
+        if not paths or (paths == [self.layout.report_json] and not _holds_results(self.layout)):
+            return  # nothing, or only a report of no episodes (a failed preflight's): replaced
+        try:
+            earlier: dict[str, Any] | None = load_report(self.layout.report_json)
+        except ReportError:
+            earlier = None
+        try:
+            target = self.layout.move_aside(paths, earlier.get("started_at") if earlier else None)
+        except OSError as exc:
+            raise pytest.UsageError(
+                f"--vla-output {self.plan.output} holds an earlier run's results, which could not be moved aside "
+                f"({exc}): move them yourself, or pass --vla-resume to continue that run"
+            ) from None
+        if earlier is not None:  # its rows and page name its videos and trajectories where they are now
+            moved = OutputLayout(target)
+            report = relocated(earlier, self.layout.root, target)
+            try:
+                write_json_atomically(moved.report_json, report)
+                if moved.report_html.exists():
+                    write_html(report, target)
+            except Exception as exc:  # a report of any shape may lie there; its files are kept all the same
+                warnings.warn(VlaWarning(f"{target}: the moved report's paths not updated: {exc}"), stacklevel=2)
+        line = (
+            f"vla: the earlier run's {', '.join(path.name for path in paths)} moved to {target} "
+            "(--vla-resume continues a run instead)"
+        )
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(line)
 
     def header_lines(self) -> list[str]:
         plan = self.plan
@@ -267,21 +327,29 @@ class ControllerRun:
         if getattr(report, "wasxfail", None) is not None:
             self._expected_failures.add(episode)
         self.writer.add(row)
-        self.write()
+        self.journal.append(row)  # on disk now; report.json follows within REWRITE_EVERY_S, and at the end
+        self.writer.write_if_due(self._modify_report)
         if report.outcome == "rerun":  # pytest-rerunfailures: only an episode's last attempt is finished
             return None
         self.config.hook.pytest_vla_episode_finished(config=self.config, episode=dict(row))
         return self.progress.finished(row)
 
     def write(self) -> dict[str, Any]:
-        return self.writer.write(
-            lambda report: self.config.hook.pytest_vla_modify_report(config=self.config, report=report)
-        )
+        return self.writer.write(self._modify_report)
+
+    def _modify_report(self, report: dict[str, Any]) -> None:
+        self.config.hook.pytest_vla_modify_report(config=self.config, report=report)
 
     def finish(self, pytest_status: int, junit_path: Path | None) -> int:
         """The last report write, the HTML page, the JUnit clean-up and the exit status, whatever happened before."""
+        try:
+            self._claim_output()  # already done, unless the run never got to its items (a collection error)
+        except pytest.UsageError as exc:  # nothing is written over the earlier results
+            warnings.warn(VlaWarning(f"report.json not written: {exc}"), stacklevel=2)
+            return exit_status(pytest_status, self._verdict())
         if self.baseline is not None:
             self._compare_with_baseline()
+        self.journal.close()
         report = self.write()
         try:
             write_html(report, self.plan.output)
@@ -306,7 +374,7 @@ class ControllerRun:
                 new_name=str(self.writer.path),
             )
         except ReportError as exc:
-            self.comparison_error = str(exc)
+            self.comparison_error = "; ".join(exc.problems)
             return
         self.writer.comparison = self.comparison.to_json()
 
@@ -350,7 +418,7 @@ class ControllerRun:
         worker = getattr(getattr(getattr(report, "node", None), "gateway", None), "id", "?")
         death = self.worker_deaths.get(worker, WorkerDeath("no exit status", None))
         task = next(task for task in self.plan.tasks if task.key == episode.task_key)
-        stuck = read_note(self.plan.output, worker)
+        stuck = read_note(self.layout, worker, self.plan.run_id)
         if stuck is not None and stuck.phase == "episode":
             reason = TerminalReason.TIMEOUT
             message = (
@@ -400,9 +468,8 @@ def _run_info(config: pytest.Config, plan: EvalPlan, suite: Suite, files: list[d
 def _record_failed_preflight(
     config: pytest.Config, settings: Settings, suite: Suite, files: list[dict[str, Any]], result: PreflightResult
 ) -> None:
-    """A report.json that says why no episode ran, unless an earlier run's report is there: that one is kept."""
-    path = settings.output / REPORT_NAME
-    if path.exists() and _has_episodes(path):
+    """A report.json that says why no episode ran, unless an earlier run's results are there: they are kept."""
+    if _holds_results(OutputLayout(settings.output)):
         return
     info = RunInfo(
         suite=suite.name,
@@ -427,16 +494,32 @@ def _read_baseline(path: Path, report: dict[str, Any]) -> dict[str, Any]:
     try:
         baseline = read_comparable(path)
         check_comparable(baseline, report)
-    except (ReportError, OSError) as exc:
+    except ReportError as exc:
+        raise _usage_error(f"--vla-baseline {path}", exc) from None
+    except OSError as exc:
         raise pytest.UsageError(f"--vla-baseline {path}: {exc}") from None
     return baseline
 
 
-def _has_episodes(path: Path) -> bool:
-    try:
-        return bool(load_report(path).get("episodes"))
-    except ReportError:
+def _usage_error(option: str, exc: ReportError) -> pytest.UsageError:
+    """One line per problem of a refused report, each naming the option: pytest prints the first as ``ERROR:``."""
+    return pytest.UsageError("\n".join(f"{option}: {problem}" for problem in exc.problems))
+
+
+def _holds_results(layout: OutputLayout) -> bool:
+    """Whether an earlier run left episodes here: a journal, or a report.json that is not an empty pytest-vla one.
+
+    An empty one (a failed preflight, a run killed before its first episode) is replaced; a file
+    that is not a report at all is kept, since it is not ours to destroy.
+    """
+    if layout.journal.exists() or layout.journal.is_symlink():
+        return True
+    if not layout.report_json.exists():
         return False
+    try:
+        return load_report(layout.report_json).get("episodes") != []
+    except ReportError:
+        return True
 
 
 def _reason(report: pytest.TestReport) -> str:

@@ -18,10 +18,10 @@ from pathlib import Path
 from pytest_vla.errors import SuiteError, one_line, read_json
 from pytest_vla.preflight.probe import ProbeSpec
 from pytest_vla.preflight.result import PreflightFailure, PreflightResult, failed
+from pytest_vla.report.layout import OutputLayout
 from pytest_vla.suites.base import Suite
 
 POLL_S = 0.1
-LOG_NAME = "preflight.log"
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,7 @@ class ProbeProcess:
         )
         self.spec.write(work / "spec.json")
         log_dir.mkdir(parents=True, exist_ok=True)
-        self.log = log_dir / LOG_NAME
+        self.log = OutputLayout(log_dir).preflight_log
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "pytest_vla.preflight.probe", str(work / "spec.json")],

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from pytest_vla.errors import ReportError, printable, short_repr
+from pytest_vla.report.layout import REPORT_NAME
 from pytest_vla.report.reader import load_report
 from pytest_vla.report.schema import TerminalReason, task_key
 from pytest_vla.report.stats import (
@@ -26,7 +27,6 @@ from pytest_vla.report.stats import (
     paired_difference_interval,
     pairs_needed,
 )
-from pytest_vla.report.writer import REPORT_NAME
 
 DEFAULT_MARGIN_PP = 5.0
 # Protocol keys that differ between two exports without changing what an episode is.

@@ -19,9 +19,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from pytest_vla.report.layout import OutputLayout
 from pytest_vla.report.writer import write_text_atomically
-
-HTML_NAME = "report.html"
 
 # Characters that could end or re-open markup in a <script> element, as \u escapes (as Django's
 # json_script and Jinja's tojson do). json.dumps already escapes every non-ASCII character, U+2028,
@@ -32,7 +31,7 @@ _URL_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
 
 def write_html(report: dict[str, Any], directory: Path) -> Path:
     """Write ``directory/report.html`` for ``report`` (whose videos are relative to ``directory``)."""
-    path = directory / HTML_NAME
+    path = OutputLayout(directory).report_html
     write_text_atomically(path, render_html(report, directory))
     return path
 

@@ -22,12 +22,11 @@ from junitparser.xunit2 import JUnitXml
 
 from pytest_vla.errors import MAX_READ_BYTES, ReportError, one_line, printable
 from pytest_vla.report.html import write_html
+from pytest_vla.report.layout import JUNIT_NAME, REPORT_NAME
 from pytest_vla.report.reader import compatible_rows, load_report, run_info, timestamp
 from pytest_vla.report.schema import EpisodeId, EpisodeRow
 from pytest_vla.report.shards import Shard, run_episodes
-from pytest_vla.report.writer import REPORT_NAME, ReportWriter
-
-JUNIT_NAME = "junit.xml"
+from pytest_vla.report.writer import ReportWriter
 
 
 @dataclass(frozen=True)

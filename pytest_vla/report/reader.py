@@ -55,15 +55,39 @@ def timestamp(text: str) -> dt.datetime:
     return dt.datetime.strptime(text, TIMESTAMP_FORMAT if "." in text else TIMESTAMP_FORMAT.replace(".%f", ""))
 
 
+def row_problems(row: Any) -> list[str]:
+    """What keeps ``row`` from being an episode row as a report's rows are checked (a journal's line); empty if none."""
+    return [f"{_pointer(error.absolute_path)}: {error.message}" for row_validator in _row_validators()
+            for error in row_validator.iter_errors(row)]  # fmt: skip
+
+
+@cache
+def _schemas() -> list[dict[str, Any]]:
+    files = resources.files("pytest_vla.report")
+    return [json.loads(files.joinpath(name).read_text(encoding="utf-8")) for name in SCHEMAS]
+
+
 @cache
 def _validators() -> list[Any]:
     import jsonschema  # only when a report is read: the plugin's import stays cheap
 
-    validators = []
-    for name in SCHEMAS:
-        schema = json.loads(resources.files("pytest_vla.report").joinpath(name).read_text(encoding="utf-8"))
-        validators.append(jsonschema.validators.validator_for(schema)(schema))
-    return validators
+    return [jsonschema.validators.validator_for(schema)(schema) for schema in _schemas()]
+
+
+@cache
+def _row_validators() -> list[Any]:
+    """Each schema's episode row on its own, with the definitions it refers to."""
+    import jsonschema
+
+    rows = []
+    for schema in _schemas():
+        row = {
+            "$schema": schema["$schema"],
+            "$defs": schema.get("$defs", {}),
+            **schema["properties"]["episodes"]["items"],
+        }
+        rows.append(jsonschema.validators.validator_for(schema)(row))
+    return rows
 
 
 def _schema_problems(report: Any) -> Iterator[str]:

@@ -1,7 +1,9 @@
 """``<output>/report.json``: the schema v1 envelope (``reflex eval``'s), plus additive detail.
 
-The controller owns the report: every worker's rows reach it through pytest's report stream, and
-the file is rewritten atomically after each finished episode, so it is valid at any moment.
+The controller owns the report: every worker's rows reach it through pytest's report stream. The
+file is replaced atomically, so it is valid at any moment: when the run starts (listing what it will
+run), at most every REWRITE_EVERY_S seconds while episodes finish, and at the end. Each finished
+row goes to the journal (``report/journal.py``) at once, so a run's cost per episode stays flat.
 """
 
 from __future__ import annotations
@@ -17,12 +19,13 @@ from typing import Any
 
 from pytest_vla import __version__
 from pytest_vla.report.environment import machine, package_version, utc_now
+from pytest_vla.report.layout import OutputLayout
 from pytest_vla.report.schema import EpisodeId, EpisodeRow, TaskSpec, success_rate
 from pytest_vla.report.shards import Shard
 from pytest_vla.report.stats import wilson_interval
 
 SCHEMA_VERSION = 1
-REPORT_NAME = "report.json"
+REWRITE_EVERY_S = 5.0  # a rewrite costs O(rows): thousands of rows, one every few seconds, not one per episode
 _HARNESS_PACKAGES = ("pytest", "pytest-xdist", "onnxruntime", "onnxruntime-gpu")
 
 
@@ -63,9 +66,10 @@ class ReportWriter:
 
     def __init__(self, info: RunInfo, output: Path) -> None:
         self.info = info
-        self.path = output / REPORT_NAME
+        self.path = OutputLayout(output).report_json
         self._started_at = utc_now()
         self._started = time.monotonic()
+        self._written: float | None = None  # when report.json was last replaced
         self._rows: dict[EpisodeId, EpisodeRow] = {}
         self._expected: list[EpisodeId] = []  # the selected episodes, in run order
         self.preflight: dict[str, Any] | None = None  # the simulator preflight's result
@@ -101,7 +105,15 @@ class ReportWriter:
         if modify is not None:
             modify(report)
         write_json_atomically(self.path, report)
+        self._written = time.monotonic()
         return report
+
+    def write_if_due(self, modify: Callable[[dict[str, Any]], None] | None = None) -> bool:
+        """:meth:`write` when REWRITE_EVERY_S have passed since the last write; whether it wrote."""
+        if self._written is not None and time.monotonic() - self._written < REWRITE_EVERY_S:
+            return False
+        self.write(modify)
+        return True
 
     def build(self) -> dict[str, Any]:
         info = self.info
@@ -112,7 +124,7 @@ class ReportWriter:
         )
         families = info.families
         missing = self.missing
-        # Grouped in one pass: the report is rebuilt after every episode of runs with thousands.
+        # Grouped in one pass: a run of thousands of episodes rebuilds the report every few seconds.
         by_family: dict[str, list[EpisodeRow]] = {}
         by_task: dict[str, list[EpisodeRow]] = {}
         for row in episodes:

@@ -16,13 +16,14 @@ from pytest_vla.export.files import check_unchanged, loaded_files
 from pytest_vla.export.manifest import load_manifest
 from pytest_vla.plan import EvalPlan, rendered_cameras
 from pytest_vla.policy.onnx import OnnxPolicy
+from pytest_vla.report.layout import OutputLayout
 from pytest_vla.report.schema import EpisodeRow, TaskSpec, TerminalReason, episode_row
 from pytest_vla.rollout import interrupts
 from pytest_vla.rollout.loop import EpisodeOutcome, run_episode
 from pytest_vla.rollout.recording import save_trajectory
 from pytest_vla.rollout.threads import threads_per_worker
 from pytest_vla.rollout.video import VideoRecorder
-from pytest_vla.rollout.watchdog import Watchdog, note_path
+from pytest_vla.rollout.watchdog import Watchdog
 from pytest_vla.suites.base import Observation, Suite, SuiteEnv
 
 ENV_BUILD_ALLOWANCE_S = 600.0  # LIBERO builds an env in 5 to 20 s; a hung GL or BDDL setup never returns
@@ -46,7 +47,7 @@ class EpisodeRunner:
         self._policy = policy  # loaded on first use unless the preflight's is handed over
         self._env: SuiteEnv | None = None
         self._env_task: TaskSpec | None = None
-        self._watchdog = Watchdog(note_path(plan.output, worker), announce)
+        self._watchdog = Watchdog(OutputLayout(plan.output).watchdog_note(worker), announce, plan.run_id)
 
     def run(self, task: TaskSpec, episode_index: int, attempt: int = 1) -> EpisodeRow:
         """Run one episode and return its report row; harness problems end up in the row, not raised."""

@@ -13,6 +13,7 @@ import imageio.v2 as imageio
 import numpy as np
 
 from pytest_vla.errors import one_line
+from pytest_vla.report.layout import OutputLayout
 from pytest_vla.report.schema import EpisodeId
 
 MAX_BYTES = 10 * 2**20
@@ -24,10 +25,9 @@ class VideoRecorder:
     """One episode's video; ``frame`` per observation, then ``keep`` or ``discard``."""
 
     def __init__(self, output: Path, episode: EpisodeId, max_frames: int) -> None:
-        directory = output / "videos"
-        directory.mkdir(parents=True, exist_ok=True)
-        self.path = directory / f"{episode.file_stem}.mp4"
-        self._partial = directory / f".{episode.file_stem}.partial.mp4"
+        self.path = OutputLayout(output).video(episode)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._partial = self.path.with_name(f".{episode.file_stem}.partial.mp4")
         self.frames = 0
         self.error: str | None = None
         # The longest episode at this bitrate stays under MAX_BYTES, with a tenth spare for the container.
