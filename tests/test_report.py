@@ -121,7 +121,10 @@ def test_the_journal_keeps_every_row_and_refuses_a_line_that_is_not_one(tmp_path
     kept, torn = read_journal(path)
     assert kept == rows and torn == f"{path}: line 3 is an incomplete row (the run was killed writing it): ignored"
     path.write_text(json.dumps(rows[0]) + "\n[1, 2]\n" + json.dumps(rows[1]) + "\n")
-    with pytest.raises(ReportError, match=r"episodes.jsonl: line 2 is not a pytest-vla episode row$"):
+    with pytest.raises(
+        ReportError,
+        match=r"episodes.jsonl: line 2 is not a pytest-vla episode row \(/: \[1, 2\] is not of type 'object'\)$",
+    ):
         read_journal(path)
     (tmp_path / "elsewhere").write_text("")
     path.unlink()
