@@ -25,6 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.models import state_only_export
 
+REPOSITORY = Path(__file__).resolve().parents[1]
+
 EPISODES_PER_TASK = 50
 CONFTEST = """
 import os
@@ -58,6 +60,8 @@ def pytest_vla_make_suite(config, name):
 def run(work: Path, episodes: int) -> dict[str, float]:
     output = work / f"out-{episodes}"
     environment = {**os.environ, "SCALE_TASKS": str(episodes // EPISODES_PER_TASK), "FAKE_SUITE_SCRIPT": "{}"}
+    # The conftest imports tests.fake_suite: this checkout's, after a PYTHONPATH given to measure another.
+    environment["PYTHONPATH"] = os.pathsep.join(filter(None, [os.environ.get("PYTHONPATH"), str(REPOSITORY)]))
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:xdist", "-p", "no:randomly", "--vla-export",
                "export", "--vla-suite", "scale", "--vla-num-episodes", str(EPISODES_PER_TASK),
                "--vla-output", str(output)]  # fmt: skip

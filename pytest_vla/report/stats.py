@@ -29,7 +29,7 @@ ALPHA = 1 - CONFIDENCE
 POWER = 0.8  # the power at which a difference counts as detectable
 
 
-def _scipy_stats() -> ModuleType:
+def scipy_stats() -> ModuleType:
     """scipy.stats, imported on first use: its import takes 0.6 s and 60 MiB, and every process of a run
     (the controller, each worker, the preflight) imports this module, while only the controller's
     summary and ``compare`` compute with it."""
@@ -42,7 +42,7 @@ def wilson_interval(n_success: int, n_total: int) -> tuple[float, float] | None:
     """The 95% Wilson interval of ``n_success`` in ``n_total``; ``None`` when nothing was counted."""
     if n_total == 0:
         return None
-    interval = _scipy_stats().binomtest(n_success, n_total).proportion_ci(confidence_level=CONFIDENCE, method="wilson")
+    interval = scipy_stats().binomtest(n_success, n_total).proportion_ci(confidence_level=CONFIDENCE, method="wilson")
     return float(interval.low), float(interval.high)
 
 
@@ -89,7 +89,7 @@ def mcnemar_p_value(counts: PairedCounts) -> float:
     """The exact two-sided McNemar test: a binomial test of the discordant pairs against 1/2."""
     if counts.discordant == 0:
         return 1.0
-    return float(_scipy_stats().binomtest(counts.only_new, counts.discordant, 0.5).pvalue)
+    return float(scipy_stats().binomtest(counts.only_new, counts.discordant, 0.5).pvalue)
 
 
 def paired_difference_interval(counts: PairedCounts) -> tuple[float, float] | None:
@@ -104,7 +104,7 @@ def paired_difference_interval(counts: PairedCounts) -> tuple[float, float] | No
     n = counts.n_pairs + 2
     only_new, only_base = (counts.only_new + 1) / n, (counts.only_base + 1) / n
     centre = only_new - only_base
-    half = float(_scipy_stats().norm.ppf(1 - ALPHA / 2)) * math.sqrt((only_new + only_base - centre**2) / n)
+    half = float(scipy_stats().norm.ppf(1 - ALPHA / 2)) * math.sqrt((only_new + only_base - centre**2) / n)
     return max(centre - half, -1.0), min(centre + half, 1.0)
 
 
@@ -123,7 +123,7 @@ def mcnemar_power(difference: float, n_pairs: int, discordance: float) -> float:
     discordant = np.arange(n_pairs + 1)
     critical = _critical_counts(n_pairs)
     favouring_new = (discordance + difference) / (2 * discordance)
-    binom = _scipy_stats().binom
+    binom = scipy_stats().binom
     rejects = binom.sf(critical - 1, discordant, favouring_new)
     rejects += binom.cdf(discordant - critical, discordant, favouring_new)
     return float(np.sum(binom.pmf(discordant, n_pairs, discordance) * rejects))
@@ -139,7 +139,7 @@ def _critical_counts_up_to(size: int) -> np.ndarray:
     # binom.ppf searches per element: computed once per power of two, sliced for every n below it.
     import numpy as np
 
-    return _scipy_stats().binom.ppf(1 - ALPHA / 2, np.arange(size + 1), 0.5) + 1
+    return scipy_stats().binom.ppf(1 - ALPHA / 2, np.arange(size + 1), 0.5) + 1
 
 
 def detectable_difference(n_pairs: int, discordance: float) -> float:
