@@ -118,9 +118,6 @@ _OPTIONS = (
 
 # Options that may also stand alone, meaning this value (reflex users type --video as a flag).
 _BARE_VALUES = {"--vla-video": "all"}
-# Options naming a path: from an ini file it is relative to that file's directory, as pytest's own
-# "paths" ini keys are; from the command line, to the working directory.
-_PATH_OPTIONS = ("--vla-export", "--vla-output", "--vla-baseline")
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -235,7 +232,6 @@ def read_settings(config: pytest.Config) -> Settings:
 
 def _located_path(config: pytest.Config, option: str) -> Path | None:
     """A path option, absolute: the command line's relative to the working directory, an ini file's to its directory."""
-    assert option in _PATH_OPTIONS
     dest = _dest(option)
     value = config.getoption(dest)
     base = config.invocation_params.dir

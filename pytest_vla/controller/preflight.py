@@ -158,15 +158,17 @@ def _checks_beside_the_simulator(
     takes a full run's cached result (it checked more). Raises PreflightFailed.
     """
     cache = getattr(config, "cache", None)  # None under -p no:cacheprovider: a fresh preflight every run
-    facts = _preflight_facts(suite, settings, files, probe_env)
-    key = _cache_key(facts)
-    # A preview's preflight skips the settle sweep: a full run's result covers it too.
-    candidates = [key] if facts["sweep"] else [key, _cache_key({**facts, "sweep": True})]
-    for candidate in candidates:
-        cached = _cached_result(config, cache.get(candidate, None)) if cache is not None else None
-        if cached is not None:
-            tasks, checked = _export_checks(config, suite, settings)
-            return tasks, checked, cached
+    key = None
+    if cache is not None:  # the key's facts (the loader's listing, every source file's stat) serve the cache only
+        facts = _preflight_facts(suite, settings, files, probe_env)
+        key = _cache_key(facts)
+        # A preview's preflight skips the settle sweep: a full run's result covers it too.
+        candidates = [key] if facts["sweep"] else [key, _cache_key({**facts, "sweep": True})]
+        for candidate in candidates:
+            cached = _cached_result(config, cache.get(candidate, None))
+            if cached is not None:
+                tasks, checked = _export_checks(config, suite, settings)
+                return tasks, checked, cached
     request = ProbeRequest(
         selection=settings.tasks,
         num_episodes=settings.num_episodes,
@@ -194,7 +196,7 @@ def _checks_beside_the_simulator(
         result = probe.result()
     if not result.passed:
         raise PreflightFailed(result)
-    if cache is not None:
+    if cache is not None and key is not None:
         cache.set(key, {"stored_at": time.time(), "result": result.to_json()})
     return tasks, checked, result
 
