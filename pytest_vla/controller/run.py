@@ -36,6 +36,7 @@ from pytest_vla.report.journal import Journal, read_journal
 from pytest_vla.report.layout import OutputLayout, relocated
 from pytest_vla.report.reader import compatible_rows, load_report
 from pytest_vla.report.schema import EpisodeId, EpisodeRow, TerminalReason, episode_row
+from pytest_vla.report.stats import scipy_stats
 from pytest_vla.report.summary import summary_lines
 from pytest_vla.report.writer import Invocation, ReportWriter, RunInfo, write_json_atomically
 from pytest_vla.rollout.threads import available_cpus
@@ -119,6 +120,8 @@ class ControllerRun:
             )
         if not _distributed(config):
             config.stash[PREFLIGHT_POLICY_KEY] = checked.policy  # the workers load their own
+        # The tallies' scipy, imported before the run: at its first write with rows it would stall it mid-way.
+        scipy_stats()
         run = cls(config, plan, ReportWriter(_run_info(config, plan, suite, files), plan.output), settings, gpus)
         run._carry_earlier_rows(suite.protocol(), files)
         if settings.baseline is not None:

@@ -22,7 +22,7 @@ from pytest_vla.report.environment import machine, package_version, utc_now
 from pytest_vla.report.layout import OutputLayout
 from pytest_vla.report.schema import EpisodeId, EpisodeRow, TaskSpec, success_rate
 from pytest_vla.report.shards import Shard
-from pytest_vla.report.stats import scipy_stats, wilson_interval
+from pytest_vla.report.stats import wilson_interval
 
 SCHEMA_VERSION = 1
 REWRITE_EVERY_S = 5.0  # a rewrite costs O(rows): thousands of rows, one every few seconds, not one per episode
@@ -67,8 +67,6 @@ class ReportWriter:
     def __init__(self, info: RunInfo, output: Path) -> None:
         self.info = info
         self.path = OutputLayout(output).report_json
-        # The tallies' scipy, imported now: at the first write with rows it would stall a run mid-way.
-        scipy_stats()
         self._started_at = utc_now()
         self._started = time.monotonic()
         self._written: float | None = None  # when report.json was last replaced
