@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
+    from pytest_vla.policy.base import Policy
     from pytest_vla.suites.base import Suite
 
 
@@ -51,4 +52,20 @@ def pytest_vla_modify_report(config: pytest.Config, report: dict[str, Any]) -> N
 
         def pytest_vla_modify_report(config, report):
             report["ci_job_url"] = os.environ.get("CI_JOB_URL")
+    """
+
+
+@pytest.hookspec(firstresult=True)
+def pytest_vla_make_policy(config: pytest.Config, name: str, suite: Suite) -> Policy | None:
+    """Return the policy called ``name`` (the value of ``--vla-policy``), or None if it is not yours.
+
+    Called once in every process that runs episodes (each xdist worker) and once on the
+    controller for the preflight's checks. The object implements :class:`pytest_vla.policy.base.Policy`;
+    its ``identity()`` is what report.json records and what ``--vla-resume`` and merge compare.
+
+    Example::
+
+        def pytest_vla_make_policy(config, name, suite):
+            if name == "scripted":
+                return ScriptedPolicy(suite.action_dim)
     """

@@ -11,13 +11,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pytest_vla.policy.choice import PolicyChoice
 from pytest_vla.preflight.result import PreflightResult
 from pytest_vla.report.schema import EpisodeId, TaskSpec
 from pytest_vla.report.shards import Shard, run_episodes
+from pytest_vla.suites.base import StateConvention
 
 
 def rendered_cameras(bound: tuple[str, ...], video_camera: str, video: str | None) -> tuple[str, ...]:
-    """The export's cameras, and the video's when recording: rendered for the video only, never fed."""
+    """The policy's cameras, and the video's when recording: rendered for the video only, never fed."""
     if video is not None and video_camera not in bound:
         return (*bound, video_camera)
     return bound
@@ -26,7 +28,7 @@ def rendered_cameras(bound: tuple[str, ...], video_camera: str, video: str | Non
 @dataclass(frozen=True)
 class EvalPlan:
     suite: str
-    export: Path
+    policy: PolicyChoice
     output: Path
     tasks: tuple[TaskSpec, ...]
     num_episodes: int
@@ -34,10 +36,11 @@ class EvalPlan:
     max_steps_override: int | None
     save_trajectories: bool
     episode_timeout_override: float | None
-    cameras: tuple[str, ...]  # the cameras the export binds: the only ones rendered
-    provider: str  # the onnxruntime execution provider the controller's preflight got
+    cameras: tuple[str, ...]  # the cameras the policy reads: the only ones rendered
+    state: StateConvention  # the state the policy reads
+    provider: str  # where the controller's policy runs (an onnxruntime execution provider, a server)
     collect_paths: bool  # also collect the test paths the user named; without any, episodes only
-    export_files: tuple[dict[str, Any], ...]  # the digests report.json records; each worker checks its load
+    policy_identity: dict[str, Any]  # what report.json records; each worker checks its own policy's
     video: str | None = None  # --vla-video: "all", "failures", or None for no video
     shard: Shard | None = None  # this job's share of the run (--vla-shard); None: all of it
     finished: tuple[EpisodeId, ...] = ()  # episodes an earlier report already holds (--vla-resume, --lf)
@@ -62,7 +65,7 @@ class EvalPlan:
 
     def to_json(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
-        data["export"], data["output"] = str(self.export), str(self.output)
+        data["policy"], data["output"] = self.policy.to_json(), str(self.output)
         data["shard"] = self.shard.to_json() if self.shard else None
         data["preflight"] = self.preflight.to_json() if self.preflight else None
         return data
@@ -70,10 +73,10 @@ class EvalPlan:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> EvalPlan:
         fields = dict(data)
-        fields["export"], fields["output"] = Path(data["export"]), Path(data["output"])
+        fields["policy"], fields["output"] = PolicyChoice.from_json(data["policy"]), Path(data["output"])
         fields["tasks"] = tuple(TaskSpec(**task) for task in data["tasks"])
         fields["cameras"] = tuple(data["cameras"])
-        fields["export_files"] = tuple(data["export_files"])
+        fields["state"] = StateConvention(**data["state"])
         fields["finished"] = tuple(EpisodeId(**episode) for episode in data["finished"])
         fields["shard"] = Shard.from_json(data["shard"]) if data["shard"] else None
         fields["preflight"] = PreflightResult.from_json(data["preflight"]) if data["preflight"] else None

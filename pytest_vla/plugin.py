@@ -35,7 +35,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 @pytest.hookimpl(tryfirst=True)
 def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser, args: list[str]) -> None:
     # Options are not parsed yet; the early parse already knows pytest-vla's.
-    if getattr(early_config.known_args_namespace, "vla_export", None) is not None:
+    if options.names_a_policy(early_config.known_args_namespace):
         choose_rootdir_without_option_values(early_config, parser, args)
 
 

@@ -25,6 +25,10 @@ if [ ! -x "$root/.venv/bin/python" ]; then
 fi
 "$root/.venv/bin/python" -m pip install -q --upgrade pip
 "$root/.venv/bin/python" -m pip install -q -e "$root[test]"
+# openpi's WebsocketPolicyServer and its client, for the served-policy tests. Without their
+# dependencies: openpi-client 0.1.2 declares numpy<2, which would downgrade the simulation stack's
+# numpy; what the tests import of it (msgpack_numpy, the client, the server) runs on numpy 2.
+"$root/.venv/bin/python" -m pip install -q --no-deps openpi-client==0.1.2 openpi-server==0.1.0
 
 # The xunit2 schema the tests validate JUnit XML against: the junit-10.xsd pytest validates its own
 # output with, from the sdist of the installed pytest (the wheel does not ship its tests).

@@ -12,7 +12,8 @@ none by default): ``prompt`` (asks on stdin when importing), ``hang_import``, ``
 ``hang_build``, ``crash`` (the process dies building the env), ``render_error``, ``blank`` (black
 frames), ``drift`` (the goal object keeps falling after the reset), ``nan_state`` (a NaN state, which
 the export turns into NaN actions), ``busy_state`` (a non-zero state).
-``FAKE_REQUIREMENTS`` (JSON) is the suite's version windows.
+``FAKE_REQUIREMENTS`` (JSON) is the suite's version windows. Served policies (both protocols) get the
+agentview frame, the state and the instruction, and each reply's actions run as they come.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from pytest_vla.errors import EnvFailure, SuiteError
+from pytest_vla.errors import EnvFailure, PolicyError, SuiteError
 from pytest_vla.report.schema import TaskSpec, TerminalReason
 from pytest_vla.suites.base import Observation, StateConvention
 
@@ -108,6 +109,28 @@ class FakeEnv:
             raise RuntimeError("the simulator would not close")
 
 
+class FakeServedClient:
+    """Served policies on the fake suite: its agentview camera and state; a reply's actions run as they come."""
+
+    cameras = ("agentview",)
+    state = StateConvention()
+    warnings = ()
+
+    def __init__(self, protocol: str) -> None:
+        self.protocol = protocol
+
+    def observation(self, observation: Observation, task: TaskSpec) -> dict[str, Any]:
+        image, state = observation.images["agentview"], observation.state
+        if self.protocol == "openpi":
+            return {"observation/image": image, "observation/state": state, "prompt": task.instruction}
+        return {"images": {"agentview": image}, "task_description": task.instruction, "states": state}
+
+    def actions(self, reply: np.ndarray) -> np.ndarray:
+        if reply.ndim not in (1, 2) or reply.shape[-1] != 7 or reply.size == 0:
+            raise PolicyError(f"the server's actions have shape {list(reply.shape)}, not [7] or [K, 7]")
+        return reply.reshape(-1, 7)
+
+
 class FakeSuite:
     name = "fake"
     state_dim = 8
@@ -165,6 +188,11 @@ class FakeSuite:
             _interrupt_once()
             raise EnvFailure(TerminalReason.BDDL_FAILURE, f"building the env for {task.key}: interrupted")
         return FakeEnv(task, cameras)
+
+    def served_client(self, protocol: str, params: Mapping[str, Any]) -> FakeServedClient:
+        if protocol not in ("vla-eval", "openpi"):
+            raise SuiteError(f"the fake suite has no client for {protocol!r} policy servers")
+        return FakeServedClient(protocol)
 
 
 def pytest_vla_make_suite(config: Any, name: str) -> FakeSuite | None:

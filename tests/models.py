@@ -25,8 +25,12 @@ def linear_policy(
     output: str = "actions",
     fill: float | None = None,
     overflow: bool = False,
+    batch: int | str = 1,
 ) -> onnx.ModelProto:
     """actions = tanh(W_s @ state + W_i @ flatten(image)), tiled to a chunk; every input matters.
+
+    ``batch`` is the first dimension of every input and of the output: a name makes it dynamic, so
+    several observations run in one call (``pytest-vla serve`` batches them).
 
     The image term uses position-dependent weights, so a flipped or mis-scaled image changes the
     actions. ``fill`` multiplies the result by a constant (NaN breaks even the preflight's zero
@@ -34,18 +38,19 @@ def linear_policy(
     state cannot reveal but a real episode does.
     """
     rng = np.random.default_rng(seed)
+    rows = 1 if batch == 1 else -1  # Reshape's "whatever is left" for a dynamic batch
     inputs, initializers, nodes, terms = [], [], [], []
     if state:
-        inputs.append(helper.make_tensor_value_info("state", TensorProto.FLOAT, [1, STATE_DIM]))
+        inputs.append(helper.make_tensor_value_info("state", TensorProto.FLOAT, [batch, STATE_DIM]))
         initializers.append(numpy_helper.from_array(rng.normal(0, 0.3, (STATE_DIM, width)).astype(np.float32), "ws"))
         nodes.append(helper.make_node("MatMul", ["state", "ws"], ["state_term"]))
         terms.append("state_term")
     if image_shape is not None:
         pixels = int(np.prod(image_shape))
-        inputs.append(helper.make_tensor_value_info("image", _ONNX_TYPES[image_dtype], list(image_shape)))
+        inputs.append(helper.make_tensor_value_info("image", _ONNX_TYPES[image_dtype], [batch, *image_shape[1:]]))
         initializers += [
             numpy_helper.from_array(rng.normal(0, 1.0 / pixels, (pixels, width)).astype(np.float32), "wi"),
-            numpy_helper.from_array(np.array([1, pixels], np.int64), "flat_shape"),
+            numpy_helper.from_array(np.array([rows, pixels], np.int64), "flat_shape"),
         ]
         nodes += [
             helper.make_node("Cast", ["image"], ["image_f"], to=TensorProto.FLOAT),
@@ -67,13 +72,13 @@ def linear_policy(
         last = "act_overflow"
     if chunk is None:
         nodes.append(helper.make_node("Identity", [last], [output]))
-        out_shape = [1, width]
+        out_shape = [batch, width]
     else:
-        initializers.append(numpy_helper.from_array(np.array([1, 1, width], np.int64), "row_shape"))
+        initializers.append(numpy_helper.from_array(np.array([rows, 1, width], np.int64), "row_shape"))
         initializers.append(numpy_helper.from_array(np.array([1, chunk, 1], np.int64), "repeats"))
         nodes.append(helper.make_node("Reshape", [last, "row_shape"], ["row"]))
         nodes.append(helper.make_node("Tile", ["row", "repeats"], [output]))
-        out_shape = [1, chunk, width]
+        out_shape = [batch, chunk, width]
     graph = helper.make_graph(
         nodes,
         "linear_policy",

@@ -24,8 +24,7 @@ def written(minimal: dict[str, Any]) -> dict[str, Any]:
         protocol=minimal["protocol"],
         provider="CPUExecutionProvider",
         workers=1,
-        export_dir=Path("export"),
-        export_files=[],
+        policy={"kind": "onnx-export", "export_dir": "export", "export_files": []},
         shard=None,
         invocation=None,
     )

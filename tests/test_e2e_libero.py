@@ -124,7 +124,7 @@ def test_a_policy_that_fails_on_the_real_observation_is_stopped_by_the_preflight
     )  # fmt: skip
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([
-        "ERROR: preflight failed ?export-invalid?: *model.onnx: on the first real observation: output 'actions' "
+        "ERROR: preflight failed ?export-invalid?: *export: on the first real observation: output 'actions' "
         "holds non-finite values (NaN or inf); remedy: *"
     ])  # fmt: skip
     report = validate_report(pytester.path / "eval_output" / "report.json")

@@ -138,7 +138,7 @@ def _nan_policy(directory: Path) -> None:
             _binding_the_model_lacks,
             "vla_export.json: inputs.wrist is not an input of model.onnx (model inputs: ['state'])",
         ),
-        (_nan_policy, "model.onnx: on a synthetic observation: output 'actions' holds non-finite values"),
+        (_nan_policy, "export: on a synthetic observation: output 'actions' holds non-finite values"),
     ],
 )
 def test_broken_exports_are_named_in_one_line(pytester: pytest.Pytester, make, culprit: str) -> None:
@@ -215,7 +215,8 @@ def test_a_real_preflight_measures_what_the_estimate_needs(pytester: pytest.Pyte
     result.assert_outcomes(failed=2)
     # The preview checked one scene; the run checks both, task 5 (MuJoCo 3.4's misplaced bowl) included.
     result.stdout.fnmatch_lines(["vla: preflight passed in *: libero_spatial:4 built and reset, agentview rendered "
-                                 "and not blank, the export ran on its observation, 2 task(s) at rest*"])  # fmt: skip
+                                 "and not blank, 2 task(s) at rest*; "
+                                 "the policy answered its first observation"])  # fmt: skip
     report = validate_report(pytester.path / "eval_output" / "report.json")
     preflight = report["preflight"]
     assert preflight["settled_tasks"] == ["libero_spatial:4", "libero_spatial:5"]

@@ -188,8 +188,8 @@ def _run_report(output: Path, outcomes: dict[int, str], *, videos: bool) -> dict
     tasks = (TaskSpec("fam_a", 0, "do the first thing", 50), TaskSpec("fam_b", 1, "do another", 60, "fam_a:0"))
     info = RunInfo(
         suite="fake", seed=7, tasks=tasks, num_episodes=2, protocol={"settle_steps": 10, "camera": "agentview"},
-        provider="CPUExecutionProvider", workers=2, export_dir=output / "export",
-        export_files=[{"name": "model.onnx", "sha256": "ab" * 32, "size": 3}], shard=Shard(0, 2),
+        provider="CPUExecutionProvider", workers=2, policy={"kind": "onnx-export", "export_dir": str(output / "export"),
+        "export_files": [{"name": "model.onnx", "sha256": "ab" * 32, "bytes": 3}]}, shard=Shard(0, 2),
         invocation=Invocation(["--vla-export", "export", "-k", "fam_a"], str(output)),
     )  # fmt: skip
     writer = ReportWriter(info, output)

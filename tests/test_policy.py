@@ -14,11 +14,12 @@ from pytest_vla.errors import ExportError, PolicyError
 from pytest_vla.export.files import export_files, external_data
 from pytest_vla.export.manifest import ImageInput, load_manifest
 from pytest_vla.plan import EvalPlan
+from pytest_vla.policy.choice import PolicyChoice
 from pytest_vla.policy.feeds import binding_shapes, preprocess_image
 from pytest_vla.policy.onnx import OnnxPolicy, action_chunk
 from pytest_vla.report.schema import TaskSpec
 from pytest_vla.rollout.runner import EpisodeRunner
-from pytest_vla.suites.base import Observation
+from pytest_vla.suites.base import Observation, StateConvention
 from pytest_vla.suites.libero import LiberoSuite
 from tests.models import (
     camera_export,
@@ -31,6 +32,9 @@ from tests.models import (
 
 RNG = np.random.default_rng(1)
 FRAME = RNG.integers(0, 256, (256, 256, 3), dtype=np.uint8)
+
+
+TASK = TaskSpec("libero_object", 0, "pick up the alphabet soup and place it in the basket", 280)
 
 
 def test_image_is_resized_bilinear_only_when_the_size_differs() -> None:
@@ -54,6 +58,7 @@ def test_float_images_are_scaled_to_the_range_and_laid_out(low: float, high: flo
 def test_policy_feeds_every_input_and_runs_the_chunk(tmp_path: Path) -> None:
     export = camera_export(tmp_path / "e", size=16, chunk=6)
     policy = OnnxPolicy(load_manifest(export))
+    policy.begin_episode(7, TASK, 0)
     state = RNG.normal(size=8)
     observation = Observation(images={"agentview": FRAME}, state=state)
     feed = policy.inputs(observation)
@@ -102,6 +107,7 @@ def test_execute_longer_than_the_chunk_is_an_error(tmp_path: Path) -> None:
         {"output": "actions", "dim": 7, "execute": 5},
     )
     policy = OnnxPolicy(load_manifest(export))
+    policy.begin_episode(7, TASK, 0)
     with pytest.raises(PolicyError, match="execute is 5 but the model returns 2"):
         policy.act(Observation(images={}, state=np.zeros(8)))
 
@@ -169,6 +175,7 @@ def test_a_model_hub_cache_export_is_followed_and_its_real_paths_recorded(tmp_pa
         (snapshot / name).symlink_to(f"../../blobs/blob{index}")
     policy = OnnxPolicy(load_manifest(snapshot))
     assert policy.external_data == (snapshot / "weights.bin",)
+    policy.begin_episode(7, TASK, 0)
     assert policy.act(Observation(images={}, state=np.ones(8))).shape == (4, 7)
     files = export_files(snapshot)
     assert [(entry["name"], entry["path"]) for entry in files] == [
@@ -206,7 +213,7 @@ def test_external_data_of_a_node_attribute_is_checked_too(tmp_path: Path) -> Non
 def _plan(export: Path, output: Path) -> EvalPlan:
     return EvalPlan(
         suite="libero",
-        export=export,
+        policy=PolicyChoice(export=export),
         output=output,
         tasks=(TASK,),
         num_episodes=1,
@@ -215,22 +222,24 @@ def _plan(export: Path, output: Path) -> EvalPlan:
         save_trajectories=False,
         episode_timeout_override=None,
         cameras=(),
+        state=StateConvention(),
         provider="CPUExecutionProvider",
         collect_paths=False,
-        export_files=tuple(export_files(export)),
+        policy_identity=OnnxPolicy(load_manifest(export)).identity(),
     )
 
 
-TASK = TaskSpec("libero_object", 0, "pick up the alphabet soup and place it in the basket", 280)
+def _load(export: Path) -> OnnxPolicy:
+    return OnnxPolicy(load_manifest(export))
 
 
 def test_a_worker_refuses_a_model_replaced_since_the_run_started(tmp_path: Path) -> None:
     export = state_only_export(tmp_path / "e")
     plan = EvalPlan.from_json(_plan(export, tmp_path / "out").to_json())  # as an xdist worker gets it
-    runner = EpisodeRunner(plan, LiberoSuite(), worker="gw0", workers=1, announce=print)
+    runner = EpisodeRunner(plan, LiberoSuite(), worker="gw0", announce=print, make_policy=lambda: _load(export))
     assert runner._load_policy() is runner._load_policy()  # the export as hashed loads, once
     state_only_export(export, seed=1)  # a trainer overwrites the export in place, hours later
-    late = EpisodeRunner(plan, LiberoSuite(), worker="gw1", workers=1, announce=print)
+    late = EpisodeRunner(plan, LiberoSuite(), worker="gw1", announce=print, make_policy=lambda: _load(export))
     row = late.run(TASK, 0)
     assert row["terminal_reason"] == "adapter_error"
     assert row["error_message"].startswith(f"{(export / 'model.onnx').resolve()}: the export changed during the run")

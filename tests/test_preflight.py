@@ -31,7 +31,7 @@ FAILURES = {
         "importing the simulation stack: ImportError: cannot import name 'single_arm_env'*",
     ),
     "crash": ("import-error", "the preflight's process died while checking fake:0 settles (exit code 11)*"),
-    "nan_state": ("export-invalid", "*model.onnx: on the first real observation: output 'actions' holds non-finite*"),
+    "nan_state": ("export-invalid", "*export: on the first real observation: output 'actions' holds non-finite*"),
 }
 
 
@@ -78,7 +78,7 @@ def test_the_settle_check_covers_every_selected_task(
 @pytest.mark.parametrize("workers", SWEEP_PROCESSES)
 def test_the_sweep_reports_every_task_in_run_order(fake, pytester: pytest.Pytester, workers: list[str]) -> None:
     result = fake({}, "--vla-tasks", "fake", "--vla-num-episodes", "1", "-p", "no:cacheprovider", *workers)
-    result.stdout.fnmatch_lines(["vla: preflight passed in *: fake:0 built and reset, *, 4 task(s) at rest*"])
+    result.stdout.fnmatch_lines(["vla: preflight passed in *: fake:0 built and reset, 4 task(s) at rest*"])
     report = json.loads((pytester.path / "eval_output" / "report.json").read_text())
     assert report["preflight"]["settled_tasks"] == ["fake:0", "fake:1", "fake:2", "fake:3"]
 
@@ -105,7 +105,7 @@ def test_a_shard_checks_its_own_tasks(fake, pytester: pytest.Pytester, monkeypat
     monkeypatch.setenv("FAKE_PREFLIGHT", json.dumps({"0": "drift"}))
     result = fake({}, "--vla-tasks", "fake", "--vla-shard", "1/2", "-p", "no:cacheprovider")
     assert result.ret == pytest.ExitCode.TESTS_FAILED  # its episodes ran (and timed out): task 0 is not its own
-    result.stdout.fnmatch_lines(["vla: preflight passed in *: fake:2 built and reset, *, 2 task(s) at rest*"])
+    result.stdout.fnmatch_lines(["vla: preflight passed in *: fake:2 built and reset, 2 task(s) at rest*"])
 
 
 @pytest.mark.parametrize(
@@ -222,7 +222,7 @@ def test_a_passed_preflight_is_reused_until_something_it_depends_on_changes(
     fake, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, validate_report
 ) -> None:
     first = fake({}, "--vla-tasks", "fake:0")
-    first.stdout.fnmatch_lines(["vla: preflight passed in * s: fake:0 built and reset, *, 1 task(s) at rest *"])
+    first.stdout.fnmatch_lines(["vla: preflight passed in * s: fake:0 built and reset, 1 task(s) at rest *"])
     # The same run again: the preflight's process is not started (it would crash now).
     monkeypatch.setenv("FAKE_PREFLIGHT", json.dumps({"*": "crash"}))
     again = fake({}, "--vla-tasks", "fake:0")
@@ -340,7 +340,7 @@ def test_the_cost_preview_runs_no_episode(fake, pytester: pytest.Pytester) -> No
                   "--vla-gpu-hourly-usd", "2.5", "-p", "no:cacheprovider")  # fmt: skip
     assert result.ret == pytest.ExitCode.OK
     result.stdout.fnmatch_lines([
-        "vla: preflight passed in *: fake:0 built and reset, *, 1 task(s) at rest*",  # no settle sweep for a preview
+        "vla: preflight passed in *: fake:0 built and reset, 1 task(s) at rest*",  # no settle sweep for a preview
         "vla:   fake: 4 tasks x 3 episodes, 5 steps each at most",
         "vla: estimate: 4 tasks, 12 episodes on 1 worker(s): about 0m0?s wall time, $0.00 at $2.5/h x 1",
         "vla:   assumes every episode runs its full step budget*",

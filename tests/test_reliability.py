@@ -224,7 +224,7 @@ def test_resume_runs_only_what_the_report_lacks_and_keeps_the_rest(pytester: pyt
     [
         (["--vla-seed", "8"], "was made with seed 7, this run has 8"),
         (["--vla-max-steps", "3"], "was made under another protocol: max_steps_override was 2, now 3"),
-        ([], "was made with a different export (changed: model.onnx)"),
+        ([], "was made with a different export (changed: 'model.onnx')"),
     ],
 )
 def test_resume_refuses_another_export_or_protocol(pytester: pytest.Pytester, change: list[str], message: str) -> None:
@@ -233,7 +233,7 @@ def test_resume_refuses_another_export_or_protocol(pytester: pytest.Pytester, ch
     output.mkdir()
     report = written({"suite": "libero", "seed": 7, "protocol": {"max_steps_override": 2}, "task_results": [],
                       "episodes": []})  # fmt: skip
-    report["env"]["export_files"] = export_files(export)
+    report["env"]["export_files"] = report["env"]["policy"]["export_files"] = export_files(export)
     if not change:  # the export changed since
         state_only_export(export, seed=1)
     else:
@@ -274,7 +274,14 @@ def test_any_earlier_report_is_resumed_or_refused_in_one_line(
     ):
         path.write_text(json.dumps(report))
         try:
-            kept = compatible_rows(path, load_report(path), suite="libero", seed=7, protocol={}, export_files=files)
+            kept = compatible_rows(
+                path,
+                load_report(path),
+                suite="libero",
+                seed=7,
+                protocol={},
+                policy={"kind": "onnx-export", "export_files": files},
+            )
         except ReportError as exc:  # one line per problem
             assert exc.problems and all("\n" not in problem for problem in exc.problems)
         else:  # a kept row is one the controller can key and judge

@@ -28,8 +28,7 @@ def _writer(tmp_path: Path) -> ReportWriter:
         protocol={"settle_steps": 10},
         provider="CPUExecutionProvider",
         workers=2,
-        export_dir=export,
-        export_files=export_files(export),
+        policy={"kind": "onnx-export", "export_dir": str(export), "export_files": export_files(export)},
         shard=None,
         invocation=None,
     )

@@ -8,10 +8,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pytest_vla.cli.compare import compare_command
-from pytest_vla.cli.inspect import inspect_export
+from pytest_vla.cli.inspect import inspect_export, inspect_server
 from pytest_vla.cli.reports import merge_command, report_command
+from pytest_vla.cli.serve import serve_command
+from pytest_vla.policy.choice import SERVER_PROTOCOLS
 from pytest_vla.report.compare import DEFAULT_MARGIN_PP
 from pytest_vla.suites import DEFAULT_SUITE
+
+MAX_BATCH_SIZE = 1024
+MAX_WAIT_MS = 10_000.0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -19,10 +24,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     inspect = commands.add_parser(
         "inspect",
-        help="print an export's resolved binding and run every check that needs no simulator",
-        description="Print an export's resolved binding and run every check that needs no simulator.",
+        help="print an export's resolved binding, or a policy server's announcement, and run every check that "
+        "needs no simulator",
+        description="Print an export's resolved binding, or what a policy server announces and is sent, and run "
+        "every check that needs no simulator (a server: one query on a synthetic observation).",
     )
-    inspect.add_argument("export", help="export directory (vla_export.json or a reflex export), or 'demo'")
+    inspect.add_argument(
+        "export",
+        help="export directory (vla_export.json or a reflex export), 'demo', or a policy server's ws:// or wss:// URL",
+    )
+    inspect.add_argument(
+        "--protocol", choices=SERVER_PROTOCOLS, default=SERVER_PROTOCOLS[0], help="a policy server's protocol"
+    )
+    inspect.add_argument(
+        "--timeout", type=float, default=30.0, help="seconds a policy server may take to be ready, and to answer"
+    )
     inspect.add_argument("--suite", default=DEFAULT_SUITE, help=f"built-in suite (default: {DEFAULT_SUITE})")
     inspect.add_argument("--tasks", default="", help="as --vla-tasks (default: the suite's default tasks)")
     merge = commands.add_parser(
@@ -60,7 +76,40 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     paired.add_argument("--json", type=Path, metavar="PATH", help="write every row of the comparison to PATH")
     paired.add_argument("--html", type=Path, metavar="PATH", help="write the comparison as a static page to PATH")
+    served = commands.add_parser(
+        "serve",
+        help="serve an export over vla-eval protocol v1 (vla-eval run and pytest-vla's clients), clients batched",
+        description="Serve an export over vla-eval protocol v1 to vla-eval's clients (vla-eval run --server-url) and "
+        "pytest-vla's (--vla-policy-server), batching the observations of several clients into one model call. "
+        "GET /health answers once the model is loaded. SIGTERM or Ctrl-C stops it (exit 0).",
+    )
+    served.add_argument("export", help="export directory (vla_export.json or a reflex export), or 'demo'")
+    served.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    served.add_argument("--port", type=int, default=8000, help="port to listen on, 0 for any free one (default: 8000)")
+    served.add_argument(
+        "--max-batch-size",
+        type=int,
+        default=1,
+        metavar="B",
+        help="observations of different clients run in one model call, at most B (default: 1, no batching); "
+        "only for a model whose inputs have a dynamic first dimension",
+    )
+    served.add_argument(
+        "--max-wait-ms",
+        type=float,
+        default=10.0,
+        metavar="W",
+        help="how long an observation may wait for others to fill its batch (default: 10)",
+    )
     args = parser.parse_args(argv)
+    if args.command == "serve":
+        if not 0 <= args.port <= 65535:
+            parser.error(f"--port must be in 0..65535, got {args.port}")
+        if not 1 <= args.max_batch_size <= MAX_BATCH_SIZE:
+            parser.error(f"--max-batch-size must be in 1..{MAX_BATCH_SIZE}, got {args.max_batch_size}")
+        if not 0 <= args.max_wait_ms <= MAX_WAIT_MS:  # NaN fails too
+            parser.error(f"--max-wait-ms must be in 0..{MAX_WAIT_MS}, got {args.max_wait_ms:g}")
+        return serve_command(args.export, args.host, args.port, args.max_batch_size, args.max_wait_ms)
     if args.command == "compare":
         if not 0 <= args.margin < 100:
             parser.error(f"--margin must be in 0..100 percentage points, got {args.margin:g}")
@@ -69,6 +118,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return report_command(args.directory)
     if args.command == "merge":
         return merge_command(args.sources, args.output)
+    if args.export.startswith(("ws://", "wss://")):
+        if not 0 < args.timeout < float("inf"):
+            parser.error(f"--timeout must be a positive number of seconds, got {args.timeout:g}")
+        return inspect_server(args.export, args.protocol, args.suite, args.tasks, args.timeout)
     return inspect_export(args.export, args.suite, args.tasks)
 
 

@@ -1,15 +1,20 @@
-"""``pytest-vla inspect``: an export's resolved binding, and every check that needs no simulator."""
+"""``pytest-vla inspect``: an export's resolved binding, or a policy server's announcement, and every check that
+needs no simulator."""
 
 from __future__ import annotations
 
+import json
 import sys
 
 from pytest_vla.cli.describe import describe_action, describe_binding
-from pytest_vla.errors import ExportError, SuiteError, printable
+from pytest_vla.errors import ExportError, PolicyError, SuiteError, printable
 from pytest_vla.export import resolve_export
 from pytest_vla.export.files import file_digest
 from pytest_vla.export.manifest import Manifest, load_manifest
-from pytest_vla.policy.check import check_export
+from pytest_vla.policy.check import check_policy
+from pytest_vla.policy.feeds import synthetic_observation
+from pytest_vla.policy.onnx import OnnxPolicy
+from pytest_vla.policy.served import connect_policy
 from pytest_vla.suites import BUILT_IN, built_in_suite, task_selection
 
 
@@ -25,21 +30,59 @@ def inspect_export(export: str, suite_name: str, task_list: str) -> int:
     _say(f"export   {export_dir}  (binding from {manifest.source})")
     digest = file_digest(manifest.model)
     _say(f"model    {manifest.model.name}  {digest['bytes']} bytes  sha256 {digest['sha256'][:16]}")
+    policy: OnnxPolicy | None = None
     try:
         tasks = suite.resolve_tasks(task_selection(task_list))
-        checked = check_export(export_dir, suite, tasks)
-    except (ExportError, SuiteError) as exc:
-        _print_inputs(manifest, suite.render_size, {})  # what was resolved, before the failing check
+        policy = OnnxPolicy(manifest)
+        checked = check_policy(policy, suite, tasks, synthetic_observation(suite, tasks[0], policy.cameras))
+    except (ExportError, PolicyError, SuiteError) as exc:
+        nodes = {} if policy is None else _model_inputs(policy)
+        _print_inputs(manifest, suite.render_size, nodes)  # what was resolved, before the failing check
         return _fail(str(exc))
-    nodes = {node.name: f"{node.type} {list(node.shape)}" for node in checked.policy.session.get_inputs()}
+    nodes = _model_inputs(policy)
     _print_inputs(manifest, suite.render_size, nodes)
     for line in checked.warnings:
         _say(f"warning  {line}")
     _say(
-        f"checks   passed on {len(tasks)} {suite.name} task(s) with {checked.policy.provider}: every input bound "
-        f"once, types and shapes agree, a synthetic observation gives finite actions {list(checked.actions_shape)}"
+        f"checks   passed on {len(tasks)} {suite.name} task(s) with {policy.provider}: every input bound "
+        f"once, types and shapes agree, a synthetic observation gives finite actions "
+        f"[{checked.steps_per_query}, {suite.action_dim}]"
     )
     return 0
+
+
+def inspect_server(url: str, protocol: str, suite_name: str, task_list: str, timeout_s: float) -> int:
+    """What a policy server announces, what the suite's client of that protocol sends it, one synthetic query."""
+    suite = built_in_suite(suite_name)
+    if suite is None:
+        return _fail(f"--suite: unknown suite {suite_name!r} (built in: {', '.join(BUILT_IN)})")
+    try:
+        tasks = suite.resolve_tasks(task_selection(task_list))
+        policy = connect_policy(url, protocol, suite, query_timeout_s=timeout_s, ready_timeout_s=timeout_s)
+    except (PolicyError, SuiteError) as exc:
+        return _fail(str(exc))
+    try:
+        identity = policy.identity()
+        _say(f"server   {url}  ({protocol})")
+        _say(f"answers  {json.dumps(identity['server'], sort_keys=True)[:2000]}")
+        state = f"from the {policy.state.origin}, quaternion {policy.state.quaternion}"
+        _say(f"sends    cameras {', '.join(policy.cameras) or 'none'}; state {state}")
+        checked = check_policy(policy, suite, tasks, synthetic_observation(suite, tasks[0], policy.cameras))
+    except (PolicyError, SuiteError) as exc:
+        return _fail(str(exc))
+    finally:
+        policy.close()
+    for line in checked.warnings:
+        _say(f"warning  {line}")
+    _say(
+        f"checks   passed on {len(tasks)} {suite.name} task(s): the server is ready, speaks {protocol}, and a "
+        f"synthetic observation gives finite actions [{checked.steps_per_query}, {suite.action_dim}]"
+    )
+    return 0
+
+
+def _model_inputs(policy: OnnxPolicy) -> dict[str, str]:
+    return {node.name: f"{node.type} {list(node.shape)}" for node in policy.session.get_inputs()}
 
 
 def _print_inputs(manifest: Manifest, render_size: tuple[int, int], model_types: dict[str, str]) -> None:

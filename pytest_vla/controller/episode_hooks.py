@@ -11,7 +11,15 @@ from typing import Any
 
 import pytest
 
-from pytest_vla.controller.items import PLAN_KEY, ROW_KEY, RUNNER_KEY, EpisodeItem, SuiteCollector, keep_tasks_together
+from pytest_vla.controller.items import (
+    PLAN_KEY,
+    PREFLIGHT_POLICY_KEY,
+    ROW_KEY,
+    RUNNER_KEY,
+    EpisodeItem,
+    SuiteCollector,
+    keep_tasks_together,
+)
 from pytest_vla.errors import EpisodeHarnessError
 from pytest_vla.rollout import interrupts
 
@@ -52,4 +60,6 @@ class EpisodeHooks:
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         runner = session.config.stash.get(RUNNER_KEY, None)
         if runner is not None:
-            runner.close()
+            runner.close()  # the preflight's policy too, which it was handed
+        elif (policy := session.config.stash.get(PREFLIGHT_POLICY_KEY, None)) is not None:
+            policy.close()  # no episode ran here (--collect-only, a cost preview)

@@ -19,10 +19,10 @@ from typing import Any
 import pytest
 
 from pytest_vla.controller.options import runs_episodes
-from pytest_vla.controller.preflight import make_suite
+from pytest_vla.controller.preflight import make_policy_here, make_suite
 from pytest_vla.errors import EpisodeFailure, EpisodeHarnessError
 from pytest_vla.plan import EvalPlan
-from pytest_vla.policy.onnx import OnnxPolicy
+from pytest_vla.policy.base import Policy
 from pytest_vla.preflight.result import PreflightResult
 from pytest_vla.report.schema import EpisodeId, EpisodeRow, TaskSpec, TerminalReason, describe_failure, task_nodeid
 from pytest_vla.rollout.runner import EpisodeRunner
@@ -32,7 +32,7 @@ RUNNER_KEY = pytest.StashKey[EpisodeRunner]()
 ROW_KEY = pytest.StashKey[EpisodeRow]()
 # The policy the preflight loaded, kept only where this process also runs the episodes (no xdist):
 # a possibly multi-GB model is not loaded a second time.
-PREFLIGHT_POLICY_KEY = pytest.StashKey[OnnxPolicy]()
+PREFLIGHT_POLICY_KEY = pytest.StashKey[Policy]()
 
 
 class SuiteCollector(pytest.Collector):
@@ -114,7 +114,7 @@ def preflight_result(config: pytest.Config) -> PreflightResult:
     """The simulator preflight's result, from the plan every process has; skip where pytest-vla is off."""
     plan = config.stash.get(PLAN_KEY, None)
     if plan is None or plan.preflight is None:
-        pytest.skip("vla_preflight: pytest-vla is not evaluating in this run (no --vla-export)")
+        pytest.skip("vla_preflight: pytest-vla is not evaluating in this run (no policy named)")
     return plan.preflight
 
 
@@ -140,12 +140,20 @@ def _runner(config: pytest.Config) -> EpisodeRunner:
         plan = config.stash[PLAN_KEY]
         # From xdist's workerinput, not the environment: a nested pytest inherits its parent's variables.
         workerinput = getattr(config, "workerinput", {"workerid": "main", "workercount": 1})
+        suite = make_suite(config, plan.suite)
         runner = config.stash[RUNNER_KEY] = EpisodeRunner(
             plan,
-            make_suite(config, plan.suite),
+            suite,
             worker=workerinput["workerid"],
-            workers=workerinput["workercount"],
             announce=_past_capture(config),
+            make_policy=lambda: make_policy_here(
+                config,
+                plan.policy,
+                suite,
+                workers=workerinput["workercount"],
+                # The server was ready at the preflight: one gone mid-run costs each episode a query's wait.
+                ready_timeout_s=plan.policy.query_timeout_s,
+            ),
             policy=config.stash.get(PREFLIGHT_POLICY_KEY, None),
         )
     return runner

@@ -12,6 +12,7 @@ from typing import Any, overload
 import pytest
 
 from pytest_vla.export import DEMO_NAME, resolve_export
+from pytest_vla.policy.choice import DEFAULT_QUERY_TIMEOUT_S, SERVER_PROTOCOLS, PolicyChoice
 from pytest_vla.report.compare import DEFAULT_MARGIN_PP
 from pytest_vla.report.shards import Shard
 from pytest_vla.suites import DEFAULT_SUITE, task_selection
@@ -31,6 +32,30 @@ _OPTIONS = (
         "ONNX export directory to evaluate (vla_export.json + model), or 'demo' for the built-in "
         "scripted LIBERO-Object policy; enables pytest-vla",
         "PATH",
+    ),
+    (
+        "--vla-policy-server",
+        "evaluate the policy a server serves at this ws:// URL (openpi's serve_policy.py, vla-eval's model "
+        "servers, pytest-vla serve), one connection per worker; enables pytest-vla",
+        "URL",
+    ),
+    (
+        "--vla-policy-protocol",
+        f"the server's protocol, with its own LIBERO client's observation and action handling: "
+        f"{' or '.join(SERVER_PROTOCOLS)} (default: {SERVER_PROTOCOLS[0]})",
+        "NAME",
+    ),
+    (
+        "--vla-policy-timeout",
+        f"seconds a served policy may take to answer one query before that episode ends as a harness error "
+        f"(default: {DEFAULT_QUERY_TIMEOUT_S:g})",
+        "S",
+    ),
+    (
+        "--vla-policy",
+        "evaluate the policy a plugin or conftest makes under this name (hook pytest_vla_make_policy); "
+        "enables pytest-vla",
+        "NAME",
     ),
     ("--vla-suite", f"benchmark suite (default: {DEFAULT_SUITE})", "NAME"),
     (
@@ -137,9 +162,13 @@ def add_options(parser: pytest.Parser) -> None:
             parser.addini(dest, help_text, default=None)
 
 
+# Each names the policy to evaluate, and so enables pytest-vla; exactly one may be given.
+POLICY_OPTIONS = ("--vla-export", "--vla-policy-server", "--vla-policy")
+
+
 @dataclass(frozen=True)
 class Settings:
-    export: Path
+    policy: PolicyChoice
     suite: str
     tasks: tuple[str, ...]
     num_episodes: int
@@ -164,21 +193,42 @@ class Settings:
     yes: bool
 
 
-def export_option(config: pytest.Config) -> str | None:
+def export_path(config: pytest.Config) -> Path | None:
+    """The export directory ``--vla-export`` (or the ``vla_export`` ini key) names, if any."""
     value = _value(config, "--vla-export")
-    return None if value is None else str(value)
-
-
-def export_path(config: pytest.Config) -> Path:
-    """The export directory ``--vla-export`` (or the ``vla_export`` ini key) names; the plugin is active."""
-    value = export_option(config)
-    assert value is not None
-    return resolve_export(value) if value == DEMO_NAME else _located_path(config, "--vla-export")
+    if value is None:
+        return None
+    return resolve_export(str(value)) if value == DEMO_NAME else _located_path(config, "--vla-export")
 
 
 def is_active(config: pytest.Config) -> bool:
-    """pytest-vla does nothing unless an export is named."""
-    return export_option(config) is not None
+    """pytest-vla does nothing unless a policy is named."""
+    return any(_value(config, option) is not None for option in POLICY_OPTIONS)
+
+
+def names_a_policy(namespace: Any) -> bool:
+    """Whether pytest's early parse of the command line names a policy (before ini files are read)."""
+    return any(getattr(namespace, _dest(option), None) is not None for option in POLICY_OPTIONS)
+
+
+def policy_choice(config: pytest.Config) -> PolicyChoice:
+    """The one policy the options name; raises :class:`pytest.UsageError` for none or several."""
+    given = [option for option in POLICY_OPTIONS if _value(config, option) is not None]
+    if len(given) != 1:
+        raise pytest.UsageError(
+            f"name one policy to evaluate: {' or '.join(POLICY_OPTIONS)} (given: {', '.join(given)})"
+        )
+    protocol = _choice(config, "--vla-policy-protocol", SERVER_PROTOCOLS) or SERVER_PROTOCOLS[0]
+    timeout = _float(config, "--vla-policy-timeout", _positive, "a positive number of seconds", DEFAULT_QUERY_TIMEOUT_S)
+    server = _value(config, "--vla-policy-server")
+    name = _value(config, "--vla-policy")
+    return PolicyChoice(
+        export=export_path(config),
+        server=None if server is None else str(server),
+        protocol=protocol,
+        name=None if name is None else str(name),
+        query_timeout_s=timeout,
+    )
 
 
 def runs_episodes(config: pytest.Config) -> bool:
@@ -201,7 +251,7 @@ def read_settings(config: pytest.Config) -> Settings:
         raise pytest.UsageError(f"--vla-seed must be in 0..{2**32 - 1}, got {seed}")
     episode_timeout = _float(config, "--vla-episode-timeout", _positive, "a positive number of seconds", None)
     return Settings(
-        export=export_path(config),
+        policy=policy_choice(config),
         suite=_value(config, "--vla-suite") or DEFAULT_SUITE,
         tasks=task_selection(str(tasks)),
         num_episodes=_int(config, "--vla-num-episodes", DEFAULT_NUM_EPISODES),

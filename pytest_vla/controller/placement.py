@@ -76,13 +76,15 @@ def place_workers(specs: Sequence[Any], devices: Sequence[str]) -> list[str]:
     return assignment
 
 
-def auto_worker_count(export: Path) -> tuple[int, str]:
+def auto_worker_count(export: Path | None) -> tuple[int, str]:
     """``-n auto``: as many workers as there are cores and memory for, and how that was decided.
 
-    Each worker holds an env and its own copy of the model, so the export's size counts too.
+    Each worker holds an env and, evaluating an export, its own copy of the model, so the export's
+    size counts too (a served policy's model lives in the server).
     """
     cpus = available_cpus()
-    model_bytes = sum(path.stat().st_size for path in export.rglob("*") if path.is_file())
+    files = export.rglob("*") if export is not None else ()
+    model_bytes = sum(path.stat().st_size for path in files if path.is_file())
     per_worker = WORKER_MEMORY_BYTES + model_bytes
     available = _available_memory()
     if available is None:

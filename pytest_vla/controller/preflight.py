@@ -8,6 +8,7 @@ seconds, not hours.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import dataclasses
 import hashlib
@@ -20,6 +21,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -31,17 +33,18 @@ import pytest
 
 from pytest_vla import __version__
 from pytest_vla.controller.options import Settings, runs_episodes
-from pytest_vla.errors import ExportError, SuiteError, VlaWarning, one_line
-from pytest_vla.export.manifest import Manifest, load_manifest
+from pytest_vla.errors import ExportError, PolicyError, SuiteError, VlaWarning, one_line
 from pytest_vla.plan import EvalPlan, rendered_cameras
-from pytest_vla.policy.check import CheckedExport, check_export
-from pytest_vla.policy.onnx import OnnxPolicy
+from pytest_vla.policy.base import Policy
+from pytest_vla.policy.check import CheckedPolicy, check_policy, query_once
+from pytest_vla.policy.choice import PolicyChoice, make_policy
+from pytest_vla.policy.feeds import synthetic_observation
 from pytest_vla.preflight.launch import ProbeProcess, ProbeRequest
-from pytest_vla.preflight.result import PreflightResult
+from pytest_vla.preflight.result import PreflightFailure, PreflightResult, failed
 from pytest_vla.report.schema import TaskSpec
-from pytest_vla.rollout.threads import available_cpus
+from pytest_vla.rollout.threads import available_cpus, threads_per_worker
 from pytest_vla.suites import BUILT_IN
-from pytest_vla.suites.base import Suite
+from pytest_vla.suites.base import Observation, Suite
 
 _CACHE_PREFIX = "vla/preflight/"
 # A cached verdict is trusted for a day: it cannot see every change (a remounted data set, a driver
@@ -60,9 +63,10 @@ _DRIVER_LIBRARY = re.compile(r"^lib(OSMesa|EGL|GLX?|GLdispatch|OpenGL|EGL_\w+|GL
 class PreflightFailed(Exception):
     """The simulator preflight found the setup unusable; the run stops before any episode (exit 4)."""
 
-    def __init__(self, result: PreflightResult) -> None:
+    def __init__(self, result: PreflightResult, identity: dict[str, Any]) -> None:
         super().__init__(result.line())
         self.result = result
+        self.identity = identity  # the policy's, for the report that says why nothing ran
 
 
 def make_suite(config: pytest.Config, name: str) -> Suite:
@@ -72,11 +76,25 @@ def make_suite(config: pytest.Config, name: str) -> Suite:
     return suite
 
 
+def make_policy_here(
+    config: pytest.Config, choice: PolicyChoice, suite: Suite, *, workers: int, ready_timeout_s: float
+) -> Policy:
+    """This process's policy of ``choice`` (``workers`` local processes share the cores); ExportError or PolicyError."""
+    return make_policy(
+        choice,
+        suite,
+        # Several workers share the cores: each takes its share, or they thrash (0: onnxruntime's default).
+        intra_op_threads=threads_per_worker(workers) if workers > 1 else 0,
+        ready_timeout_s=ready_timeout_s,
+        named=lambda name: config.hook.pytest_vla_make_policy(config=config, name=name, suite=suite),
+    )
+
+
 @dataclass(frozen=True)
 class Preflighted:
     plan: EvalPlan
-    policy: OnnxPolicy  # loaded by the checks: the process that also runs episodes reuses it
-    steps_per_query: int  # actions the export's query returns for execution
+    policy: Policy  # made by the checks: the process that also runs episodes reuses it
+    steps_per_query: int  # actions the policy's query returns for execution
 
 
 def run_preflight(
@@ -86,17 +104,17 @@ def run_preflight(
     *,
     explicit_paths: bool,
     probe_env: Mapping[str, str],
-    files: list[dict[str, Any]],
     workers: int,
 ) -> Preflighted:
-    """Check the options, the export and the simulator; the plan they produce.
+    """Check the options, the policy and the simulator; the plan they produce.
 
-    Raises :class:`pytest.UsageError` for bad options or exports, :class:`PreflightFailed` when the
-    simulator preflight fails. ``probe_env``: the environment of the preflight's process (the first
-    worker's); ``files``: the export's digests, part of what makes an earlier result reusable;
-    ``workers``: the run's local workers, as many envs as the settle sweep may build at once.
+    Raises :class:`pytest.UsageError` for bad options, exports and policies, :class:`PreflightFailed`
+    when the simulator preflight fails or the policy fails on its real observation. ``probe_env``:
+    the environment of the preflight's process (the first worker's); ``workers``: the run's local
+    workers, as many envs as the settle sweep may build at once.
     """
-    _check_one_onnxruntime()
+    if settings.policy.export is not None:
+        _check_one_onnxruntime()
     if not 1 <= settings.num_episodes <= suite.max_episodes:
         raise pytest.UsageError(
             f"--vla-num-episodes must be in 1..{suite.max_episodes} ({suite.name} ships "
@@ -104,18 +122,28 @@ def run_preflight(
         )
     _check_writable(settings)
     try:
-        manifest = load_manifest(settings.export)
+        policy = make_policy_here(
+            config, settings.policy, suite, workers=workers, ready_timeout_s=settings.preflight_timeout
+        )
+    except (ExportError, PolicyError) as exc:
+        raise pytest.UsageError(str(exc)) from None
+    try:
+        identity = policy.identity()
         if runs_episodes(config):
             tasks, checked, result = _checks_beside_the_simulator(
-                config, suite, settings, manifest, probe_env, files, workers
+                config, suite, settings, policy, identity, probe_env, workers
             )
         else:  # --collect-only and the like list episodes: no simulator is needed
-            tasks, checked, result = *_export_checks(config, suite, settings), None
-    except (ExportError, SuiteError) as exc:
+            tasks, checked, result = *_policy_checks(config, suite, settings, policy), None
+    except (ExportError, SuiteError, PolicyError) as exc:
+        policy.close()
         raise pytest.UsageError(str(exc)) from None
+    except BaseException:
+        policy.close()
+        raise
     plan = EvalPlan(
         suite=suite.name,
-        export=settings.export,
+        policy=settings.policy,
         output=settings.output,
         tasks=tuple(tasks),
         num_episodes=settings.num_episodes,
@@ -123,20 +151,23 @@ def run_preflight(
         max_steps_override=settings.max_steps,
         save_trajectories=settings.save_trajectories,
         episode_timeout_override=settings.episode_timeout,
-        cameras=checked.manifest.cameras,
-        provider=checked.policy.provider,
+        cameras=policy.cameras,
+        state=policy.state,
+        provider=policy.provider,
         collect_paths=explicit_paths,
-        export_files=tuple(files),
+        policy_identity=identity,
         shard=settings.shard,
         video=settings.video,
         preflight=result,
     )
-    return Preflighted(plan, checked.policy, checked.actions_shape[0])
+    return Preflighted(plan, policy, checked.steps_per_query)
 
 
-def _export_checks(config: pytest.Config, suite: Suite, settings: Settings) -> tuple[list[TaskSpec], CheckedExport]:
+def _policy_checks(
+    config: pytest.Config, suite: Suite, settings: Settings, policy: Policy
+) -> tuple[list[TaskSpec], CheckedPolicy]:
     tasks = suite.resolve_tasks(settings.tasks)
-    checked = check_export(settings.export, suite, tasks)
+    checked = check_policy(policy, suite, tasks, synthetic_observation(suite, tasks[0], policy.cameras))
     for line in checked.warnings:
         config.issue_config_time_warning(VlaWarning(line), stacklevel=2)
     return tasks, checked
@@ -146,36 +177,37 @@ def _checks_beside_the_simulator(
     config: pytest.Config,
     suite: Suite,
     settings: Settings,
-    manifest: Manifest,
+    policy: Policy,
+    identity: dict[str, Any],
     probe_env: Mapping[str, str],
-    files: list[dict[str, Any]],
     workers: int,
-) -> tuple[list[TaskSpec], CheckedExport, PreflightResult]:
-    """The export checks, and the simulator's preflight: an identical earlier run's (pytest's cache), else the probe's.
+) -> tuple[list[TaskSpec], CheckedPolicy, PreflightResult]:
+    """The policy checks, and the simulator's preflight: an identical earlier run's (pytest's cache), else the probe's.
 
     The probe imports the stack first, in its own process; once that worked, this process checks
-    the export (which needs the task catalogue) while the probe builds envs. A cost preview also
-    takes a full run's cached result (it checked more). Raises PreflightFailed.
+    the policy (which needs the task catalogue) while the probe builds envs, then queries it on the
+    probe's first real observation. A cost preview also takes a full run's cached result (it
+    checked more). Raises PreflightFailed.
     """
     cache = getattr(config, "cache", None)  # None under -p no:cacheprovider: a fresh preflight every run
     key = None
     if cache is not None:  # the key's facts (the loader's listing, every source file's stat) serve the cache only
-        facts = _preflight_facts(suite, settings, files, probe_env)
+        facts = _preflight_facts(suite, settings, identity, policy, probe_env)
         key = _cache_key(facts)
         # A preview's preflight skips the settle sweep: a full run's result covers it too.
         candidates = [key] if facts["sweep"] else [key, _cache_key({**facts, "sweep": True})]
         for candidate in candidates:
             cached = _cached_result(config, cache.get(candidate, None))
             if cached is not None:
-                tasks, checked = _export_checks(config, suite, settings)
+                tasks, checked = _policy_checks(config, suite, settings, policy)
                 return tasks, checked, cached
     request = ProbeRequest(
         selection=settings.tasks,
         num_episodes=settings.num_episodes,
         shard=settings.shard.to_json() if settings.shard else None,
-        cameras=rendered_cameras(manifest.cameras, suite.video_camera, settings.video),
+        cameras=rendered_cameras(policy.cameras, suite.video_camera, settings.video),
         seed=settings.seed,
-        export=settings.export,
+        state=policy.state,
         sweep=not settings.cost_preview,  # the estimate needs timings, not every task's settle check
         processes=min(workers, available_cpus()),
         render_backend=probe_env.get("MUJOCO_GL", "osmesa"),
@@ -184,21 +216,82 @@ def _checks_beside_the_simulator(
     with ProbeProcess(suite, request, timeout_s=timeout_s, env=probe_env, log_dir=log_dir) as probe:
         probe.wait_past_import()
         if not probe.running() and not (result := probe.result()).passed:
-            raise PreflightFailed(result)  # the stack does not import: this process must not try
+            raise PreflightFailed(result, identity)  # the stack does not import: this process must not try
         try:
-            tasks, checked = _export_checks(config, suite, settings)
-        except (ExportError, SuiteError):
+            tasks, checked = _policy_checks(config, suite, settings, policy)
+        except (ExportError, SuiteError, PolicyError):
             raise
         except Exception as exc:  # the stack failed here too: the probe's classified account is the better one
             if not (result := probe.result()).passed:
-                raise PreflightFailed(result) from None
-            raise pytest.UsageError(f"checking the export against {suite.name}: {one_line(exc)}") from None
+                raise PreflightFailed(result, identity) from None
+            raise pytest.UsageError(f"checking the policy against {suite.name}: {one_line(exc)}") from None
         result = probe.result()
-    if not result.passed:
-        raise PreflightFailed(result)
+        if not result.passed:
+            raise PreflightFailed(result, identity)
+        result = _query_real_observation(settings, suite, policy, tasks[0], probe.first_observation(), result, identity)
     if cache is not None and key is not None:
         cache.set(key, {"stored_at": time.time(), "result": result.to_json()})
     return tasks, checked, result
+
+
+def _query_real_observation(
+    settings: Settings,
+    suite: Suite,
+    policy: Policy,
+    task: TaskSpec,
+    observation: Observation,
+    result: PreflightResult,
+    identity: dict[str, Any],
+) -> PreflightResult:
+    """``result`` with the policy's query seconds on the first real observation (the second query's: the first
+    warms up); PreflightFailed when its answer is unusable."""
+    source = "the first real observation"
+    answers: list[float | BaseException] = []
+
+    def query() -> None:
+        try:
+            query_once(policy, suite, task, observation, source)
+            started = time.perf_counter()
+            query_once(policy, suite, task, observation, source)
+            answers.append(time.perf_counter() - started)
+        except BaseException as exc:
+            answers.append(exc)
+
+    # A policy stuck in native code cannot be interrupted: the daemon thread is left behind as the run stops.
+    thread = threading.Thread(target=query, name="pytest-vla real-observation query", daemon=True)
+    thread.start()
+    thread.join(settings.preflight_timeout)
+    failure = PreflightFailure.EXPORT_INVALID if settings.policy.export else PreflightFailure.POLICY_INVALID
+    if not answers:
+        # Left running, it aborts the interpreter's teardown (onnxruntime's destructors under a running call).
+        atexit.register(_exit_if_alive, thread, pytest.ExitCode.USAGE_ERROR)
+        what = "the export" if settings.policy.export else "the policy"
+        message = (
+            f"running {what} on {task.key}'s first observation took longer than --vla-preflight-timeout "
+            f"{settings.preflight_timeout:g} s"
+        )
+        raise PreflightFailed(
+            failed(failure, message, elapsed_s=result.elapsed_s, render_backend=result.render_backend), identity
+        )
+    (answer,) = answers
+    if isinstance(answer, (ExportError, PolicyError)):
+        raise PreflightFailed(
+            failed(failure, str(answer), elapsed_s=result.elapsed_s, render_backend=result.render_backend), identity
+        )
+    if isinstance(answer, BaseException):
+        raise answer
+    inference_s = answer
+    assert result.timings is not None
+    timings = dataclasses.replace(result.timings, inference_s=inference_s)
+    message = f"{result.message}; the policy answered its first observation"
+    return dataclasses.replace(result, timings=timings, message=message)
+
+
+def _exit_if_alive(thread: threading.Thread, status: int) -> None:
+    if thread.is_alive():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
 
 
 def _cached_result(config: pytest.Config, entry: Any) -> PreflightResult | None:
@@ -220,10 +313,10 @@ def _cached_result(config: pytest.Config, entry: Any) -> PreflightResult | None:
 
 
 def _preflight_facts(
-    suite: Suite, settings: Settings, files: list[dict[str, Any]], probe_env: Mapping[str, str]
+    suite: Suite, settings: Settings, identity: dict[str, Any], policy: Policy, probe_env: Mapping[str, str]
 ) -> dict[str, Any]:
     """Everything a preflight's verdict depends on: this host and its drivers, the installed packages (and
-    pytest-vla's own code), the stack's variables, what the suite reads from this machine, the export."""
+    pytest-vla's own code), the stack's variables, what the suite reads from this machine, the policy."""
     source = inspect.getsourcefile(type(suite))
     machine_facts = getattr(suite, "machine_facts", None)
     return {
@@ -240,7 +333,7 @@ def _preflight_facts(
         },
         "suite": [suite.name, source, os.stat(source).st_mtime_ns if source else None],
         "suite_machine": machine_facts() if machine_facts is not None else None,
-        "export": [(entry["name"], entry["sha256"]) for entry in files],
+        "policy": [identity, list(policy.cameras), dataclasses.asdict(policy.state)],
         "selection": [list(settings.tasks), settings.num_episodes, str(settings.shard), settings.seed],
         "video": settings.video,
         "sweep": not settings.cost_preview,

@@ -25,8 +25,7 @@ from pytest_vla.controller.options import Settings, read_settings, runs_episodes
 from pytest_vla.controller.placement import choose_render_backend, device_environment, visible_gpus
 from pytest_vla.controller.preflight import PreflightFailed, make_suite, run_preflight
 from pytest_vla.controller.progress import Progress
-from pytest_vla.errors import ExportError, ReportError, VlaWarning
-from pytest_vla.export.files import export_files
+from pytest_vla.errors import ReportError, VlaWarning
 from pytest_vla.plan import EvalPlan
 from pytest_vla.preflight.cost import CostEstimate, TaskWork, estimate_cost
 from pytest_vla.preflight.result import PreflightResult
@@ -91,21 +90,16 @@ class ControllerRun:
             os.environ.update(device_environment(gpus[0]))
         suite = make_suite(config, settings.suite)
         try:
-            files = export_files(settings.export)  # hashed once: exports can weigh gigabytes
-        except ExportError as exc:
-            raise pytest.UsageError(str(exc)) from None
-        try:
             checked = run_preflight(
                 config,
                 suite,
                 settings,
                 explicit_paths=_explicit_paths(config),
                 probe_env=probe_env,
-                files=files,
                 workers=_worker_count(config),
             )
         except PreflightFailed as exc:
-            _record_failed_preflight(config, settings, suite, files, exc.result)
+            _record_failed_preflight(config, settings, suite, exc.identity, exc.result)
             raise pytest.UsageError(exc.result.line()) from None
         # The run's id travels in the plan to every worker, and into their watchdogs' notes.
         plan = dataclasses.replace(checked.plan, run_id=uuid.uuid4().hex)
@@ -118,12 +112,14 @@ class ControllerRun:
                 ),
                 stacklevel=2,
             )
-        if not _distributed(config):
-            config.stash[PREFLIGHT_POLICY_KEY] = checked.policy  # the workers load their own
+        if _distributed(config):
+            checked.policy.close()  # the workers make their own: a server's connection is not held idle
+        else:
+            config.stash[PREFLIGHT_POLICY_KEY] = checked.policy
         # The tallies' scipy, imported before the run: at its first write with rows it would stall it mid-way.
         scipy_stats()
-        run = cls(config, plan, ReportWriter(_run_info(config, plan, suite, files), plan.output), settings, gpus)
-        run._carry_earlier_rows(suite.protocol(), files)
+        run = cls(config, plan, ReportWriter(_run_info(config, plan, suite), plan.output), settings, gpus)
+        run._carry_earlier_rows(suite.protocol())
         if settings.baseline is not None:
             run.baseline = _read_baseline(settings.baseline, run.writer.build())
         run.estimate = run._estimate(checked.steps_per_query)
@@ -158,12 +154,12 @@ class ControllerRun:
             devices=max(len(self.gpus), 1),
         )
 
-    def _carry_earlier_rows(self, suite_protocol: dict[str, Any], files: list[dict[str, Any]]) -> None:
+    def _carry_earlier_rows(self, suite_protocol: dict[str, Any]) -> None:
         """--vla-resume and --lf continue an earlier report instead of replacing it with a fraction of it.
 
         ``--vla-resume`` keeps the earlier rows except harness errors (a crash is rerun) and runs
         the rest; ``--lf`` keeps them all and lets its reruns replace theirs. A report of another
-        export, seed or protocol is refused by ``--vla-resume`` and replaced by ``--lf``.
+        policy, seed or protocol is refused by ``--vla-resume`` and replaced by ``--lf``.
         """
         if not (self.settings.resume or self.config.getoption("lf", False)):
             return
@@ -179,7 +175,7 @@ class ControllerRun:
                 suite=self.plan.suite,
                 seed=self.plan.seed,
                 protocol=protocol,
-                export_files=files,
+                policy=self.plan.policy_identity,
             )
             if self.layout.journal.is_file():
                 # The journal's rows are the report's run's (or its continuations'): report.json
@@ -267,7 +263,8 @@ class ControllerRun:
             items += f" (shard {plan.shard} from {self.settings.shard_source}: {len(plan.episodes())} of them)"
         return [
             *self.notes,
-            f"vla: export {plan.export} on {plan.provider}",
+            f"vla: {plan.policy.describe()}"
+            + ("" if plan.provider in plan.policy.describe() else f" on {plan.provider}"),
             f"vla: suite {plan.suite}, {len(plan.tasks)} tasks x {plan.num_episodes} episodes = {items}, "
             f"seed {plan.seed}, cameras rendered: {', '.join(plan.cameras) or 'none'}, "
             f"MUJOCO_GL={os.environ.get('MUJOCO_GL', 'osmesa')}",
@@ -445,13 +442,16 @@ class ControllerRun:
         )
 
 
-def _run_info(config: pytest.Config, plan: EvalPlan, suite: Suite, files: list[dict[str, Any]]) -> RunInfo:
+def _run_info(config: pytest.Config, plan: EvalPlan, suite: Suite) -> RunInfo:
     protocol = {
         **suite.protocol(),
         "seed": plan.seed,
         "num_episodes_per_task": plan.num_episodes,
         "max_steps_override": plan.max_steps_override,
         "cameras_rendered": list(plan.cameras),
+        # Whose observation and action handling the policy got: pytest-vla's in-process one, or a
+        # server protocol's own LIBERO client's (vla-eval's, openpi's), reproduced exactly.
+        "policy_client": plan.policy.protocol if plan.policy.server is not None else "in-process",
     }
     return RunInfo(
         suite=plan.suite,
@@ -461,15 +461,14 @@ def _run_info(config: pytest.Config, plan: EvalPlan, suite: Suite, files: list[d
         protocol=protocol,
         provider=plan.provider,
         workers=_worker_count(config),
-        export_dir=plan.export,
-        export_files=files,
+        policy=plan.policy_identity,
         shard=plan.shard,
         invocation=Invocation(list(config.invocation_params.args), str(config.invocation_params.dir)),
     )
 
 
 def _record_failed_preflight(
-    config: pytest.Config, settings: Settings, suite: Suite, files: list[dict[str, Any]], result: PreflightResult
+    config: pytest.Config, settings: Settings, suite: Suite, identity: dict[str, Any], result: PreflightResult
 ) -> None:
     """A report.json that says why no episode ran, unless an earlier run's results are there: they are kept."""
     if _holds_results(OutputLayout(settings.output)):
@@ -482,8 +481,7 @@ def _record_failed_preflight(
         protocol={**suite.protocol(), "seed": settings.seed, "num_episodes_per_task": settings.num_episodes},
         provider="",
         workers=_worker_count(config),
-        export_dir=settings.export,
-        export_files=files,
+        policy=identity,
         shard=settings.shard,
         invocation=Invocation(list(config.invocation_params.args), str(config.invocation_params.dir)),
     )

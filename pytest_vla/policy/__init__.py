@@ -1,1 +1,1 @@
-"""An export as a policy: model inputs fed from observations, the ONNX session, the action chunk."""
+"""Policies: an ONNX export run in-process (model inputs, the session, the action chunk), or one served (``served``)."""

@@ -180,4 +180,5 @@ def synthetic_observation(suite: Suite, task: TaskSpec, cameras: tuple[str, ...]
         state=np.zeros(suite.state_dim, dtype=np.float32),
         raw={key: np.zeros(shape) for key, shape in suite.observation_shapes(task).items()},
         objects_of_interest=np.zeros((len(suite.objects_of_interest(task)), 3)),
+        controller_pose=(np.zeros(3), np.eye(3)),  # at the origin, unrotated
     )

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from pytest_vla.errors import ExportError, PolicyError, one_line
-from pytest_vla.export.files import external_data
+from pytest_vla.export.files import external_data, loaded_files
 from pytest_vla.export.manifest import (
     ActionSpec,
     ConstantInput,
@@ -21,17 +23,29 @@ from pytest_vla.export.manifest import (
 from pytest_vla.policy.feeds import (
     NUMPY_TYPES,
     accepted_types,
+    binding_shapes,
     constant_tensor,
     noise_tensor,
     preprocess_image,
     state_vector,
 )
 from pytest_vla.policy.tokens import InstructionEncoder
-from pytest_vla.suites.base import Observation, TaskSpec
+from pytest_vla.report.schema import ONNX_EXPORT
+from pytest_vla.suites.base import Observation, Suite, TaskSpec
+
+
+@dataclass
+class EpisodeContext:
+    """What a query's feed depends on besides the observation: the episode, and the queries it has made so far."""
+
+    seed: int
+    task: TaskSpec
+    episode_index: int
+    query: int = 0
 
 
 class OnnxPolicy:
-    """An export loaded into onnxruntime: CUDA when usable, else CPU.
+    """An export loaded into onnxruntime (CUDA when usable, else CPU): a :class:`~pytest_vla.policy.base.Policy`.
 
     Call :meth:`begin_episode` before an episode's first :meth:`act`: the instruction and the
     noise of each query depend on the task and episode.
@@ -41,6 +55,8 @@ class OnnxPolicy:
         import onnxruntime as ort
 
         self.manifest = manifest
+        self.cameras = manifest.cameras
+        self.state = manifest.state_convention
         # Checked before onnxruntime resolves them: the files the model's tensors are read from.
         self.external_data = external_data(manifest.model)
         options = ort.SessionOptions()
@@ -64,8 +80,29 @@ class OnnxPolicy:
             for binding in manifest.inputs
             if isinstance(binding, InstructionInput)
         }
-        self._episode: tuple[int, TaskSpec, int] | None = None  # seed, task, episode index
-        self._query = 0
+        self._episode: EpisodeContext | None = None
+        self._files: list[dict[str, Any]] | None = None
+
+    def loaded_files(self) -> list[dict[str, Any]]:
+        """Digests of the files loaded (hashed once, after loading: a file replaced meanwhile shows)."""
+        if self._files is None:
+            self._files = loaded_files(self.manifest, self.external_data)
+        return self._files
+
+    def identity(self) -> dict[str, Any]:
+        """The digests of the files loaded; where they were (``path``) tells, but two exports differ by digest only."""
+        return {"kind": ONNX_EXPORT, "export_dir": str(self.manifest.directory), "export_files": self.loaded_files()}
+
+    def check(self, suite: Suite, tasks: Sequence[TaskSpec]) -> list[str]:
+        """The export against the suite: action width, each task's input shapes; truncated prompts as warnings."""
+        if self.manifest.action.dim != suite.action_dim:
+            raise ExportError(
+                f"{self.manifest.where}: action.dim is {self.manifest.action.dim} but {suite.name} actions have "
+                f"{suite.action_dim} values"
+            )
+        for task in tasks:
+            self.check_shapes(binding_shapes(self.manifest, suite, task), task)
+        return self.truncated_instructions(list(tasks), suite.state_dim)
 
     def _check_bindings(self) -> None:
         where = self.manifest.where
@@ -119,11 +156,18 @@ class OnnxPolicy:
         return lines
 
     def begin_episode(self, seed: int, task: TaskSpec, episode_index: int) -> None:
-        self._episode = (seed, task, episode_index)
-        self._query = 0
+        self._episode = EpisodeContext(seed, task, episode_index)
 
     def inputs(self, observation: Observation) -> dict[str, np.ndarray]:
-        """The model's feed for one observation."""
+        """The model's feed for one observation of the current episode."""
+        return self.feed(observation, self._episode)
+
+    def feed(self, observation: Observation, episode: EpisodeContext | None) -> dict[str, np.ndarray]:
+        """The model's feed for one observation of ``episode`` (each input with a batch dimension of 1).
+
+        Needs nothing of this object's own episode: a server builds the feeds of several clients' episodes.
+        Only instruction and noise inputs need an episode.
+        """
         feed: dict[str, np.ndarray] = {}
         for binding in self.manifest.inputs:
             if isinstance(binding, StateInput):
@@ -135,38 +179,39 @@ class OnnxPolicy:
             elif isinstance(binding, ObjectsOfInterestInput):
                 feed[binding.name] = np.asarray(observation.objects_of_interest, dtype=np.float32)[None]
             elif isinstance(binding, InstructionInput):
-                encoded = self._encoders[binding.name].encode(self._current()[1].instruction, observation.state)
+                episode = _started(episode)
+                encoded = self._encoders[binding.name].encode(episode.task.instruction, observation.state)
                 values = encoded.ids if binding.part == "tokens" else encoded.mask
                 feed[binding.name] = values.astype(NUMPY_TYPES[self._input_types[binding.name]])[None]
             elif isinstance(binding, ConstantInput):
                 feed[binding.name] = constant_tensor(binding)
             elif isinstance(binding, NoiseInput):
-                seed, task, episode_index = self._current()
-                feed[binding.name] = noise_tensor(binding, seed, task, episode_index, self._query)
+                episode = _started(episode)
+                feed[binding.name] = noise_tensor(
+                    binding, episode.seed, episode.task, episode.episode_index, episode.query
+                )
             else:
                 feed[binding.name] = preprocess_image(observation.images[binding.camera], binding)
         return feed
 
-    def _current(self) -> tuple[int, TaskSpec, int]:
-        if self._episode is None:
-            raise PolicyError("begin_episode() was not called before the first query")
-        return self._episode
-
     def act(self, observation: Observation) -> np.ndarray:
         """The actions to execute before the next query: ``(K, dim)`` float64."""
-        (output,) = self.session.run([self.manifest.action.output], self.inputs(observation))
-        self._query += 1
+        (output,) = self.session.run([self.manifest.action.output], self.feed(observation, self._episode))
+        if self._episode is not None:
+            self._episode.query += 1
         return action_chunk(np.asarray(output), self.manifest.action)
 
-    def check(self, task: TaskSpec, observation: Observation, source: str = "a synthetic observation") -> np.ndarray:
-        """Run once on ``observation`` (``source`` names it); raise :class:`ExportError` if the output is unusable."""
-        self.begin_episode(0, task, 0)
-        try:
-            return self.act(observation)
-        except PolicyError as exc:
-            raise ExportError(f"{self.manifest.model}: on {source}: {exc}") from None
-        except Exception as exc:
-            raise ExportError(f"{self.manifest.model}: fails on {source}: {one_line(exc)}") from None
+    def end_episode(self, success: bool, n_steps: int) -> None:
+        self._episode = None
+
+    def close(self) -> None:
+        """Nothing to release: the session goes with the process."""
+
+
+def _started(episode: EpisodeContext | None) -> EpisodeContext:
+    if episode is None:
+        raise PolicyError("begin_episode() was not called before the first query")
+    return episode
 
 
 def action_chunk(output: np.ndarray, spec: ActionSpec) -> np.ndarray:

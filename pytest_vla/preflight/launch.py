@@ -19,7 +19,7 @@ from pytest_vla.errors import SuiteError, one_line, read_json
 from pytest_vla.preflight.probe import ProbeSpec
 from pytest_vla.preflight.result import PreflightFailure, PreflightResult, failed
 from pytest_vla.report.layout import OutputLayout
-from pytest_vla.suites.base import Suite
+from pytest_vla.suites.base import Observation, StateConvention, Suite
 
 POLL_S = 0.1
 
@@ -31,14 +31,14 @@ class ProbeRequest:
     shard: dict[str, int] | None
     cameras: tuple[str, ...]
     seed: int
-    export: Path
+    state: StateConvention  # the policy's
     sweep: bool
     processes: int
     render_backend: str
 
 
 class ProbeProcess:
-    """The probe, running: the controller checks the export while it builds envs.
+    """The probe, running: the controller checks the policy while it builds envs.
 
     ``timeout_s`` bounds each stage (the import, one env build, a reset, the rendered steps, one
     task's settle check): a stage that takes longer is a hang, classified by what it was doing.
@@ -69,12 +69,13 @@ class ProbeProcess:
             shard=request.shard,
             cameras=list(request.cameras),
             seed=request.seed,
-            export=str(request.export),
+            state=dataclasses.asdict(request.state),
             sweep=request.sweep,
             processes=request.processes,
             render_backend=request.render_backend,
             stages=str(work / "stages"),
             result=str(work / "result.json"),
+            observation=str(work / "observation.pickle"),
         )
         self.spec.write(work / "spec.json")
         log_dir.mkdir(parents=True, exist_ok=True)
@@ -130,6 +131,11 @@ class ProbeProcess:
         result = dataclasses.replace(PreflightResult.from_json(data), elapsed_s=elapsed)
         return result
 
+    def first_observation(self) -> Observation:
+        """The first task's first observation, as the env showed it (after a passed :meth:`result`)."""
+        # Written by this process's own child, from objects of this package: no file from others.
+        return pickle.loads(Path(self.spec.observation).read_bytes())
+
     def running(self) -> bool:
         """Whether the probe still runs; ends it when its current stage has run past the timeout."""
         if self.process.poll() is not None:
@@ -165,8 +171,6 @@ def _last_stage(stages: Path) -> str:
 
 
 def _hung(stage: str, render_backend: str) -> PreflightFailure:
-    if _stage_kind(stage) == "query":
-        return PreflightFailure.EXPORT_INVALID  # the model itself does not answer
     if stage in ("", "starting", "versions", "import"):
         return PreflightFailure.INPUT_HANG  # nothing but imports ran: an import waiting for an answer
     if render_backend == "egl" and not stage.startswith("settle"):
@@ -179,8 +183,6 @@ def _stage_kind(stage: str) -> str:
 
 
 def _crashed(stage: str, render_backend: str) -> PreflightFailure:
-    if _stage_kind(stage) == "query":
-        return PreflightFailure.EXPORT_INVALID
     if render_backend == "egl" and _stage_kind(stage) in ("build", "reset", "render"):
         return PreflightFailure.EGL_DEVICE
     return PreflightFailure.IMPORT_ERROR
@@ -197,7 +199,6 @@ def _doing(stage: str) -> str:
         "reset": f"resetting {task}",
         "render": f"rendering {task}",
         "settle": f"checking {task} settles",
-        "query": f"running the export on {task}'s first observation",
     }.get(verb, stage)
 
 

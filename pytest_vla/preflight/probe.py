@@ -2,10 +2,12 @@
 
 It does what the first episode would, once and with nothing else in the process: check the stack's
 versions, import it (resolving the task selection), build and reset the first task's env with the
-cameras the run renders, check the frames are not blank, run the export on that real observation,
-and check each selected task's scene is at rest after the protocol's settle steps (with several
-workers, that many at a time in forked processes). It writes each stage's name to ``stages`` as
-it starts (the controller times stages out) and its findings to ``result``.
+cameras the run renders, check the frames are not blank, keep that real observation for the
+controller's policy query (``observation``: the policy lives in the controller, which may have
+made it from a conftest or connected it to a server), and check each selected task's scene is
+at rest after the protocol's settle steps (with several workers, that many at a time in forked
+processes). It writes each stage's name to ``stages`` as it starts (the controller times stages
+out) and its findings to ``result``.
 """
 
 from __future__ import annotations
@@ -30,9 +32,7 @@ import numpy as np
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import SpecifierSet
 
-from pytest_vla.errors import EnvFailure, ExportError, SuiteError, one_line
-from pytest_vla.export.manifest import Manifest, load_manifest
-from pytest_vla.policy.onnx import OnnxPolicy
+from pytest_vla.errors import EnvFailure, SuiteError, one_line
 from pytest_vla.preflight.result import PreflightFailure, PreflightResult, PreflightTimings, failed
 from pytest_vla.report.schema import TaskSpec, TerminalReason
 from pytest_vla.report.shards import Shard, run_episodes
@@ -55,12 +55,13 @@ class ProbeSpec:
     shard: dict[str, int] | None
     cameras: list[str]  # rendered and checked; empty: physics only
     seed: int
-    export: str  # the export directory
+    state: dict[str, str]  # the policy's StateConvention
     sweep: bool  # check every selected task's scene at rest (else the first task's only)
     processes: int  # the sweep's processes: the run's local workers, as many envs as it holds at once
     render_backend: str
     stages: str
     result: str
+    observation: str  # the first task's first observation, pickled, for the controller's policy query
 
     def write(self, path: Path) -> None:
         path.write_text(json.dumps(dataclasses.asdict(self)))
@@ -84,7 +85,7 @@ class Probe:
     def __init__(self, spec: ProbeSpec) -> None:
         self.spec = spec
         self.started = time.perf_counter()
-        self.first_observation: Observation | None = None  # the first task's, for the export
+        self.first_observation: Observation | None = None  # the first task's, for the policy
 
     def stage(self, name: str) -> None:
         with open(self.spec.stages, "a", encoding="utf-8") as stages:
@@ -121,8 +122,7 @@ class Probe:
             suite.objects_of_interest(tasks[0])
         import_s = time.perf_counter() - started
         firsts = list(_first_episodes(tasks, self.spec.num_episodes, self.spec.shard).values())
-        manifest = load_manifest(Path(self.spec.export))
-        state = manifest.state_convention
+        state = StateConvention(**self.spec.state)
         # The first task's physics-only build also imports the simulator: it is timed apart.
         first_task, first_episode = firsts[0]
         settles = [self._settle(suite, first_task, first_episode, state)]
@@ -130,7 +130,7 @@ class Probe:
         with self._sweep_processes(len(sweep)) as pool:
             if self.spec.cameras:
                 env_build_s, reset_s, render_step_s = self._rendering(suite, first_task, first_episode, state)
-            inference_s = self._query(manifest, first_task)
+            self._keep_observation()
             settles += self._sweep(pool, suite, sweep, state)
         later_builds = [build for build, _, _ in settles[1:]] or [self._build_again(suite, first_task, state)]
         build_s = _median(later_builds)
@@ -141,10 +141,10 @@ class Probe:
             render_s = max(render_step_s - step_s, 0.0) / len(self.spec.cameras)
         else:
             env_build_s, reset_s = build_s, _median([reset for _, reset, _ in settles])
-        timings = PreflightTimings(import_s, env_build_s, reset_s, step_s, render_s, inference_s)
+        timings = PreflightTimings(import_s, env_build_s, reset_s, step_s, render_s, None)
         cameras = f"{', '.join(self.spec.cameras)} rendered and not blank, " if self.spec.cameras else ""
         message = (
-            f"{first_task.key} built and reset, {cameras}the export ran on its observation, {len(settles)} task(s) "
+            f"{first_task.key} built and reset, {cameras}{len(settles)} task(s) "
             f"at rest after the settle steps (MUJOCO_GL={self.spec.render_backend})"
         )
         return PreflightResult(
@@ -199,30 +199,21 @@ class Probe:
             suite.make_env(task, (), self.spec.seed, state).close()
         return time.perf_counter() - started
 
-    def _query(self, manifest: Manifest, task: TaskSpec) -> float:
-        """Run the export on the first real observation; the second query's seconds (the first warms up)."""
+    def _keep_observation(self) -> None:
         assert self.first_observation is not None
-        self.stage(f"query {task.key}")
-        try:
-            policy = OnnxPolicy(manifest)
-            policy.check(task, self.first_observation, source="the first real observation")
-            started = time.perf_counter()
-            policy.check(task, self.first_observation, source="the first real observation")
-        except ExportError as exc:
-            raise _Failed(PreflightFailure.EXPORT_INVALID, str(exc)) from None
-        return time.perf_counter() - started
+        Path(self.spec.observation).write_bytes(pickle.dumps(self.first_observation))
 
     def _settle(self, suite: Suite, task: TaskSpec, episode: int, state: StateConvention) -> Settled:
         self.stage(f"settle {task.key}")
         settled, observation = _at_rest(suite, task, episode, self.spec.seed, state, self.spec.render_backend)
-        if self.first_observation is None:  # without cameras, the export's observation
+        if self.first_observation is None:  # without cameras, the policy's observation
             self.first_observation = observation
         return settled
 
     @contextlib.contextmanager
     def _sweep_processes(self, tasks: int) -> Iterator[ProcessPoolExecutor | None]:
-        """Processes for the settle sweep, forked now: before the export's session and the rendering
-        env start threads in this process, which a fork would copy mid-use."""
+        """Processes for the settle sweep, forked now: before the rendering env starts threads in this
+        process, which a fork would copy mid-use."""
         processes = min(self.spec.processes, tasks)
         if processes < 2:
             yield None

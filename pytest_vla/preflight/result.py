@@ -17,6 +17,7 @@ class PreflightFailure(str, Enum):
     IMPORT_ERROR = "import-error"
     SCENE_SETTLE = "scene-settle"
     EXPORT_INVALID = "export-invalid"
+    POLICY_INVALID = "policy-invalid"  # a served or plugin policy that fails on a real observation
 
     def __str__(self) -> str:  # the value, as enum.StrEnum (Python 3.11+ only) would give
         return self.value
@@ -43,6 +44,8 @@ _REMEDIES = {
     "places them differently from the one the protocol is defined on (LIBERO: mujoco==3.3.2)",
     PreflightFailure.EXPORT_INVALID: "the export fails on a real observation: check its input bindings and "
     "preprocessing against the model (pytest-vla inspect EXPORT)",
+    PreflightFailure.POLICY_INVALID: "the policy fails on a real observation: check the server's model, config and "
+    "protocol (--vla-policy-protocol) against this suite",
 }
 
 

@@ -29,8 +29,9 @@ from pytest_vla.report.stats import (
 )
 
 DEFAULT_MARGIN_PP = 5.0
-# Protocol keys that differ between two exports without changing what an episode is.
-_EXPORT_SIDE_KEYS = frozenset({"num_episodes_per_task", "cameras_rendered"})
+# Protocol keys that differ between two policies without changing what an episode is: how the
+# policy is reached and what it reads are the policy's side of the comparison.
+_POLICY_SIDE_KEYS = frozenset({"num_episodes_per_task", "cameras_rendered", "policy_client"})
 
 TaskRef = tuple[str, int]  # (family, task index)
 
@@ -141,7 +142,7 @@ def check_comparable(base: dict[str, Any], new: dict[str, Any]) -> dict[TaskRef,
         if base.get(key) != new.get(key):
             raise ReportError(f"BASE was run with {key} {base.get(key)!r}, NEW with {key} {new.get(key)!r}: not paired")
     base_protocol, new_protocol = base["protocol"], new["protocol"]
-    for key in sorted((base_protocol.keys() | new_protocol.keys()) - _EXPORT_SIDE_KEYS):
+    for key in sorted((base_protocol.keys() | new_protocol.keys()) - _POLICY_SIDE_KEYS):
         if base_protocol.get(key) != new_protocol.get(key):
             raise ReportError(
                 f"BASE and NEW ran under different protocols: {key} is {short_repr(base_protocol.get(key))} in BASE, "

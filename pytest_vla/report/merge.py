@@ -53,7 +53,7 @@ def merge(sources: Sequence[Path], output: Path) -> MergeResult:
     rows: dict[EpisodeId, tuple[EpisodeRow, Path]] = {}
     for path, report in loaded:
         shard_rows = compatible_rows(
-            path, report, suite=info.suite, seed=info.seed, protocol=info.protocol, export_files=info.export_files
+            path, report, suite=info.suite, seed=info.seed, protocol=info.protocol, policy=info.policy
         )
         this = run_info(report)
         if [task.key for task in this.tasks] != [task.key for task in info.tasks]:

@@ -21,7 +21,7 @@ from typing import Any
 
 from pytest_vla.errors import ReportError, read_json, short_repr
 from pytest_vla.report.environment import TIMESTAMP_FORMAT
-from pytest_vla.report.schema import EpisodeId, EpisodeRow, TaskSpec
+from pytest_vla.report.schema import ONNX_EXPORT, SERVED_POLICY, EpisodeId, EpisodeRow, TaskSpec
 from pytest_vla.report.shards import Shard
 from pytest_vla.report.writer import Invocation, RunInfo
 
@@ -163,7 +163,7 @@ def _named(episode: EpisodeId) -> str:
 
 def run_info(report: dict[str, Any]) -> RunInfo:
     """What a loaded ``report`` says about its run besides the rows, as the writer took it."""
-    env, invocation = report["env"], report["invocation"]
+    invocation = report["invocation"]
     return RunInfo(
         suite=report["suite"],
         seed=report["seed"],
@@ -181,8 +181,7 @@ def run_info(report: dict[str, Any]) -> RunInfo:
         protocol=report["protocol"],
         provider=report["execution_provider"],
         workers=report["workers"],
-        export_dir=Path(env["export_dir"]),
-        export_files=env["export_files"],
+        policy=policy_identity(report),
         shard=Shard.from_json(report["shard"]) if report["shard"] else None,
         invocation=Invocation(invocation["args"], invocation["cwd"]) if invocation else None,
     )
@@ -195,16 +194,12 @@ def compatible_rows(
     suite: str,
     seed: int,
     protocol: dict[str, Any],
-    export_files: list[dict[str, Any]],
+    policy: dict[str, Any],
 ) -> list[EpisodeRow]:
-    """The rows of a loaded ``report`` (from ``path``) if it was made under this export, suite, seed and protocol."""
-    earlier_files = {entry["name"]: entry["sha256"] for entry in report["env"]["export_files"]}
-    now_files = {entry["name"]: entry["sha256"] for entry in export_files}
-    if earlier_files != now_files:
-        changed = sorted(
-            name for name in earlier_files.keys() | now_files.keys() if earlier_files.get(name) != now_files.get(name)
-        )
-        raise ReportError(f"{path} was made with a different export (changed: {', '.join(changed)})")
+    """The rows of a loaded ``report`` (from ``path``) if it was made under this policy, suite, seed and protocol."""
+    difference = policy_difference(policy_identity(report), policy)
+    if difference is not None:
+        raise ReportError(f"{path} was made with {difference}")
     for name, earlier, now in (("suite", report["suite"], suite), ("seed", report["seed"], seed)):
         if earlier != now:
             raise ReportError(f"{path} was made with {name} {earlier!r}, this run has {now!r}")
@@ -216,3 +211,49 @@ def compatible_rows(
                 f"now {short_repr(value)}"
             )
     return report["episodes"]
+
+
+def policy_identity(report: dict[str, Any]) -> dict[str, Any]:
+    """The identity of the policy a loaded report evaluated; a report from before ``env.policy`` evaluated an export."""
+    env = report["env"]
+    policy = env.get("policy")
+    if isinstance(policy, dict):
+        return policy
+    return {"kind": ONNX_EXPORT, "export_dir": env["export_dir"], "export_files": env["export_files"]}
+
+
+def policy_difference(earlier: dict[str, Any], now: dict[str, Any]) -> str | None:
+    """How a report's policy differs from this run's, in words; None when they are the same policy.
+
+    Two exports are the same when their files' digests are (wherever they lie); any other two
+    policies when their identities are equal.
+    """
+    if earlier.get("kind") == now.get("kind") == ONNX_EXPORT:
+        then, current = _digests(earlier), _digests(now)
+        if then == current:
+            return None
+        changed = sorted(name for name in then.keys() | current.keys() if then.get(name) != current.get(name))
+        return f"a different export (changed: {', '.join(map(short_repr, changed))})"
+    if earlier == now:
+        return None
+    keys = sorted(key for key in earlier.keys() | now.keys() if earlier.get(key) != now.get(key))
+    return (
+        f"another policy: {describe_policy(earlier)}, this run evaluates {describe_policy(now)} "
+        f"(differs in {', '.join(map(short_repr, keys))})"
+    )
+
+
+def describe_policy(identity: dict[str, Any]) -> str:
+    """A policy in a few words, from its identity."""
+    kind = identity.get("kind")
+    if kind == ONNX_EXPORT:
+        return f"export {short_repr(identity.get('export_dir'))}"
+    if kind == SERVED_POLICY:
+        return f"{short_repr(identity.get('protocol'))} server {short_repr(identity.get('url'))}"
+    return f"policy {short_repr(identity.get('name', kind))}"
+
+
+def _digests(identity: dict[str, Any]) -> dict[str, Any]:
+    files = identity.get("export_files")
+    entries = files if isinstance(files, list) else []
+    return {entry.get("name"): entry.get("sha256") for entry in entries if isinstance(entry, dict)}

@@ -97,6 +97,11 @@ class TaskSpec:
         return EpisodeId(self.family, self.index, episode_index)
 
 
+# The kinds of policy report.json's ``env.policy`` names (its ``kind``); a plugin's policy names its own.
+ONNX_EXPORT = "onnx-export"
+SERVED_POLICY = "served"
+
+
 class TerminalReason(str, Enum):
     """Why an episode ended (report schema v1 enum)."""
 

@@ -51,8 +51,7 @@ class RunInfo:
     protocol: dict[str, Any]  # the suite's protocol and the run's settings that change outcomes
     provider: str
     workers: int
-    export_dir: Path
-    export_files: list[dict[str, Any]]
+    policy: dict[str, Any]  # the policy's identity (Policy.identity): an export's digests, a server's hello
     shard: Shard | None
     invocation: Invocation | None  # None for a merged report: no one command made it
 
@@ -77,9 +76,10 @@ class ReportWriter:
         self.comparison: dict[str, Any] | None = None  # against --vla-baseline, at the end of the run
         self._environment = {
             **machine(),
-            "export_dir": str(info.export_dir),
-            "onnx_files": [entry for entry in info.export_files if entry["name"].endswith(".onnx")],
-            "export_files": info.export_files,
+            "export_dir": info.policy.get("export_dir"),
+            "onnx_files": [entry for entry in export_files(info.policy) if entry["name"].endswith(".onnx")],
+            "export_files": export_files(info.policy),
+            "policy": info.policy,
             "versions": {name: version for name in _HARNESS_PACKAGES if (version := package_version(name))},
         }
 
@@ -217,3 +217,9 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def export_files(policy: dict[str, Any]) -> list[dict[str, Any]]:
+    """The files an export's identity names; none for a policy of another kind (a server's, a plugin's)."""
+    files = policy.get("export_files")
+    return files if isinstance(files, list) else []

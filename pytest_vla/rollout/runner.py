@@ -1,7 +1,9 @@
 """The per-process side of a run: one policy, one env at a time, episodes turned into report rows.
 
 Each xdist worker (or the single process without ``-n``) owns one :class:`EpisodeRunner`. The env
-of a task is kept for that task's following episodes, since building one costs seconds.
+of a task is kept for that task's following episodes, since building one costs seconds. The
+policy is made on first use (``make_policy``) unless the preflight's is handed over, and checked
+against the identity the run's report names.
 """
 
 from __future__ import annotations
@@ -11,17 +13,16 @@ import time
 import warnings
 from collections.abc import Callable
 
-from pytest_vla.errors import EnvFailure, ExportError, VlaWarning, one_line
-from pytest_vla.export.files import check_unchanged, loaded_files
-from pytest_vla.export.manifest import load_manifest
+from pytest_vla.errors import EnvFailure, ExportError, PolicyError, VlaWarning, one_line
+from pytest_vla.export.files import check_unchanged
 from pytest_vla.plan import EvalPlan, rendered_cameras
-from pytest_vla.policy.onnx import OnnxPolicy
+from pytest_vla.policy.base import Policy
 from pytest_vla.report.layout import OutputLayout
-from pytest_vla.report.schema import EpisodeRow, TaskSpec, TerminalReason, episode_row
+from pytest_vla.report.reader import policy_difference
+from pytest_vla.report.schema import ONNX_EXPORT, EpisodeRow, TaskSpec, TerminalReason, episode_row
 from pytest_vla.rollout import interrupts
 from pytest_vla.rollout.loop import EpisodeOutcome, run_episode
 from pytest_vla.rollout.recording import save_trajectory
-from pytest_vla.rollout.threads import threads_per_worker
 from pytest_vla.rollout.video import VideoRecorder
 from pytest_vla.rollout.watchdog import Watchdog
 from pytest_vla.suites.base import Observation, Suite, SuiteEnv
@@ -36,15 +37,15 @@ class EpisodeRunner:
         suite: Suite,
         *,
         worker: str,
-        workers: int,
         announce: Callable[[str], None],
-        policy: OnnxPolicy | None = None,
+        make_policy: Callable[[], Policy],
+        policy: Policy | None = None,
     ) -> None:
         self.plan = plan
         self.suite = suite
         self.worker = worker  # "gw0", ... under xdist, else "main"
-        self.workers = workers
-        self._policy = policy  # loaded on first use unless the preflight's is handed over
+        self._make_policy = make_policy
+        self._policy = policy  # made on first use unless the preflight's is handed over
         self._env: SuiteEnv | None = None
         self._env_task: TaskSpec | None = None
         self._watchdog = Watchdog(OutputLayout(plan.output).watchdog_note(worker), announce, plan.run_id)
@@ -54,6 +55,7 @@ class EpisodeRunner:
         env_construction_s = 0.0
         recorder: VideoRecorder | None = None
         video_problem: str | None = None
+        end_problem: str | None = None
         try:
             # Ctrl-C and SIGTERM wait for a step boundary: the simulator is never torn down mid-call.
             with interrupts.deferred():
@@ -69,16 +71,19 @@ class EpisodeRunner:
                 self._watchdog.arm("episode", f"{task.key} episode {episode_index}", timeout)
                 watch = _filming(recorder, self.suite)
                 outcome = run_episode(self._env, policy, episode_index, max_steps, timeout, watch)
+            end_problem = _end_episode(policy, outcome)
         except EnvFailure as exc:
             outcome = EpisodeOutcome(exc.terminal_reason, 0, 0.0, str(exc))
         except ExportError as exc:
             outcome = EpisodeOutcome(TerminalReason.ADAPTER_ERROR, 0, 0.0, str(exc))
+        except PolicyError as exc:
+            outcome = EpisodeOutcome(TerminalReason.ADAPTER_ERROR, 0, 0.0, f"policy: {exc}")
         except Exception as exc:  # a harness bug must still leave a row behind
             outcome = EpisodeOutcome(TerminalReason.ADAPTER_ERROR, 0, 0.0, f"harness: {one_line(exc)}")
         finally:
             self._watchdog.disarm()
         video, problem = self._finish_video(recorder, outcome)
-        problem = problem or video_problem
+        problem = "; ".join(filter(None, (problem or video_problem, end_problem)))
         trajectory = None
         if self.plan.save_trajectories:
             try:
@@ -106,7 +111,16 @@ class EpisodeRunner:
         )
 
     def close(self) -> None:
-        """Close the current env; a simulator that fails to close is dropped all the same, with a warning."""
+        """Close the policy and the current env; what fails to close is dropped all the same, with a warning."""
+        policy, self._policy = self._policy, None
+        if policy is not None:
+            try:
+                policy.close()
+            except Exception as exc:
+                warnings.warn(VlaWarning(f"closing the policy failed: {one_line(exc)}"), stacklevel=2)
+        self._close_env()
+
+    def _close_env(self) -> None:
         env, task = self._env, self._env_task
         self._env, self._env_task = None, None
         if env is None or task is None:
@@ -116,18 +130,27 @@ class EpisodeRunner:
         except Exception as exc:
             warnings.warn(VlaWarning(f"closing the env of {task.key} failed: {one_line(exc)}"), stacklevel=2)
 
-    def _load_policy(self) -> OnnxPolicy:
+    def _load_policy(self) -> Policy:
         if self._policy is None:
-            # Several workers share the cores: each takes its share, or they thrash (0: onnxruntime's default).
-            policy = OnnxPolicy(
-                load_manifest(self.plan.export),
-                intra_op_threads=threads_per_worker(self.workers) if self.workers > 1 else 0,
-            )
-            # Hours may have passed since the controller hashed the export: what was loaded must be what
-            # the report names. Hashed after loading, so a file replaced before or during the load shows.
-            check_unchanged(self.plan.export_files, loaded_files(policy.manifest, policy.external_data))
+            policy = self._make_policy()
+            # Hours may have passed since the controller's preflight: what this process evaluates must be
+            # what the report names (an export's files, hashed after loading; a server's hello).
+            try:
+                self._check_identity(policy)
+            except BaseException:
+                policy.close()
+                raise
             self._policy = policy
         return self._policy
+
+    def _check_identity(self, policy: Policy) -> None:
+        recorded, now = self.plan.policy_identity, policy.identity()
+        if recorded.get("kind") == now.get("kind") == ONNX_EXPORT:
+            check_unchanged(recorded["export_files"], now["export_files"])  # names the file that changed
+            return
+        difference = policy_difference(recorded, now)
+        if difference is not None:
+            raise PolicyError(f"the policy changed during the run: this process got {difference}")
 
     def _start_video(
         self, task: TaskSpec, episode_index: int, max_steps: int
@@ -156,13 +179,20 @@ class EpisodeRunner:
 
     def _switch_env(self, task: TaskSpec) -> float:
         # One env per process at a time: each holds about 2 GiB.
-        self.close()
+        self._close_env()
         started = time.perf_counter()
-        self._env = self.suite.make_env(
-            task, self._cameras(), self.plan.seed, self._load_policy().manifest.state_convention
-        )
+        self._env = self.suite.make_env(task, self._cameras(), self.plan.seed, self.plan.state)
         self._env_task = task
         return time.perf_counter() - started
+
+
+def _end_episode(policy: Policy, outcome: EpisodeOutcome) -> str | None:
+    """Tell the policy the episode ended; a failure to tell it costs nothing of the finished result."""
+    try:
+        policy.end_episode(outcome.success, outcome.n_steps)
+    except Exception as exc:  # a server gone after the last step, a plugin's bug
+        return f"policy: ending the episode failed: {one_line(exc)}"
+    return None
 
 
 def _filming(recorder: VideoRecorder | None, suite: Suite) -> Callable[[Observation], None] | None:

@@ -36,6 +36,28 @@ class Observation:
     raw: Mapping[str, Any] = field(default_factory=dict)  # the simulator's own observation, by key
     # Privileged: world positions (k, 3) of the objects the task's goal names, in goal order.
     objects_of_interest: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))
+    # The arm controller's own end-effector estimate, where the suite has one: position (3,), orientation matrix (3, 3).
+    controller_pose: tuple[np.ndarray, np.ndarray] | None = None
+
+
+class ServedClient(Protocol):
+    """A suite's side of a served policy under one protocol: what its reference client sends and executes.
+
+    Made by :meth:`Suite.served_client` from the parameters the server announced.
+    """
+
+    cameras: tuple[str, ...]  # the cameras the requests carry: the only ones rendered
+    state: StateConvention  # the convention of the state the requests carry
+    warnings: tuple[str, ...]  # what the server asked for that this client does not do, one line each
+
+    def observation(self, observation: Observation, task: TaskSpec) -> dict[str, Any]:
+        """One request's payload for ``observation`` of an episode of ``task``."""
+
+    def actions(self, reply: np.ndarray) -> np.ndarray:
+        """The ``(K, action_dim)`` float64 actions to execute from a reply's actions (numeric and finite).
+
+        Raise :class:`pytest_vla.errors.PolicyError` for a shape the reference client would not execute.
+        """
 
 
 class SuiteEnv(Protocol):
@@ -82,3 +104,10 @@ class Suite(Protocol):
 
     def make_env(self, task: TaskSpec, cameras: Sequence[str], seed: int, state: StateConvention) -> SuiteEnv:
         """Build the env for ``task`` rendering only ``cameras``; raise ``EnvFailure``."""
+
+    def served_client(self, protocol: str, params: Mapping[str, Any]) -> ServedClient:
+        """This suite's client for ``protocol``'s servers (``vla-eval``, ``openpi``), as the server's ``params`` ask.
+
+        ``params``: vla-eval's hello ``observation_params``, openpi's metadata. Raise ``SuiteError``
+        for a protocol the suite has no client for, ``PolicyError`` for parameters it cannot honour.
+        """

@@ -189,16 +189,25 @@ class LiberoEnv:
             camera: raw[f"{ROBOSUITE_CAMERAS[camera]}_image"][::-1, ::-1]
             for camera in self._cameras
         }
-        state = np.concatenate([*self._eef_pose(raw), raw["robot0_gripper_qpos"]])
+        # What the OSC controller computed for this step (vla-eval's `controller_states`).
+        controller = self._env.env.robots[0].controller
+        controller_pose = (np.array(controller.ee_pos), np.array(controller.ee_ori_mat))
+        state = np.concatenate([*self._eef_pose(raw, controller_pose), raw["robot0_gripper_qpos"]])
         positions = [np.array(entry.get_geom_state()["pos"], dtype=np.float64) for entry in self._object_states]
-        return Observation(images=images, state=state, raw=raw, objects_of_interest=np.array(positions).reshape(-1, 3))
+        return Observation(
+            images=images,
+            state=state,
+            raw=raw,
+            objects_of_interest=np.array(positions).reshape(-1, 3),
+            controller_pose=controller_pose,
+        )
 
-    def _eef_pose(self, raw: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    def _eef_pose(
+        self, raw: dict[str, Any], controller_pose: tuple[np.ndarray, np.ndarray]
+    ) -> tuple[np.ndarray, np.ndarray]:
         """End-effector position and axis-angle orientation under the export's state convention."""
         if self._state.origin == "controller":
-            # What the OSC controller computed for this step (vla-eval's `controller_states`).
-            controller = self._env.env.robots[0].controller
-            position, quat = np.array(controller.ee_pos), _transforms().mat2quat(np.array(controller.ee_ori_mat))
+            position, quat = controller_pose[0], _transforms().mat2quat(controller_pose[1])
         else:
             position, quat = np.array(raw["robot0_eef_pos"]), raw["robot0_eef_quat"]
         return position, axis_angle(quat, self._state.quaternion)

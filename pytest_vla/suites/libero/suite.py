@@ -17,7 +17,7 @@ import numpy as np
 from pytest_vla.errors import EnvFailure, SuiteError, one_line
 from pytest_vla.report.environment import package_version
 from pytest_vla.report.schema import TerminalReason, is_number, task_key
-from pytest_vla.suites.base import StateConvention, TaskSpec
+from pytest_vla.suites.base import ServedClient, StateConvention, TaskSpec
 from pytest_vla.suites.libero.env import SETTLE_ACTION, SETTLE_STEPS, LiberoEnv, build_env
 from pytest_vla.suites.libero.rendering import (
     RENDER_SIZE,
@@ -25,6 +25,7 @@ from pytest_vla.suites.libero.rendering import (
     configure_rendering,
     quiet_import,
 )
+from pytest_vla.suites.libero.served import served_client
 
 MAX_STEPS = {"libero_spatial": 220, "libero_object": 280, "libero_goal": 300, "libero_10": 520, "libero_90": 400}
 DEFAULT_FAMILIES = ("libero_spatial", "libero_object", "libero_goal", "libero_10")
@@ -170,6 +171,9 @@ class LiberoSuite:
         except Exception as exc:
             reason = TerminalReason.RENDERING_FAILURE if about_rendering(exc) else TerminalReason.BDDL_FAILURE
             raise EnvFailure(reason, f"building the env for {task.key}: {one_line(exc)}") from exc
+
+    def served_client(self, protocol: str, params: Mapping[str, Any]) -> ServedClient:
+        return served_client(protocol, params)
 
 
 def goal_objects(problem: Mapping[str, Any]) -> tuple[str, ...]:

@@ -1,0 +1,1 @@
+"""``pytest-vla serve``: an export served to vla-eval's clients and pytest-vla's, several clients batched."""
