@@ -17,6 +17,7 @@ from pytest_vla.controller.rootdir import choose_rootdir_without_option_values
 from pytest_vla.rollout import interrupts
 
 if TYPE_CHECKING:
+    from pytest_vla.policy.base import Policy
     from pytest_vla.preflight.result import PreflightResult
     from pytest_vla.suites.base import Suite
 
@@ -103,6 +104,13 @@ def vla_preflight(pytestconfig: pytest.Config) -> PreflightResult:
 
 @pytest.hookimpl(trylast=True)
 def pytest_vla_make_suite(config: pytest.Config, name: str) -> Suite | None:
-    from pytest_vla.suites import built_in_suite
+    from pytest_vla.suites import installed_suite
 
-    return built_in_suite(name)
+    return installed_suite(name)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_vla_make_policy(config: pytest.Config, name: str, suite: Suite) -> Policy | None:
+    """``--vla-policy demo``: the suite's own scripted policy, where it ships one (MetaWorld's experts)."""
+    demo_policy = getattr(suite, "demo_policy", None)
+    return demo_policy() if name == options.DEMO_NAME and demo_policy is not None else None

@@ -24,13 +24,14 @@ import signal
 import sys
 import time
 from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
 
 from pytest_vla.errors import EnvFailure, PolicyError, SuiteError
 from pytest_vla.report.schema import TaskSpec, TerminalReason
-from pytest_vla.suites.base import Observation, StateConvention
+from pytest_vla.suites.base import STATE_OPTIONS, Camera, Observation, StateConvention
 
 N_TASKS, MAX_STEPS = 4, 5
 _interrupted = False  # one Ctrl-C per process: a second would interrupt at once, whatever the harness does
@@ -134,11 +135,15 @@ class FakeServedClient:
 class FakeSuite:
     name = "fake"
     state_dim = 8
+    state_options = STATE_OPTIONS
     action_dim = 7
-    render_size = (8, 8)
+    cameras = MappingProxyType({name: Camera(16, 16, "upright") for name in ("agentview", "wrist")})
     max_episodes = 10
     video_camera = "agentview"
+    control_hz = 20.0
+    default_seed = 7
     idle_action = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, -1.0)
+    remedies = MappingProxyType({"input-hang": "answer the fake suite's question once by hand"})
 
     @property
     def requirements(self) -> dict[str, str]:
@@ -181,12 +186,12 @@ class FakeSuite:
             raise EnvFailure(TerminalReason.RENDERING_FAILURE, "eglInitialize failed: EGL_NOT_INITIALIZED")
         behaviour = _behaviour(task)
         if behaviour == "build_error":
-            raise EnvFailure(TerminalReason.BDDL_FAILURE, f"building the env for {task.key}: no such scene")
+            raise EnvFailure(TerminalReason.ENV_BUILD_FAILURE, f"building the env for {task.key}: no such scene")
         if behaviour == "hang_build":
             time.sleep(3600)
         if behaviour == "interrupt_at_build":
             _interrupt_once()
-            raise EnvFailure(TerminalReason.BDDL_FAILURE, f"building the env for {task.key}: interrupted")
+            raise EnvFailure(TerminalReason.ENV_BUILD_FAILURE, f"building the env for {task.key}: interrupted")
         return FakeEnv(task, cameras)
 
     def served_client(self, protocol: str, params: Mapping[str, Any]) -> FakeServedClient:

@@ -67,7 +67,7 @@ def _variant(path: str, value: object) -> dict:
         ("model", "missing.onnx", "missing.onnx"),
         ("inputs", {}, "'inputs'"),
         ("inputs.proprio", {"source": "lidar"}, "inputs.proprio.source"),
-        ("inputs.img.camera", "frontview", "inputs.img.camera"),
+        ("inputs.img.camera", "front view", "inputs.img.camera"),
         ("inputs.img.size", [224], "inputs.img.size"),
         ("inputs.img.layout", "CHW", "inputs.img.layout"),
         ("inputs.img.dtype", "float16", "inputs.img.dtype"),

@@ -21,6 +21,7 @@ from pytest_vla.report.schema import TaskSpec
 from pytest_vla.rollout.runner import EpisodeRunner
 from pytest_vla.suites.base import Observation, StateConvention
 from pytest_vla.suites.libero import LiberoSuite
+from pytest_vla.suites.metaworld import MetaworldSuite
 from tests.models import (
     camera_export,
     linear_policy,
@@ -161,6 +162,40 @@ def test_an_image_size_the_model_cannot_take_is_named(tmp_path: Path) -> None:
         match=r"inputs\.image: model shape \[1, 3, 8, 8\] does not accept \[1, 3, 16, 16\] \(task libero_object:0\)",
     ):
         OnnxPolicy(manifest).check_shapes(binding_shapes(manifest, suite, task), task)
+
+
+@pytest.mark.parametrize(
+    ("suite", "camera", "theirs"),
+    [(LiberoSuite(), "corner2", "agentview, wrist"), (MetaworldSuite(), "agentview", "corner2")],
+)
+def test_a_camera_the_suite_lacks_is_refused_naming_the_suites(tmp_path: Path, suite, camera: str, theirs: str) -> None:
+    export = write_export(
+        tmp_path / "e",
+        linear_policy(image_shape=(1, 3, 8, 8), width=suite.action_dim),
+        {"state": {"source": "state"}, "image": {"source": "image", "camera": camera, "size": [8, 8]}},
+        {"output": "actions", "dim": suite.action_dim},
+    )
+    with pytest.raises(
+        ExportError, match=rf"inputs\.image\.camera is '{camera}'; the {suite.name} suite's cameras are {theirs}$"
+    ):
+        OnnxPolicy(load_manifest(export)).check(suite, [TASK])
+
+
+def test_a_state_convention_the_suite_does_not_offer_is_refused(tmp_path: Path) -> None:
+    suite = MetaworldSuite()
+    export = write_export(
+        tmp_path / "e",
+        linear_policy(width=4),
+        {"state": {"source": "state", "quaternion": "antipodal", "pad_to": 8}},
+        {"output": "actions", "dim": 4},
+    )
+    with pytest.raises(
+        ExportError, match=r"inputs\.state\.quaternion: the metaworld suite's state offers no 'quaternion' convention"
+    ):
+        OnnxPolicy(load_manifest(export)).check(suite, suite.resolve_tasks(["push-v3"]))
+    # LIBERO offers it.
+    libero = write_export(tmp_path / "l", linear_policy(), {"state": {"source": "state", "quaternion": "antipodal"}})
+    OnnxPolicy(load_manifest(libero)).check(LiberoSuite(), [TASK])
 
 
 def test_a_model_hub_cache_export_is_followed_and_its_real_paths_recorded(tmp_path: Path) -> None:

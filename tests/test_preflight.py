@@ -55,6 +55,8 @@ def test_each_failure_stops_the_run_before_any_episode(
     preflight = _preflight_failure(result, pytester, validate_report)
     result.stderr.fnmatch_lines([f"ERROR: preflight failed ?{failure}?: {message}; remedy: *"])
     assert preflight["failure"] == failure and preflight["remedy"]
+    if failure == "input-hang":  # the suite's own remedy for the class, not the generic one
+        assert preflight["remedy"] == "answer the fake suite's question once by hand"
 
 
 # With several workers the sweep checks as many tasks at once, in processes of its own.

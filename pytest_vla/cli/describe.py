@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from pytest_vla.export.manifest import (
     ActionSpec,
     ConstantInput,
@@ -14,17 +16,22 @@ from pytest_vla.export.manifest import (
     StateInput,
 )
 from pytest_vla.export.normalize import Normalization
+from pytest_vla.suites.base import Camera
 
 
-def describe_binding(binding: InputBinding, render_size: tuple[int, int]) -> str:
-    """What feeds one model input, and how it is preprocessed."""
+def describe_binding(binding: InputBinding, cameras: Mapping[str, Camera]) -> str:
+    """What feeds one model input, and how it is preprocessed; ``cameras``: the suite's."""
     if isinstance(binding, ImageInput):
         height, width = binding.size
         low, high = binding.value_range
         scale = "uint8 pixels" if binding.dtype == "uint8" else f"float32 in [{low:g}, {high:g}]"
-        resize = "as rendered" if binding.size == render_size else f"resized ({binding.resize}) to {height}x{width}"
+        camera = cameras.get(binding.camera)
+        if camera is None:
+            return f"camera {binding.camera}: not one of the suite's ({', '.join(cameras)})"
+        rendered = (camera.height, camera.width)
+        resize = "as rendered" if binding.size == rendered else f"resized ({binding.resize}) to {height}x{width}"
         return (
-            f"camera {binding.camera}: {render_size[0]}x{render_size[1]} rotated 180 degrees, {resize}, {scale}, "
+            f"camera {binding.camera}: {camera.height}x{camera.width} {camera.orientation}, {resize}, {scale}, "
             f"{binding.layout}"
         )
     if isinstance(binding, StateInput):

@@ -12,16 +12,19 @@ from pytest_vla.export import resolve_export
 from pytest_vla.export.files import file_digest
 from pytest_vla.export.manifest import Manifest, load_manifest
 from pytest_vla.policy.check import check_policy
-from pytest_vla.policy.feeds import synthetic_observation
 from pytest_vla.policy.onnx import OnnxPolicy
 from pytest_vla.policy.served import connect_policy
-from pytest_vla.suites import BUILT_IN, built_in_suite, task_selection
+from pytest_vla.suites import installed_suite, task_selection, unknown_suite
+from pytest_vla.suites.base import Suite
 
 
 def inspect_export(export: str, suite_name: str, task_list: str) -> int:
-    suite = built_in_suite(suite_name)
+    try:
+        suite = installed_suite(suite_name)
+    except SuiteError as exc:
+        return _fail(str(exc))
     if suite is None:
-        return _fail(f"--suite: unknown suite {suite_name!r} (built in: {', '.join(BUILT_IN)})")
+        return _fail(unknown_suite("--suite", suite_name))
     export_dir = resolve_export(export)
     try:
         manifest = load_manifest(export_dir)
@@ -34,13 +37,13 @@ def inspect_export(export: str, suite_name: str, task_list: str) -> int:
     try:
         tasks = suite.resolve_tasks(task_selection(task_list))
         policy = OnnxPolicy(manifest)
-        checked = check_policy(policy, suite, tasks, synthetic_observation(suite, tasks[0], policy.cameras))
+        checked = check_policy(policy, suite, tasks)
     except (ExportError, PolicyError, SuiteError) as exc:
         nodes = {} if policy is None else _model_inputs(policy)
-        _print_inputs(manifest, suite.render_size, nodes)  # what was resolved, before the failing check
+        _print_inputs(manifest, suite, nodes)  # what was resolved, before the failing check
         return _fail(str(exc))
     nodes = _model_inputs(policy)
-    _print_inputs(manifest, suite.render_size, nodes)
+    _print_inputs(manifest, suite, nodes)
     for line in checked.warnings:
         _say(f"warning  {line}")
     _say(
@@ -53,9 +56,12 @@ def inspect_export(export: str, suite_name: str, task_list: str) -> int:
 
 def inspect_server(url: str, protocol: str, suite_name: str, task_list: str, timeout_s: float) -> int:
     """What a policy server announces, what the suite's client of that protocol sends it, one synthetic query."""
-    suite = built_in_suite(suite_name)
+    try:
+        suite = installed_suite(suite_name)
+    except SuiteError as exc:
+        return _fail(str(exc))
     if suite is None:
-        return _fail(f"--suite: unknown suite {suite_name!r} (built in: {', '.join(BUILT_IN)})")
+        return _fail(unknown_suite("--suite", suite_name))
     try:
         tasks = suite.resolve_tasks(task_selection(task_list))
         policy = connect_policy(url, protocol, suite, query_timeout_s=timeout_s, ready_timeout_s=timeout_s)
@@ -67,7 +73,7 @@ def inspect_server(url: str, protocol: str, suite_name: str, task_list: str, tim
         _say(f"answers  {json.dumps(identity['server'], sort_keys=True)[:2000]}")
         state = f"from the {policy.state.origin}, quaternion {policy.state.quaternion}"
         _say(f"sends    cameras {', '.join(policy.cameras) or 'none'}; state {state}")
-        checked = check_policy(policy, suite, tasks, synthetic_observation(suite, tasks[0], policy.cameras))
+        checked = check_policy(policy, suite, tasks)
     except (PolicyError, SuiteError) as exc:
         return _fail(str(exc))
     finally:
@@ -85,14 +91,14 @@ def _model_inputs(policy: OnnxPolicy) -> dict[str, str]:
     return {node.name: f"{node.type} {list(node.shape)}" for node in policy.session.get_inputs()}
 
 
-def _print_inputs(manifest: Manifest, render_size: tuple[int, int], model_types: dict[str, str]) -> None:
+def _print_inputs(manifest: Manifest, suite: Suite, model_types: dict[str, str]) -> None:
     """One line per model input: name, the model's type and shape (once loaded), source and preprocessing."""
     _say("inputs")
     name_width = max(len(binding.name) for binding in manifest.inputs)
     type_width = max((len(text) for text in model_types.values()), default=0)
     for binding in manifest.inputs:
         declared = model_types.get(binding.name, "")
-        _say(f"  {binding.name:<{name_width}}  {declared:<{type_width}}  {describe_binding(binding, render_size)}")
+        _say(f"  {binding.name:<{name_width}}  {declared:<{type_width}}  {describe_binding(binding, suite.cameras)}")
     _say(f"action   {describe_action(manifest.action)}")
 
 

@@ -18,7 +18,6 @@ from pytest_vla.report.shards import Shard
 from pytest_vla.suites import DEFAULT_SUITE, task_selection
 
 DEFAULT_NUM_EPISODES = 3
-DEFAULT_SEED = 7  # the published protocol's (openpi, OpenVLA-OFT, vla-eval)
 DEFAULT_OUTPUT = "eval_output"
 RENDER_BACKENDS = ("osmesa", "egl")
 DEFAULT_PREFLIGHT_TIMEOUT_S = 300.0
@@ -29,8 +28,8 @@ VIDEO_CHOICES = ("all", "failures")
 _OPTIONS = (
     (
         "--vla-export",
-        "ONNX export directory to evaluate (vla_export.json + model), or 'demo' for the built-in "
-        "scripted LIBERO-Object policy; enables pytest-vla",
+        "ONNX export directory to evaluate (vla_export.json + model), or 'demo' for the demo export "
+        "(docs/demo.md); enables pytest-vla",
         "PATH",
     ),
     (
@@ -41,7 +40,7 @@ _OPTIONS = (
     ),
     (
         "--vla-policy-protocol",
-        f"the server's protocol, with its own LIBERO client's observation and action handling: "
+        f"the server's protocol, with that protocol's own client's observation and action handling: "
         f"{' or '.join(SERVER_PROTOCOLS)} (default: {SERVER_PROTOCOLS[0]})",
         "NAME",
     ),
@@ -53,20 +52,19 @@ _OPTIONS = (
     ),
     (
         "--vla-policy",
-        "evaluate the policy a plugin or conftest makes under this name (hook pytest_vla_make_policy); "
-        "enables pytest-vla",
+        "evaluate the policy a plugin or conftest makes under this name (hook pytest_vla_make_policy), or "
+        "'demo' for the suite's scripted demo policy (metaworld, aloha); enables pytest-vla",
         "NAME",
     ),
     ("--vla-suite", f"benchmark suite (default: {DEFAULT_SUITE})", "NAME"),
     (
         "--vla-tasks",
-        "comma-separated families (libero_spatial, libero_object, libero_goal, libero_10, libero_90, and "
-        "LIBERO-PRO's perturbed ones such as libero_object_swap) or single tasks FAMILY:INDEX (default: "
-        "spatial, object, goal, 10)",
+        "comma-separated families or single tasks FAMILY:INDEX of the suite, as docs/suites.md lists them "
+        "(default: the suite's default selection)",
         "LIST",
     ),
-    ("--vla-num-episodes", f"episodes per task, init states 0..N-1 (default: {DEFAULT_NUM_EPISODES})", "N"),
-    ("--vla-seed", f"environment seed (default: {DEFAULT_SEED})", "N"),
+    ("--vla-num-episodes", f"episodes per task, 0..N-1 (default: {DEFAULT_NUM_EPISODES})", "N"),
+    ("--vla-seed", "environment seed (default: the suite's protocol's)", "N"),
     ("--vla-output", f"directory for report.json and trajectories (default: ./{DEFAULT_OUTPUT})", "DIR"),
     ("--vla-max-steps", "override the suite's policy-step budget per episode (for smoke runs)", "N"),
     ("--vla-save-trajectories", "save each episode's actions and states as .npz", None),
@@ -172,7 +170,7 @@ class Settings:
     suite: str
     tasks: tuple[str, ...]
     num_episodes: int
-    seed: int
+    seed: int | None  # None: the suite's default_seed
     output: Path
     max_steps: int | None
     save_trajectories: bool
@@ -246,8 +244,8 @@ def read_settings(config: pytest.Config) -> Settings:
     min_success_rate = _float(
         config, "--vla-min-success-rate", lambda rate: 0.0 <= rate <= 1.0, "a fraction in 0..1 (0.9 for 90%)", None
     )
-    seed = _int(config, "--vla-seed", DEFAULT_SEED)
-    if not 0 <= seed < 2**32:  # what numpy's (and LIBERO's) seeding accepts
+    seed = _int(config, "--vla-seed", None)
+    if seed is not None and not 0 <= seed < 2**32:  # what numpy's seeding accepts
         raise pytest.UsageError(f"--vla-seed must be in 0..{2**32 - 1}, got {seed}")
     episode_timeout = _float(config, "--vla-episode-timeout", _positive, "a positive number of seconds", None)
     return Settings(

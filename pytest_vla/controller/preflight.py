@@ -38,12 +38,11 @@ from pytest_vla.plan import EvalPlan, rendered_cameras
 from pytest_vla.policy.base import Policy
 from pytest_vla.policy.check import CheckedPolicy, check_policy, query_once
 from pytest_vla.policy.choice import PolicyChoice, make_policy
-from pytest_vla.policy.feeds import synthetic_observation
 from pytest_vla.preflight.launch import ProbeProcess, ProbeRequest
 from pytest_vla.preflight.result import PreflightFailure, PreflightResult, failed
 from pytest_vla.report.schema import TaskSpec
 from pytest_vla.rollout.threads import available_cpus, threads_per_worker
-from pytest_vla.suites import BUILT_IN
+from pytest_vla.suites import unknown_suite
 from pytest_vla.suites.base import Observation, Suite
 
 _CACHE_PREFIX = "vla/preflight/"
@@ -70,9 +69,12 @@ class PreflightFailed(Exception):
 
 
 def make_suite(config: pytest.Config, name: str) -> Suite:
-    suite = config.hook.pytest_vla_make_suite(config=config, name=name)
+    try:
+        suite = config.hook.pytest_vla_make_suite(config=config, name=name)
+    except SuiteError as exc:
+        raise pytest.UsageError(str(exc)) from None
     if suite is None:
-        raise pytest.UsageError(f"--vla-suite: unknown suite {name!r} (built in: {', '.join(map(repr, BUILT_IN))})")
+        raise pytest.UsageError(unknown_suite("--vla-suite", name))
     return suite
 
 
@@ -117,8 +119,8 @@ def run_preflight(
         _check_one_onnxruntime()
     if not 1 <= settings.num_episodes <= suite.max_episodes:
         raise pytest.UsageError(
-            f"--vla-num-episodes must be in 1..{suite.max_episodes} ({suite.name} ships "
-            f"{suite.max_episodes} init states per task), got {settings.num_episodes}"
+            f"--vla-num-episodes must be in 1..{suite.max_episodes} ({suite.name} has {suite.max_episodes} "
+            f"episodes per task), got {settings.num_episodes}"
         )
     _check_writable(settings)
     try:
@@ -167,7 +169,7 @@ def _policy_checks(
     config: pytest.Config, suite: Suite, settings: Settings, policy: Policy
 ) -> tuple[list[TaskSpec], CheckedPolicy]:
     tasks = suite.resolve_tasks(settings.tasks)
-    checked = check_policy(policy, suite, tasks, synthetic_observation(suite, tasks[0], policy.cameras))
+    checked = check_policy(policy, suite, tasks)
     for line in checked.warnings:
         config.issue_config_time_warning(VlaWarning(line), stacklevel=2)
     return tasks, checked

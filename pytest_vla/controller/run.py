@@ -89,6 +89,8 @@ class ControllerRun:
             # This process runs the episodes: pinned before the preflight's session starts CUDA.
             os.environ.update(device_environment(gpus[0]))
         suite = make_suite(config, settings.suite)
+        if settings.seed is None:
+            settings = dataclasses.replace(settings, seed=suite.default_seed)
         try:
             checked = run_preflight(
                 config,

@@ -7,6 +7,7 @@ names the file and the key at fault.
 
 from __future__ import annotations
 
+import re
 import string
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -16,9 +17,9 @@ from pytest_vla.errors import ExportError, StatsError, read_json
 from pytest_vla.export import FORMAT, MANIFEST_NAME
 from pytest_vla.export.normalize import Normalization, load_normalization
 from pytest_vla.export.reflex import REFLEX_CONFIG, is_reflex_export, reflex_manifest
-from pytest_vla.suites.base import QUATERNION_CONVENTIONS, STATE_ORIGINS, StateConvention
+from pytest_vla.suites.base import QUATERNION_CONVENTIONS, STATE_OPTIONS, STATE_ORIGINS, StateConvention
 
-CAMERAS = ("agentview", "wrist")
+CAMERA_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")  # a suite's camera, as the suite names it
 # Each tuple of choices lists its default first.
 IMAGE_LAYOUTS = ("NCHW", "NHWC")
 IMAGE_DTYPES = ("float32", "uint8")
@@ -54,6 +55,9 @@ class StateInput:
     convention: StateConvention = field(default_factory=StateConvention)
     normalize: Normalization | None = None
     pad_to: int | None = None
+    chosen: tuple[
+        str, ...
+    ] = ()  # the convention keys the manifest gives ("from", "quaternion"): the suite must offer them
 
 
 @dataclass(frozen=True)
@@ -172,9 +176,8 @@ class Manifest:
 
     @property
     def cameras(self) -> tuple[str, ...]:
-        """The cameras the export binds, in a stable order: only these are rendered."""
-        bound = {binding.camera for binding in self.inputs if isinstance(binding, ImageInput)}
-        return tuple(camera for camera in CAMERAS if camera in bound)
+        """The cameras the export binds, sorted: only these are rendered."""
+        return tuple(sorted({binding.camera for binding in self.inputs if isinstance(binding, ImageInput)}))
 
     @property
     def state_convention(self) -> StateConvention:
@@ -264,8 +267,8 @@ def _parse_input(where: Path, name: str, spec: Any) -> InputBinding:
 
 def _parse_image(at: str, name: str, spec: dict[str, Any]) -> ImageInput:
     camera = spec.get("camera")
-    if camera not in CAMERAS:
-        raise ExportError(f"{at}.camera must be one of {list(CAMERAS)}, got {camera!r}")
+    if not (isinstance(camera, str) and CAMERA_NAME.fullmatch(camera)):
+        raise ExportError(f"{at}.camera must name one of the suite's cameras (e.g. 'agentview'), got {camera!r}")
     size = spec.get("size")
     if not (isinstance(size, list) and len(size) == 2 and all(_positive_int(v) and v <= MAX_IMAGE_SIDE for v in size)):
         raise ExportError(f"{at}.size must be [H, W] with integers in 1..{MAX_IMAGE_SIDE}, got {size!r}")
@@ -296,7 +299,9 @@ def _parse_state(where: Path, at: str, name: str, spec: dict[str, Any]) -> State
     quaternion = _choice(at, spec, "quaternion", QUATERNION_CONVENTIONS)
     pad_to = _pad_to(at, spec)
     normalize = _normalization(where, f"{at}.normalize", spec.get("normalize"), "observation.state")
-    return StateInput(name=name, convention=StateConvention(origin, quaternion), normalize=normalize, pad_to=pad_to)
+    chosen = tuple(key for key in STATE_OPTIONS if key in spec)
+    convention = StateConvention(origin, quaternion)
+    return StateInput(name=name, convention=convention, normalize=normalize, pad_to=pad_to, chosen=chosen)
 
 
 def _parse_instruction(where: Path, at: str, name: str, spec: dict[str, Any], part: str) -> InstructionInput:

@@ -9,6 +9,7 @@ import numpy as np
 
 from pytest_vla.errors import ExportError, PolicyError, one_line
 from pytest_vla.policy.base import Policy
+from pytest_vla.policy.feeds import synthetic_observation
 from pytest_vla.report.reader import describe_policy
 from pytest_vla.report.schema import ONNX_EXPORT, SERVED_POLICY
 from pytest_vla.suites.base import Observation, Suite, TaskSpec
@@ -61,11 +62,18 @@ class CheckedPolicy:
     steps_per_query: int  # actions the query returned for execution
 
 
-def check_policy(policy: Policy, suite: Suite, tasks: Sequence[TaskSpec], observation: Observation) -> CheckedPolicy:
-    """The policy's own checks against ``tasks``, then one query on a synthetic ``observation`` of the first.
+def check_policy(policy: Policy, suite: Suite, tasks: Sequence[TaskSpec]) -> CheckedPolicy:
+    """The policy's own checks against ``tasks``, its cameras, then one query on a synthetic observation of the first.
 
     Raises ``PolicyError`` or ``ExportError``.
     """
     warnings = policy.check(suite, tasks)
+    unknown = [camera for camera in policy.cameras if camera not in suite.cameras]
+    if unknown:
+        raise PolicyError(
+            f"{policy_culprit(policy)}: reads camera {unknown[0]!r}, which the {suite.name} suite does not have "
+            f"(its cameras: {', '.join(suite.cameras)})"
+        )
+    observation = synthetic_observation(suite, tasks[0], policy.cameras)
     actions = query_once(policy, suite, tasks[0], observation, "a synthetic observation")
     return CheckedPolicy(warnings, actions.shape[0])

@@ -176,7 +176,10 @@ def noise_tensor(binding: NoiseInput, seed: int, task: TaskSpec, episode_index: 
 def synthetic_observation(suite: Suite, task: TaskSpec, cameras: tuple[str, ...]) -> Observation:
     """A mid-grey, all-zero observation of ``task``'s shapes, for the preflight check."""
     return Observation(
-        images={camera: np.full((*suite.render_size, 3), 128, dtype=np.uint8) for camera in cameras},
+        images={
+            camera: np.full((suite.cameras[camera].height, suite.cameras[camera].width, 3), 128, dtype=np.uint8)
+            for camera in cameras
+        },
         state=np.zeros(suite.state_dim, dtype=np.float32),
         raw={key: np.zeros(shape) for key, shape in suite.observation_shapes(task).items()},
         objects_of_interest=np.zeros((len(suite.objects_of_interest(task)), 3)),

@@ -13,6 +13,7 @@ from pytest_vla.export.files import external_data, loaded_files
 from pytest_vla.export.manifest import (
     ActionSpec,
     ConstantInput,
+    ImageInput,
     InstructionInput,
     Manifest,
     NoiseInput,
@@ -100,6 +101,19 @@ class OnnxPolicy:
                 f"{self.manifest.where}: action.dim is {self.manifest.action.dim} but {suite.name} actions have "
                 f"{suite.action_dim} values"
             )
+        for binding in self.manifest.inputs:
+            for key in binding.chosen if isinstance(binding, StateInput) else ():
+                if key not in suite.state_options:
+                    offered = ", ".join(suite.state_options) or "none"
+                    raise ExportError(
+                        f"{self.manifest.where}: inputs.{binding.name}.{key}: the {suite.name} suite's state offers "
+                        f"no {key!r} convention (its conventions: {offered})"
+                    )
+            if isinstance(binding, ImageInput) and binding.camera not in suite.cameras:
+                raise ExportError(
+                    f"{self.manifest.where}: inputs.{binding.name}.camera is {binding.camera!r}; the {suite.name} "
+                    f"suite's cameras are {', '.join(suite.cameras)}"
+                )
         for task in tasks:
             self.check_shapes(binding_shapes(self.manifest, suite, task), task)
         return self.truncated_instructions(list(tasks), suite.state_dim)
@@ -234,7 +248,7 @@ def action_chunk(output: np.ndarray, spec: ActionSpec) -> np.ndarray:
     actions = chunk.astype(np.float64)
     gripper = actions[:, -1]
     if spec.gripper in ("binarize", "binarize_invert"):
-        gripper = np.where(gripper < 0, -1.0, 1.0)  # LIBERO: -1 open, +1 close
+        gripper = np.where(gripper < 0, -1.0, 1.0)  # a gripper command in [-1, 1]: LIBERO -1 open, +1 close
     if spec.gripper in ("invert", "binarize_invert"):
         gripper = -gripper
     actions[:, -1] = gripper

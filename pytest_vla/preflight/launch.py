@@ -51,6 +51,7 @@ class ProbeProcess:
     ) -> None:
         self.request = request
         self.timeout_s = timeout_s
+        self._remedies = dict(suite.remedies)
         self._started = time.perf_counter()
         self._scratch = tempfile.TemporaryDirectory(prefix="vla-preflight-")
         work = Path(self._scratch.name)
@@ -115,7 +116,9 @@ class ProbeProcess:
                 f"{_doing(self._stuck)} took longer than --vla-preflight-timeout {self.timeout_s:g} s; its last "
                 f"output: {_last_line(self.log)} (log: {self.log})"
             )
-            return failed(_hung(self._stuck, backend), message, elapsed_s=elapsed, render_backend=backend)
+            return failed(
+                _hung(self._stuck, backend), message, elapsed_s=elapsed, render_backend=backend, remedies=self._remedies
+            )
         result_path = Path(self.spec.result)
         if not result_path.is_file():
             stage = _last_stage(Path(self.spec.stages))
@@ -123,7 +126,9 @@ class ProbeProcess:
                 f"the preflight's process died while {_doing(stage)} ({_exit_status(self.process.returncode)}): "
                 f"{_last_line(self.log)} (log: {self.log})"
             )
-            return failed(_crashed(stage, backend), message, elapsed_s=elapsed, render_backend=backend)
+            return failed(
+                _crashed(stage, backend), message, elapsed_s=elapsed, render_backend=backend, remedies=self._remedies
+            )
         data = read_json(result_path, SuiteError)
         if "selection_error" in data:
             raise SuiteError(data["selection_error"])

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import multiprocessing
 import pickle
@@ -91,6 +92,10 @@ class Probe:
         with open(self.spec.stages, "a", encoding="utf-8") as stages:
             stages.write(name + "\n")
 
+    @functools.cached_property
+    def suite(self) -> Suite:
+        return pickle.loads(Path(self.spec.suite).read_bytes())
+
     def run(self) -> dict[str, Any]:
         """The result as JSON: a PreflightResult, or ``{"selection_error": ...}`` for a bad --vla-tasks."""
         try:
@@ -102,13 +107,14 @@ class Probe:
                 elapsed_s=self._elapsed(),
                 render_backend=self.spec.render_backend,
                 remedy=exc.remedy,
+                remedies=self.suite.remedies,
             ).to_json()
         except SuiteError as exc:
             return {"selection_error": str(exc)}
 
     def _checks(self) -> PreflightResult:
         self.stage("versions")
-        suite: Suite = pickle.loads(Path(self.spec.suite).read_bytes())
+        suite = self.suite
         conflict = version_conflict(suite.requirements)
         if conflict:
             message, wanted = conflict

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -28,20 +29,19 @@ class PreflightFailure(str, Enum):
 
 
 _REMEDIES = {
-    PreflightFailure.INPUT_HANG: "the stack waits for an answer on its first import: create its config first "
-    "(LIBERO: set LIBERO_CONFIG_PATH to a directory with config.yaml), or run it once by hand",
+    PreflightFailure.INPUT_HANG: "the stack waits for an answer on its first import: create its config first, "
+    "or run it once by hand",
     PreflightFailure.EGL_BLACK_FRAMES: "the GL backend renders nothing: with MUJOCO_GL=egl install the NVIDIA EGL "
     "driver (libnvidia-gl) or pick another MUJOCO_EGL_DEVICE_ID; or use --vla-render osmesa",
     PreflightFailure.EGL_DEVICE: "EGL cannot open a device: check the GPU is visible (nvidia-smi, "
     "CUDA_VISIBLE_DEVICES, --vla-gpus) and the NVIDIA EGL driver is installed; or use --vla-render osmesa",
     PreflightFailure.OSMESA_COMPILE_HANG: "the scene did not build in time: OSMesa compiles slowly on a loaded or "
     "small machine; raise --vla-preflight-timeout, use fewer workers, or --vla-render egl on a GPU host",
-    PreflightFailure.DEP_VERSION_CONFLICT: "install the versions the protocol is defined on (docs/protocol.md); "
-    "torch 2.6 and later need LIBERO's init states loaded with weights_only=False (pip install 'torch<2.6')",
+    PreflightFailure.DEP_VERSION_CONFLICT: "install the versions the suite's protocol is defined on (docs/suites.md)",
     PreflightFailure.IMPORT_ERROR: "the simulation stack does not import or cannot render: reinstall it "
     "(pip install pytest-vla) and, for OSMesa, apt-get install libosmesa6",
-    PreflightFailure.SCENE_SETTLE: "objects are not at rest where the init state puts them: the MuJoCo version "
-    "places them differently from the one the protocol is defined on (LIBERO: mujoco==3.3.2)",
+    PreflightFailure.SCENE_SETTLE: "objects are not at rest where the reset puts them: the MuJoCo version "
+    "places them differently from the one the protocol is defined on",
     PreflightFailure.EXPORT_INVALID: "the export fails on a real observation: check its input bindings and "
     "preprocessing against the model (pytest-vla inspect EXPORT)",
     PreflightFailure.POLICY_INVALID: "the policy fails on a real observation: check the server's model, config and "
@@ -100,9 +100,14 @@ class PreflightResult:
 
 
 def failed(
-    failure: PreflightFailure, message: str, *, elapsed_s: float, render_backend: str, remedy: str | None = None
+    failure: PreflightFailure,
+    message: str,
+    *,
+    elapsed_s: float,
+    render_backend: str,
+    remedy: str | None = None,
+    remedies: Mapping[str, str] | None = None,
 ) -> PreflightResult:
-    """A failed preflight; ``remedy`` defaults to the failure class's."""
-    return PreflightResult(
-        False, failure, message, elapsed_s, None, render_backend, (), (), remedy=remedy or failure.remedy
-    )
+    """A failed preflight; ``remedy`` defaults to the suite's for the class (its ``remedies``), else the class's."""
+    remedy = remedy or (remedies or {}).get(failure.value) or failure.remedy
+    return PreflightResult(False, failure, message, elapsed_s, None, render_backend, (), (), remedy=remedy)

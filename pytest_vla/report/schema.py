@@ -107,7 +107,7 @@ class TerminalReason(str, Enum):
 
     SUCCESS = "success"
     TIMEOUT = "timeout"  # out of steps or out of wall-clock time: a policy failure
-    BDDL_FAILURE = "bddl_failure"  # the env could not be built
+    ENV_BUILD_FAILURE = "bddl_failure"  # the env could not be built (v1 names it after LIBERO's BDDL scenes)
     RENDERING_FAILURE = "rendering_failure"
     ADAPTER_ERROR = "adapter_error"  # the policy's output, the harness, or a worker that died
 

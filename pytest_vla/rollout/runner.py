@@ -158,7 +158,8 @@ class EpisodeRunner:
         if self.plan.video is None:
             return None, None
         try:
-            return VideoRecorder(self.plan.output, task.episode(episode_index), max_steps + 1), None
+            episode = task.episode(episode_index)
+            return VideoRecorder(self.plan.output, episode, max_steps + 1, self.suite.control_hz), None
         except Exception as exc:  # no ffmpeg, a full disk: the episode still runs
             return None, f"video not saved: {one_line(exc)}"
 

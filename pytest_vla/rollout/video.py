@@ -17,26 +17,26 @@ from pytest_vla.report.layout import OutputLayout
 from pytest_vla.report.schema import EpisodeId
 
 MAX_BYTES = 10 * 2**20
-FPS = 20  # LIBERO's control frequency: one frame per policy step plays in real time
 BITRATE = 2_000_000  # bits/s: plenty for 256x256 renders
 
 
 class VideoRecorder:
     """One episode's video; ``frame`` per observation, then ``keep`` or ``discard``."""
 
-    def __init__(self, output: Path, episode: EpisodeId, max_frames: int) -> None:
+    def __init__(self, output: Path, episode: EpisodeId, max_frames: int, fps: float) -> None:
+        """``fps``: the suite's control rate, so one frame per policy step plays in real time."""
         self.path = OutputLayout(output).video(episode)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._partial = self.path.with_name(f".{episode.file_stem}.partial.mp4")
         self.frames = 0
         self.error: str | None = None
         # The longest episode at this bitrate stays under MAX_BYTES, with a tenth spare for the container.
-        seconds = max(1.0, max_frames / FPS)
+        seconds = max(1.0, max_frames / fps)
         bitrate = min(BITRATE, int(MAX_BYTES * 8 * 0.9 / seconds))
         self._writer = imageio.get_writer(
             self._partial,
             format="FFMPEG",  # type: ignore[arg-type]
-            fps=FPS,
+            fps=fps,
             codec="libx264",
             bitrate=str(bitrate),
             macro_block_size=16,

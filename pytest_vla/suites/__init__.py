@@ -1,25 +1,44 @@
-"""Benchmark suites behind one interface (:mod:`pytest_vla.suites.base`); LIBERO ships built in.
+"""Benchmark suites behind one interface (:mod:`pytest_vla.suites.base`), found by name.
 
-Other suites come from plugins through the ``pytest_vla_make_suite`` hook.
+A suite registers under the ``pytest_vla.suites`` entry point group (pytest-vla's own do, in its
+pyproject.toml), or comes from a plugin or conftest through the ``pytest_vla_make_suite`` hook.
 """
 
 from __future__ import annotations
 
+from importlib import metadata
 from typing import TYPE_CHECKING
+
+from pytest_vla.errors import SuiteError, one_line
 
 if TYPE_CHECKING:
     from pytest_vla.suites.base import Suite
 
-BUILT_IN = ("libero",)
-DEFAULT_SUITE = BUILT_IN[0]
+ENTRY_POINT_GROUP = "pytest_vla.suites"
+DEFAULT_SUITE = "libero"
 
 
-def built_in_suite(name: str) -> Suite | None:
-    if name == "libero":
-        from pytest_vla.suites.libero import LiberoSuite
+def installed_suites() -> tuple[str, ...]:
+    """The names the ``pytest_vla.suites`` entry points register, sorted."""
+    return tuple(sorted({entry.name for entry in metadata.entry_points(group=ENTRY_POINT_GROUP)}))
 
-        return LiberoSuite()
+
+def installed_suite(name: str) -> Suite | None:
+    """The suite an entry point registers as ``name`` (its object called), None if none does.
+
+    Raises :class:`SuiteError` naming the entry point when it cannot be loaded.
+    """
+    for entry in metadata.entry_points(group=ENTRY_POINT_GROUP, name=name):
+        try:
+            return entry.load()()
+        except Exception as exc:
+            raise SuiteError(f"suite {name!r} (entry point {entry.value}) cannot be loaded: {one_line(exc)}") from None
     return None
+
+
+def unknown_suite(option: str, name: str) -> str:
+    """The one-line refusal of a suite nobody provides."""
+    return f"{option}: unknown suite {name!r} (installed: {', '.join(installed_suites())}; a plugin adds others)"
 
 
 def task_selection(text: str) -> tuple[str, ...]:

@@ -1,9 +1,10 @@
-"""The interface every benchmark suite implements; LIBERO is the first."""
+"""The interface every benchmark suite implements (LIBERO, MetaWorld, a plugin's own)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Protocol
 
 import numpy as np
@@ -12,6 +13,17 @@ from pytest_vla.report.schema import TaskSpec
 
 STATE_ORIGINS = ("observation", "controller")  # the default first, as every tuple of choices
 QUATERNION_CONVENTIONS = ("robosuite", "antipodal")
+# A state input's convention keys, as exports write them, and their choices; a suite offers some or none.
+STATE_OPTIONS = MappingProxyType({"from": STATE_ORIGINS, "quaternion": QUATERNION_CONVENTIONS})
+
+
+@dataclass(frozen=True)
+class Camera:
+    """One camera a suite renders: its frame's size, and what the suite does to make the render upright."""
+
+    height: int
+    width: int
+    orientation: str  # what the suite applies to the raw render, e.g. "rotated 180 degrees"
 
 
 @dataclass(frozen=True)
@@ -75,20 +87,30 @@ class SuiteEnv(Protocol):
 class Suite(Protocol):
     """A benchmark: which tasks exist, the protocol it is run under, and how to build an env.
 
-    A suite whose envs depend on files of this machine beyond installed packages (a config file,
-    data sets) may also define ``machine_facts() -> dict``: what they are now (paths, digests), so a
-    cached preflight is not reused once they change (LIBERO's config file, for one).
+    Suites register under a name through the ``pytest_vla.suites`` entry point (a callable, such
+    as the class, that returns the suite) or the ``pytest_vla_make_suite`` hook.
+
+    Two optional methods: a suite whose envs depend on files of this machine beyond installed
+    packages (a config file, data sets) may define ``machine_facts() -> dict``: what they are now
+    (paths, digests), so a cached preflight is not reused once they change (LIBERO's config file,
+    for one). A suite that ships a scripted policy solving its tasks from privileged state may
+    define ``demo_policy()``, which ``--vla-policy demo`` evaluates (a :class:`pytest_vla.policy.base.Policy`).
     """
 
     name: str
     state_dim: int
+    state_options: Mapping[str, tuple[str, ...]]  # which STATE_OPTIONS its state offers, and their choices
     action_dim: int
-    render_size: tuple[int, int]
+    cameras: Mapping[str, Camera]  # what exports may bind, by the name they bind it under
     max_episodes: int
-    video_camera: str  # the camera --vla-video records, named as exports name cameras
+    video_camera: str  # the camera --vla-video records, one of ``cameras``
+    control_hz: float  # policy steps per simulated second: a video's frame rate
+    default_seed: int  # the protocol's seed, when --vla-seed gives none
     idle_action: tuple[float, ...]  # an action that holds the robot still (the settle steps')
     # Distribution -> the version window the protocol is defined on; the preflight refuses others.
     requirements: Mapping[str, str]
+    # A preflight failure class (its value, "import-error") -> this suite's remedy, said instead of the generic one.
+    remedies: Mapping[str, str]
 
     def resolve_tasks(self, selection: Sequence[str]) -> list[TaskSpec]:
         """Expand a ``--vla-tasks`` selection (or the default when empty); raise ``SuiteError``."""
@@ -107,6 +129,8 @@ class Suite(Protocol):
 
     def served_client(self, protocol: str, params: Mapping[str, Any]) -> ServedClient:
         """This suite's client for ``protocol``'s servers (``vla-eval``, ``openpi``), as the server's ``params`` ask.
+
+        Optional: a suite without it evaluates no served policy (refused at once, exit 4).
 
         ``params``: vla-eval's hello ``observation_params``, openpi's metadata. Raise ``SuiteError``
         for a protocol the suite has no client for, ``PolicyError`` for parameters it cannot honour.

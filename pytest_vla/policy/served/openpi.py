@@ -19,7 +19,6 @@ from pytest_vla.policy.served.session import (
     announcement_of,
     reply_actions,
     server_text,
-    suite_client,
 )
 from pytest_vla.policy.served.transport import Endpoint, ReplyTimeout, Socket
 from pytest_vla.policy.wire import WireError, pack_openpi, unpack_openpi
@@ -36,7 +35,7 @@ class OpenpiPolicy(ServedSession):
         self._task: TaskSpec | None = None
 
     def _client_for(self, suite: Suite, metadata: dict[str, Any]) -> ServedClient:
-        return suite_client(suite, self.protocol, metadata)
+        return suite.served_client(self.protocol, metadata)
 
     def _handshake(self, socket: Socket) -> dict[str, Any]:
         try:

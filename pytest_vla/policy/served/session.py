@@ -5,12 +5,12 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
 
-from pytest_vla.errors import PolicyError, SuiteError, printable, short_repr
+from pytest_vla.errors import PolicyError, printable, short_repr
 from pytest_vla.policy.served.transport import Endpoint, Socket, wait_ready
 from pytest_vla.suites.base import ServedClient, Suite, TaskSpec
 
@@ -116,13 +116,6 @@ class ServedSession:
         if not self._socket.is_open:
             raise PolicyError(f"the server closed the connection ({self._socket.how_closed()})")
         return self._socket
-
-
-def suite_client(suite: Suite, protocol: str, params: Mapping[str, Any]) -> ServedClient:
-    make = getattr(suite, "served_client", None)
-    if make is None:
-        raise SuiteError(f"the {suite.name} suite has no client for served policies (no served_client method)")
-    return make(protocol, params)
 
 
 def announcement_of(data: bytes | str, what: str) -> bytes:

@@ -25,7 +25,6 @@ from pytest_vla.policy.served.session import (
     announcement_of,
     reply_actions,
     server_text,
-    suite_client,
 )
 from pytest_vla.policy.served.transport import Endpoint, Socket
 from pytest_vla.policy.wire import VLA_EVAL_PROTOCOL_VERSION, Frame, WireError, pack_frame, unpack_frame
@@ -56,7 +55,7 @@ class VlaEvalPolicy(ServedSession):
         self.extension = None if "pytest_vla" not in hello else ExtendedClient(hello["pytest_vla"], suite)
         if self.extension is not None:
             return self.extension
-        return suite_client(suite, self.protocol, _observation_params(hello))
+        return suite.served_client(self.protocol, _observation_params(hello))
 
     def _handshake(self, socket: Socket) -> dict[str, Any]:
         payload = {"harness_version": __version__, "protocol_version": VLA_EVAL_PROTOCOL_VERSION}

@@ -19,7 +19,8 @@ import numpy as np
 from pytest_vla.errors import EnvFailure, one_line
 from pytest_vla.report.schema import TerminalReason
 from pytest_vla.suites.base import Observation, StateConvention
-from pytest_vla.suites.libero.rendering import RENDER_SIZE, about_rendering, configure_rendering, quiet_import
+from pytest_vla.suites.libero.rendering import RENDER_SIZE, quiet_import
+from pytest_vla.suites.mujoco_gl import about_rendering, configure_rendering
 
 SETTLE_STEPS = 10
 SETTLE_ACTION = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, -1.0)  # zero motion, gripper open

@@ -17,15 +17,11 @@ import numpy as np
 from pytest_vla.errors import EnvFailure, SuiteError, one_line
 from pytest_vla.report.environment import package_version
 from pytest_vla.report.schema import TerminalReason, is_number, task_key
-from pytest_vla.suites.base import ServedClient, StateConvention, TaskSpec
-from pytest_vla.suites.libero.env import SETTLE_ACTION, SETTLE_STEPS, LiberoEnv, build_env
-from pytest_vla.suites.libero.rendering import (
-    RENDER_SIZE,
-    about_rendering,
-    configure_rendering,
-    quiet_import,
-)
+from pytest_vla.suites.base import STATE_OPTIONS, Camera, ServedClient, StateConvention, TaskSpec
+from pytest_vla.suites.libero.env import ROBOSUITE_CAMERAS, SETTLE_ACTION, SETTLE_STEPS, LiberoEnv, build_env
+from pytest_vla.suites.libero.rendering import RENDER_SIZE, quiet_import
 from pytest_vla.suites.libero.served import served_client
+from pytest_vla.suites.mujoco_gl import about_rendering, configure_rendering
 
 MAX_STEPS = {"libero_spatial": 220, "libero_object": 280, "libero_goal": 300, "libero_10": 520, "libero_90": 400}
 DEFAULT_FAMILIES = ("libero_spatial", "libero_object", "libero_goal", "libero_10")
@@ -89,14 +85,28 @@ WORKSPACES = frozenset({"main_table", "kitchen_table", "living_room_table", "stu
 class LiberoSuite:
     name = "libero"
     state_dim = 8
+    state_options = STATE_OPTIONS  # the observation's or the controller's pose; robosuite's or antipodal axis-angle
     action_dim = 7
-    render_size = RENDER_SIZE
+    # Rendered upside down; every published pipeline rotates the frames by 180 degrees.
+    cameras = MappingProxyType({name: Camera(*RENDER_SIZE, "rotated 180 degrees") for name in ROBOSUITE_CAMERAS})
     max_episodes = INIT_STATES_PER_TASK
     video_camera = "agentview"  # the third-person view every published LIBERO video shows
+    control_hz = 20.0  # robosuite's control_freq in LIBERO's envs
+    default_seed = 7  # the published protocol's (openpi, OpenVLA-OFT, vla-eval)
     idle_action = SETTLE_ACTION
     # MuJoCo 3.4+ misplaces objects at reset (libero_spatial task 5's bowl) and 3.3.3+ renders
     # differently; robosuite 1.5 removed what LIBERO imports.
     requirements = MappingProxyType({"mujoco": "==3.3.2", "robosuite": ">=1.4,<1.5", "bddl": "==1.0.1"})
+    remedies = MappingProxyType(
+        {
+            "input-hang": "LIBERO asks where its files are on its first import: set LIBERO_CONFIG_PATH to a directory "
+            "with config.yaml, or run it once by hand",
+            "dep-version-conflict": "install the versions the protocol is defined on (docs/protocol.md); torch 2.6 "
+            "and later need LIBERO's init states loaded with weights_only=False (pip install 'torch<2.6')",
+            "scene-settle": "objects are not at rest where the init state puts them: the MuJoCo version places them "
+            "differently from the one the protocol is defined on (mujoco==3.3.2)",
+        }
+    )
 
     def resolve_tasks(self, selection: Sequence[str]) -> list[TaskSpec]:
         tasks: list[TaskSpec] = []
@@ -169,7 +179,7 @@ class LiberoSuite:
                 state,
             )
         except Exception as exc:
-            reason = TerminalReason.RENDERING_FAILURE if about_rendering(exc) else TerminalReason.BDDL_FAILURE
+            reason = TerminalReason.RENDERING_FAILURE if about_rendering(exc) else TerminalReason.ENV_BUILD_FAILURE
             raise EnvFailure(reason, f"building the env for {task.key}: {one_line(exc)}") from exc
 
     def served_client(self, protocol: str, params: Mapping[str, Any]) -> ServedClient:

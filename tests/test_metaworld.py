@@ -1,0 +1,101 @@
+"""The MetaWorld suite against LeRobot's loop (tests/lerobot_metaworld.py): same states, actions and frames."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pytest_vla.rollout.loop import run_episode
+from pytest_vla.suites.base import StateConvention
+from pytest_vla.suites.metaworld import MetaworldSuite
+from pytest_vla.suites.metaworld.expert import ScriptedExperts
+from pytest_vla.suites.metaworld.suite import task_name
+from tests import lerobot_metaworld
+
+pytestmark = pytest.mark.metaworld
+
+SEED = 1000  # lerobot-eval's
+
+
+def _expert(name: str):
+    from metaworld import policies
+
+    from pytest_vla.suites.metaworld.tasks import EXPERT_POLICIES
+
+    expert = getattr(policies, EXPERT_POLICIES[name])()
+    return lambda observation: expert.get_action(observation["raw"])
+
+
+@pytest.mark.parametrize("selection", ["reach-v3", "metaworld_medium:push-wall-v3", "pick-place-v3", "door-open-v3"])
+def test_episodes_equal_lerobots_in_any_order(selection: str) -> None:
+    suite = MetaworldSuite()
+    (task,) = suite.resolve_tasks([selection])
+    env = suite.make_env(task, (), SEED, StateConvention())
+    policy = ScriptedExperts()
+    try:
+        ours = {}
+        for episode in (2, 0, 1):  # out of order, one env for all: lerobot-eval makes one env per episode
+            policy.begin_episode(SEED, task, episode)
+            ours[episode] = run_episode(env, policy, episode, max_steps=150)
+    finally:
+        env.close()
+    name = task_name(task)
+    try:
+        references = {  # in order, in one env, as one sub-env of lerobot-eval's runs them
+            episode: lerobot_metaworld.episode(name, SEED + episode, _expert(name), max_steps=150, render=False)
+            for episode in (0, 1, 2)
+        }
+    finally:
+        lerobot_metaworld.close()
+    for episode, outcome in ours.items():
+        reference = references[episode]
+        np.testing.assert_array_equal(np.array(outcome.actions), np.array(reference["actions"]))
+        # The state a policy reads is float32, as LeRobot's preprocessing makes agent_pos.
+        agent_pos = np.array(reference["states"][:-1])[:, :4].astype(np.float32)
+        np.testing.assert_array_equal(np.array(outcome.states), agent_pos)
+        assert (outcome.success, outcome.n_steps) == (reference["success"], reference["steps"])
+    assert not np.array_equal(ours[0].actions[:20], ours[1].actions[:20])  # the seeds do move the objects
+
+
+def test_the_rendered_frame_is_lerobots_and_rendering_changes_no_state() -> None:
+    suite = MetaworldSuite()
+    (task,) = suite.resolve_tasks(["metaworld:push-v3"])
+    frames, states = [], {}
+    for cameras in (("corner2",), ()):
+        env = suite.make_env(task, cameras, SEED, StateConvention())
+        policy = ScriptedExperts()
+        try:
+            policy.begin_episode(SEED, task, 1)
+            observation = env.reset(1)
+            trail = [observation.raw["observation"]]
+            for _ in range(3):
+                if cameras:
+                    frames.append(observation.images["corner2"])
+                observation, _ = env.step(policy.act(observation)[0])
+                trail.append(observation.raw["observation"])
+            states[cameras] = np.array(trail)
+        finally:
+            env.close()
+    np.testing.assert_array_equal(states[("corner2",)], states[()])
+    reference = []
+    expert = _expert("push-v3")
+    try:
+        lerobot_metaworld.episode(
+            "push-v3", SEED + 1, lambda o: reference.append(o["pixels"]) or expert(o), max_steps=3
+        )
+    finally:
+        lerobot_metaworld.close()
+    assert frames[0].shape == (480, 480, 3) and frames[0].std() > 10  # a scene, not a blank
+    for ours, theirs in zip(frames, reference, strict=True):
+        np.testing.assert_array_equal(ours, theirs)
+
+
+def test_tasks_are_selected_by_family_index_and_name() -> None:
+    suite = MetaworldSuite()
+    assert len(suite.resolve_tasks([])) == 50  # the four difficulty groups
+    assert [t.key for t in suite.resolve_tasks(["metaworld_hard"])] == [f"metaworld_hard:{i}" for i in range(6)]
+    by_name, by_index, bare = (
+        suite.resolve_tasks([entry]) for entry in ("metaworld:push-v3", "metaworld:40", "push-v3")
+    )
+    assert by_name == by_index == bare
+    assert by_name[0].instruction == "Push the puck to a goal" and by_name[0].max_steps == 500

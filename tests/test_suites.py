@@ -1,0 +1,62 @@
+"""Suites found by name: the ``pytest_vla.suites`` entry point of another package, the hook, refusals."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import FAKE_SUITE
+from tests.models import state_only_export
+
+
+def _install_suite_package(site: Path, entry: str) -> None:
+    """An installed distribution (its metadata only) whose entry point registers ``entry`` as a suite."""
+    (site / "bench_suites.py").write_text(FAKE_SUITE)
+    info = site / "bench_suites-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: bench-suites\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(f"[pytest_vla.suites]\n{entry}\n")
+
+
+def test_a_suite_from_another_packages_entry_point_runs_and_every_cli_knows_it(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, validate_report
+) -> None:
+    site = pytester.mkdir("site")
+    _install_suite_package(site, "fake = bench_suites:FakeSuite")
+    monkeypatch.setenv("PYTHONPATH", str(site))
+    monkeypatch.setenv("FAKE_SUITE_SCRIPT", json.dumps({"0": "succeed"}))
+    state_only_export(pytester.path / "export")
+    result = pytester.runpytest_subprocess(
+        "--vla-export", "export", "--vla-suite", "fake", "--vla-tasks", "fake:0,fake:1"
+    )
+    result.assert_outcomes(passed=3, failed=3)
+    assert validate_report(pytester.path / "eval_output" / "report.json")["suite"] == "fake"
+    inspect = subprocess.run(
+        [sys.executable, "-m", "pytest_vla.cli", "inspect", "export", "--suite", "fake", "--tasks", "fake:0"],
+        cwd=pytester.path, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert inspect.returncode == 0, inspect.stderr
+    assert "checks   passed on 1 fake task(s)" in inspect.stdout
+
+
+def test_a_suite_that_cannot_be_loaded_is_refused_naming_its_entry_point(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    site = pytester.mkdir("site")
+    _install_suite_package(site, "broken = bench_suites_gone:Suite")
+    monkeypatch.setenv("PYTHONPATH", str(site))
+    state_only_export(pytester.path / "export")
+    result = pytester.runpytest_subprocess("--vla-export", "export", "--vla-suite", "broken")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["ERROR: suite 'broken' (entry point bench_suites_gone:Suite) cannot be loaded: *No module named*"]
+    )
+    unknown = pytester.runpytest_subprocess("--vla-export", "export", "--vla-suite", "nope")
+    assert unknown.ret == pytest.ExitCode.USAGE_ERROR
+    unknown.stderr.fnmatch_lines(
+        ["ERROR: --vla-suite: unknown suite 'nope' (installed: aloha, broken, libero, metaworld*"]
+    )
