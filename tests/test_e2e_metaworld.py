@@ -101,3 +101,14 @@ def test_refusals_name_the_suites_choices_before_any_episode(pytester: pytest.Py
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([f"ERROR: {message}"])
     assert "Traceback" not in result.stderr.str()
+
+
+def test_k_selects_a_task_by_its_name(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest_subprocess(
+        "--vla-suite", "metaworld", "--vla-policy", "demo", "--vla-tasks", "metaworld_hard", "--vla-num-episodes",
+        "2", "--collect-only", "-q", "-k", "push-v3",
+    )  # fmt: skip
+    assert [line for line in result.stdout.lines if line.startswith("metaworld/")] == [
+        "metaworld/metaworld_hard:4::ep0",
+        "metaworld/metaworld_hard:4::ep1",
+    ]

@@ -88,6 +88,7 @@ class TaskSpec:
     instruction: str
     max_steps: int
     clean_task: str | None = None  # a perturbed task's clean counterpart (its task key), which it pairs with
+    name: str | None = None  # the suite's own name for the task (push-v3), which -k matches
 
     @property
     def key(self) -> str:

@@ -113,4 +113,4 @@ def _tasks(entry: str) -> list[TaskSpec]:
         names = [which]
     else:
         raise SuiteError(f"--vla-tasks: {entry!r}: aloha has tasks 0..{len(TASKS) - 1}: {', '.join(TASKS)}")
-    return [TaskSpec(FAMILY, TASKS.index(name), INSTRUCTIONS[name], MAX_STEPS) for name in names]
+    return [TaskSpec(FAMILY, TASKS.index(name), INSTRUCTIONS[name], MAX_STEPS, name=name) for name in names]

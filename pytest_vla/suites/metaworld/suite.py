@@ -126,4 +126,4 @@ def _tasks(entry: str) -> list[TaskSpec]:
         raise SuiteError(
             f"--vla-tasks: {entry!r}: {family} has tasks 0..{len(names) - 1}, or by name: {', '.join(names[:3])}, ..."
         )
-    return [TaskSpec(family, index, INSTRUCTIONS[names[index]], MAX_STEPS) for index in indices]
+    return [TaskSpec(family, index, INSTRUCTIONS[names[index]], MAX_STEPS, name=names[index]) for index in indices]
