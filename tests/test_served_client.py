@@ -490,7 +490,7 @@ def test_a_pytest_vla_server_gets_the_generic_observation_and_its_chunks_run_as_
         "pytest_vla": {
             "seed": 7,
             "task": {"family": "libero_object", "index": 3, "instruction": TASK.instruction, "max_steps": 280,
-                     "clean_task": None},
+                     "clean_task": None, "name": None},
             "episode_index": 4,
         },
     }  # fmt: skip
