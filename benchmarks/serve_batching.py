@@ -126,7 +126,7 @@ def client(index: int, url: str, go: Path, seconds: float, out: Path) -> None:
     start = {"seed": SEED, "task": asdict(task(index)), "episode_index": 0}
     chunks = []
     with connect(url, compression=None, max_size=None) as socket:
-        socket.send(pack_frame(Frame("hello", {"protocol_version": 1, "pytest_vla": 1}, 1)))
+        socket.send(pack_frame(Frame("hello", {"protocol_version": 1, "pytest_vla": 2}, 1)))
         socket.recv()
         socket.send(pack_frame(Frame("episode_start", {"task": {}, "pytest_vla": start}, 2)))
         while not go.exists():

@@ -47,9 +47,9 @@ from tests.served_servers import (
 
 TASK = TaskSpec("libero_object", 0, "pick up the alphabet soup and place it in the basket", 280)
 EXTENSION = {
-    "version": 1,
+    "version": 2,
     "cameras": ["agentview"],
-    "state": {"origin": "observation", "quaternion": "robosuite"},
+    "state": {},
     "raw_keys": [],
     "objects_of_interest": False,
     "action_dim": 7,

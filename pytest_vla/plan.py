@@ -65,7 +65,7 @@ class EvalPlan:
 
     def to_json(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
-        data["policy"], data["output"] = self.policy.to_json(), str(self.output)
+        data["policy"], data["output"], data["state"] = self.policy.to_json(), str(self.output), self.state.to_json()
         data["shard"] = self.shard.to_json() if self.shard else None
         data["preflight"] = self.preflight.to_json() if self.preflight else None
         return data
@@ -76,7 +76,7 @@ class EvalPlan:
         fields["policy"], fields["output"] = PolicyChoice.from_json(data["policy"]), Path(data["output"])
         fields["tasks"] = tuple(TaskSpec(**task) for task in data["tasks"])
         fields["cameras"] = tuple(data["cameras"])
-        fields["state"] = StateConvention(**data["state"])
+        fields["state"] = StateConvention.of(data["state"])
         fields["finished"] = tuple(EpisodeId(**episode) for episode in data["finished"])
         fields["shard"] = Shard.from_json(data["shard"]) if data["shard"] else None
         fields["preflight"] = PreflightResult.from_json(data["preflight"]) if data["preflight"] else None

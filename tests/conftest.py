@@ -1,7 +1,11 @@
 from __future__ import annotations
 
 import json
+import re
+import signal
+import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -74,3 +78,24 @@ def fake(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch):
         return runner(*common, *args)
 
     return run
+
+
+@pytest.fixture
+def serve_export() -> Iterator[Any]:
+    """Start ``pytest-vla serve EXPORT`` in its own process: the URL it serves at; each stopped by SIGTERM after."""
+    processes: list[subprocess.Popen] = []
+
+    def start(export: Path) -> str:
+        command = [str(Path(sys.executable).parent / "pytest-vla"), "serve", str(export), "--port", "0"]
+        processes.append(subprocess.Popen(command, stderr=subprocess.PIPE, text=True))
+        assert processes[-1].stderr is not None
+        for line in processes[-1].stderr:  # onnxruntime may warn first
+            url = re.search(r"serving .* at (ws://127\.0\.0\.1:\d+)$", line.strip())
+            if url:
+                return url.group(1)
+        raise AssertionError("pytest-vla serve did not start")
+
+    yield start
+    for process in processes:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0

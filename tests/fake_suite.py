@@ -31,7 +31,7 @@ import numpy as np
 
 from pytest_vla.errors import EnvFailure, PolicyError, SuiteError
 from pytest_vla.report.schema import TaskSpec, TerminalReason
-from pytest_vla.suites.base import STATE_OPTIONS, Camera, Observation, StateConvention
+from pytest_vla.suites.base import Camera, Observation, StateConvention
 
 N_TASKS, MAX_STEPS = 4, 5
 _interrupted = False  # one Ctrl-C per process: a second would interrupt at once, whatever the harness does
@@ -135,7 +135,7 @@ class FakeServedClient:
 class FakeSuite:
     name = "fake"
     state_dim = 8
-    state_options = STATE_OPTIONS
+    state_options = MappingProxyType({"quaternion": ("robosuite", "antipodal")})  # accepted, computed one way
     action_dim = 7
     cameras = MappingProxyType({name: Camera(16, 16, "upright") for name in ("agentview", "wrist")})
     max_episodes = 10
@@ -143,6 +143,7 @@ class FakeSuite:
     control_hz = 20.0
     default_seed = 7
     idle_action = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, -1.0)
+    gripper_command_last = True
     remedies = MappingProxyType({"input-hang": "answer the fake suite's question once by hand"})
 
     @property

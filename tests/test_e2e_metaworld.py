@@ -85,6 +85,29 @@ def test_an_export_reads_the_corner2_camera_and_the_video_plays_at_80_fps(
     assert video.get_meta_data()["fps"] == 80.0 and video.get_meta_data()["size"] == (480, 480)
 
 
+def test_an_export_served_by_pytest_vla_serve_runs_the_episode_it_runs_in_process(
+    pytester: pytest.Pytester, validate_report, serve_export
+) -> None:
+    image = {"source": "image", "camera": "corner2", "size": [16, 16], "layout": "NCHW", "dtype": "float32"}
+    export = write_export(
+        pytester.path / "export",
+        linear_policy(image_shape=(1, 3, 16, 16), width=4, chunk=2),
+        {"image": image, "state": {"source": "state", "pad_to": 8}},
+        {"output": "actions", "dim": 4},
+    )
+    common = ("--vla-suite", "metaworld", "--vla-tasks", "metaworld:40", "--vla-num-episodes", "1",
+              "--vla-max-steps", "4", "--vla-save-trajectories", "-p", "no:xdist")  # fmt: skip
+    runs = {"in_process": ("--vla-export", str(export)), "served": ("--vla-policy-server", serve_export(export))}
+    for output, policy in runs.items():
+        pytester.runpytest_subprocess(*common, *policy, "--vla-output", output).assert_outcomes(failed=1)
+    a, b = (np.load(pytester.path / output / "trajectories" / "metaworld_task40_episode_0.npz") for output in runs)
+    assert a["actions"].shape == (4, 4)
+    np.testing.assert_array_equal(a["actions"], b["actions"])
+    np.testing.assert_array_equal(a["states"], b["states"])
+    served = validate_report(pytester.path / "served" / "report.json")
+    assert (served["env"]["policy"]["kind"], served["protocol"]["policy_client"]) == ("served", "vla-eval")
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -93,7 +116,10 @@ def test_an_export_reads_the_corner2_camera_and_the_video_plays_at_80_fps(
         (["--vla-policy", "demo", "--vla-tasks", "push-v9"], "*unknown MetaWorld family or task 'push-v9'*"),
         (["--vla-policy", "demo", "--vla-tasks", "metaworld_hard:6"], "*metaworld_hard has tasks 0..5*"),
         # Said at once, without waiting for a server that nothing listens as.
-        (["--vla-policy-server", "ws://127.0.0.1:9"], "the metaworld suite has no client for served policies yet*"),
+        (
+            ["--vla-policy-server", "ws://127.0.0.1:9", "--vla-policy-protocol", "openpi"],
+            "the metaworld suite has no client for openpi servers: serve the export with pytest-vla serve*",
+        ),
     ],
 )
 def test_refusals_name_the_suites_choices_before_any_episode(pytester: pytest.Pytester, args, message) -> None:

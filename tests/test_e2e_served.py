@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -169,7 +168,11 @@ def pytest_runtest_setup(item):
     assert rows[0]["terminal_reason"] == "timeout"
     assert "within 10 s" in rows[2]["error_message"] and "within 5 s" in rows[3]["error_message"]
     assert [rows[i]["terminal_reason"] for i in (1, 2)] == ["adapter_error"] * 2
-    assert f"{url}: the server closed the connection while waiting for the reply" in rows[1]["error_message"]
+    # The kill races the first send: the client learns of it sending the observation or awaiting the reply.
+    assert re.search(
+        f"{re.escape(url)}: the server closed the connection while (sending|waiting for the reply)",
+        rows[1]["error_message"],
+    )
     assert f"{url}: unreachable: nothing accepted a connection" in rows[2]["error_message"]
 
 
@@ -332,26 +335,6 @@ class OnnxServer(ScriptedServer):
         return {"actions": self.session.run(None, {"state": state})[0][0]}
 
 
-@pytest.fixture
-def serve_export() -> Iterator[Any]:
-    processes: list[subprocess.Popen] = []
-
-    def start(export: Path) -> str:
-        command = [str(Path(sys.executable).parent / "pytest-vla"), "serve", str(export), "--port", "0"]
-        processes.append(subprocess.Popen(command, stderr=subprocess.PIPE, text=True))
-        assert processes[-1].stderr is not None
-        for line in processes[-1].stderr:  # onnxruntime may warn first
-            url = re.search(r"serving .* at (ws://127\.0\.0\.1:\d+)$", line.strip())
-            if url:
-                return url.group(1)
-        raise AssertionError("pytest-vla serve did not start")
-
-    yield start
-    for process in processes:
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(30) == 0
-
-
 @pytest.mark.libero
 def test_one_export_gives_the_same_episodes_in_process_served_and_inside_a_vla_eval_server(
     pytester: pytest.Pytester, validate_report, serve_export
@@ -404,7 +387,7 @@ def test_inspect_names_what_a_server_announces_and_refuses_one_that_cannot_serve
         out = capsys.readouterr().out
         assert f"server   {handle.url}  (vla-eval)" in out
         assert '"model_server": "ScriptedServer"' in out
-        assert "sends    cameras agentview, wrist; state from the observation, quaternion antipodal" in out
+        assert "sends    cameras agentview, wrist; state (from observation, quaternion antipodal)" in out
         assert "checks   passed on 1 libero task(s)" in out and "finite actions [1, 7]" in out
         assert main(["inspect", handle.url, "--protocol", "openpi", "--timeout", "2"]) == 1
         assert capsys.readouterr().err.startswith(f"ERROR: {handle.url}: another kind of server: GET /healthz")

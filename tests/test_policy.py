@@ -19,6 +19,7 @@ from pytest_vla.policy.feeds import binding_shapes, preprocess_image
 from pytest_vla.policy.onnx import OnnxPolicy, action_chunk
 from pytest_vla.report.schema import TaskSpec
 from pytest_vla.rollout.runner import EpisodeRunner
+from pytest_vla.suites.aloha import AlohaSuite
 from pytest_vla.suites.base import Observation, StateConvention
 from pytest_vla.suites.libero import LiberoSuite
 from pytest_vla.suites.metaworld import MetaworldSuite
@@ -181,6 +182,20 @@ def test_a_camera_the_suite_lacks_is_refused_naming_the_suites(tmp_path: Path, s
         OnnxPolicy(load_manifest(export)).check(suite, [TASK])
 
 
+@pytest.mark.parametrize("mode", ["binarize", "invert", "binarize_invert"])
+def test_gripper_modes_are_refused_where_the_last_action_value_is_no_gripper_command(tmp_path: Path, mode: str) -> None:
+    suite = AlohaSuite()
+    export = write_export(
+        tmp_path / "e",
+        linear_policy(width=14),
+        {"state": {"source": "state"}},
+        {"output": "actions", "dim": 14, "gripper": mode},
+    )
+    refusal = f"action.gripper is '{mode}', but the aloha suite's last action value is no gripper command in [-1, 1]"
+    with pytest.raises(ExportError, match=re.escape(refusal)):
+        OnnxPolicy(load_manifest(export)).check(suite, suite.resolve_tasks(["aloha:0"]))
+
+
 def test_a_state_convention_the_suite_does_not_offer_is_refused(tmp_path: Path) -> None:
     suite = MetaworldSuite()
     export = write_export(
@@ -190,9 +205,24 @@ def test_a_state_convention_the_suite_does_not_offer_is_refused(tmp_path: Path) 
         {"output": "actions", "dim": 4},
     )
     with pytest.raises(
-        ExportError, match=r"inputs\.state\.quaternion: the metaworld suite's state offers no 'quaternion' convention"
+        ExportError,
+        match=r"inputs\.state: the metaworld suite's state has no option 'quaternion' \(its options: none\)$",
     ):
         OnnxPolicy(load_manifest(export)).check(suite, suite.resolve_tasks(["push-v3"]))
+    # A choice LIBERO does not offer, and a misspelt option.
+    for spec, refusal in [
+        (
+            {"quaternion": "hamilton"},
+            "quaternion is 'hamilton'; the libero suite's choices for it are robosuite, antipodal",
+        ),
+        (
+            {"quaternon": "antipodal"},
+            "the libero suite's state has no option 'quaternon' (its options: from, quaternion)",
+        ),
+    ]:
+        wrong = write_export(tmp_path / next(iter(spec)), linear_policy(), {"state": {"source": "state", **spec}})
+        with pytest.raises(ExportError, match=re.escape(f"inputs.state: {refusal}") + "$"):
+            OnnxPolicy(load_manifest(wrong)).check(LiberoSuite(), [TASK])
     # LIBERO offers it.
     libero = write_export(tmp_path / "l", linear_policy(), {"state": {"source": "state", "quaternion": "antipodal"}})
     OnnxPolicy(load_manifest(libero)).check(LiberoSuite(), [TASK])

@@ -204,7 +204,7 @@ def test_inspect_prints_the_binding_and_the_checks(tmp_path: Path, capsys: pytes
         "resized (pad) to 512x512, float32 in [-1, 1]" in out
     )
     assert (
-        "state tensor(float) [1, 32] state from the observation, quaternion robosuite, normalized mean_std "
+        "state tensor(float) [1, 32] state (from observation, quaternion robosuite), normalized mean_std "
         "(policy_preprocessor_step_5_normalizer_processor.safetensors: 'observation.state'), zero-padded to 32"
     ) in out
     assert (

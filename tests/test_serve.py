@@ -182,7 +182,7 @@ def test_noise_is_seeded_per_client_episode_and_query_as_in_process(tmp_path: Pa
     with serving(export) as (_, url):
         plain = act_all(url, [({**TASK, "episode_idx": 3}, sent)])[0]
         with raw_client(url) as client:
-            assert "pytest_vla" in client.ask("hello", {"protocol_version": 1, "pytest_vla": 1}).payload
+            assert "pytest_vla" in client.ask("hello", {"protocol_version": 1, "pytest_vla": 2}).payload
             start = {"seed": 7, "task": dataclasses.asdict(task), "episode_index": 5}
             client.send("episode_start", {"task": {"name": task.instruction, "key": task.key}, "pytest_vla": start})
             chunks = []
@@ -216,7 +216,7 @@ def test_the_demo_export_serves_pytest_vla_clients_and_refuses_vla_eval_ones() -
     task = TaskSpec("libero_object", 0, "pick up the alphabet soup and place it in the basket", 280)
     with serving(DEMO_EXPORT_DIR, max_batch_size=4) as (server, url):
         with raw_client(url) as client:
-            hello = client.ask("hello", {"harness_version": "x", "protocol_version": 1, "pytest_vla": 1}).payload
+            hello = client.ask("hello", {"harness_version": "x", "protocol_version": 1, "pytest_vla": 2}).payload
             start = {"seed": 7, "task": dataclasses.asdict(task), "episode_index": 0}
             client.send("episode_start", {"task": {"name": task.instruction, "key": task.key}, "pytest_vla": start})
             reply = client.ask("observation", {"pytest_vla": demo_observation()})
@@ -291,8 +291,8 @@ def test_bad_frames_are_answered_with_errors_and_the_connection_stays(tmp_path: 
             png = {"__image__": True, "format": "png", "data": b"not a png", "shape": [2, 2, 3]}
             undecodable = client.ask("observation", {"images": {"agentview": png}})
             stray = client.ask("action", {"actions": np.zeros(7)})
-            version = client.ask("hello", {"protocol_version": 1, "pytest_vla": 2})
-            assert client.ask("hello", {"protocol_version": 1, "pytest_vla": 1}).type == "hello"
+            version = client.ask("hello", {"protocol_version": 1, "pytest_vla": 1})
+            assert client.ask("hello", {"protocol_version": 1, "pytest_vla": 2}).type == "hello"
             task = {"family": "libero_object", "index": 0, "instruction": "x", "max_steps": 1, "extra": 1}
             start_seq = client.send("episode_start", {"pytest_vla": {"seed": 0, "task": task, "episode_index": 0}})
             unknown = client.recv()
@@ -311,7 +311,7 @@ def test_bad_frames_are_answered_with_errors_and_the_connection_stays(tmp_path: 
     assert text.payload["error"] == "frame refused: a text frame where a binary one belongs: 'a text frame'"
     assert undecodable.payload["error"] == "frame refused: a png image does not decode (UnidentifiedImageError)"
     assert stray.payload["error"] == "action: a client sends no action frames: actions come from the server"
-    assert version.payload["error"] == "hello: pytest_vla is 2; this server speaks 1"
+    assert version.payload["error"] == "hello: pytest_vla is 1; this server speaks 2"
     assert (
         unknown.seq == start_seq
         and unknown.payload["error"] == "episode_start: pytest_vla.task has unknown key 'extra'"
@@ -576,7 +576,7 @@ def test_hostile_observations_get_error_frames_and_the_server_serves_on(tmp_path
     with serving(export, max_batch_size=4, max_wait_ms=1) as (_, url):
         for hello, observation, episode in (
             ({"protocol_version": 1}, good, {"task": TASK}),
-            ({"protocol_version": 1, "pytest_vla": 1}, extension, {"pytest_vla": start}),
+            ({"protocol_version": 1, "pytest_vla": 2}, extension, {"pytest_vla": start}),
         ):
             with raw_client(url) as client:
                 client.ask("hello", hello)

@@ -148,7 +148,7 @@ def test_a_plain_vla_eval_server_gets_what_vla_eval_sends_and_its_actions_run_as
     server = ScriptedServer(actions=gripping)
     with serve_background(server, host="127.0.0.1", port=0) as handle:
         policy = connect(handle.url)
-        assert (policy.cameras, policy.state) == (("agentview",), StateConvention("observation", "antipodal"))
+        assert (policy.cameras, policy.state) == (("agentview",), StateConvention.of({"quaternion": "antipodal"}))
         assert policy.provider == f"{handle.url} (vla-eval)"
         assert policy.check(SUITE, [TASK]) == []
         executed = run_steps(policy, 4, episode_index=2)
@@ -200,7 +200,7 @@ def test_observation_params_choose_the_cameras_and_states_as_in_vla_eval(libero_
         policy.close()
     wrist = params.get("send_wrist_image", False)
     assert policy.cameras == (("agentview", "wrist") if wrist else ("agentview",))
-    assert policy.state.quaternion == ("robosuite" if params.get("quat_no_antipodal") else "antipodal")
+    assert policy.state.to_json()["quaternion"] == ("robosuite" if params.get("quat_no_antipodal") else "antipodal")
     for step, sent in enumerate(server.observations):
         # Bit for bit: states is float64 around vla-eval's float32 axis-angle; controller_states float32.
         assert_same(sent, vla_eval_make_obs(libero_benchmark, params, libero_observation(step)))
@@ -433,7 +433,7 @@ def test_an_episode_start_the_server_refused_fails_the_first_query_and_leaves_no
             "the server speaks vla-eval protocol version 2; this client speaks 1",
         ),
         ({**VLA_EVAL_HELLO, "observation_params": [1]}, "the hello's observation_params is [1], not a map"),
-        ({**VLA_EVAL_HELLO, "pytest_vla": {"version": 2}}, "the hello's pytest_vla.version is 2, not 1"),
+        ({**VLA_EVAL_HELLO, "pytest_vla": {"version": 3}}, "the hello's pytest_vla.version is 3, not 2"),
     ],
 )
 def test_a_hello_of_another_version_is_refused(hello: dict[str, Any], refusal: str) -> None:
@@ -445,9 +445,9 @@ def test_a_hello_of_another_version_is_refused(hello: dict[str, Any], refusal: s
 # -- vla-eval: pytest-vla's extension ---------------------------------------------------------------------------------
 
 EXTENSION = {
-    "version": 1,
+    "version": 2,
     "cameras": ["wrist"],
-    "state": {"origin": "controller", "quaternion": "antipodal"},
+    "state": {"from": "controller", "quaternion": "antipodal"},
     "raw_keys": ["robot0_joint_pos"],
     "objects_of_interest": True,
     "action_dim": 7,
@@ -474,7 +474,10 @@ def test_a_pytest_vla_server_gets_the_generic_observation_and_its_chunks_run_as_
 
     with hostile_server(handler) as url:
         policy = connect(url)
-        assert (policy.cameras, policy.state) == (("wrist",), StateConvention("controller", "antipodal"))
+        assert (policy.cameras, policy.state) == (
+            ("wrist",),
+            StateConvention.of({"from": "controller", "quaternion": "antipodal"}),
+        )
         policy.begin_episode(7, TASK, 4)
         observation = libero_observation()
         actions = policy.act(observation)
@@ -484,7 +487,7 @@ def test_a_pytest_vla_server_gets_the_generic_observation_and_its_chunks_run_as_
         time.sleep(0.1)
     assert actions.dtype == np.float64 and actions.tobytes() == chunk.tobytes()  # bit for bit
     hello, start, sent, end = received
-    assert hello.payload["pytest_vla"] == 1 and hello.payload["protocol_version"] == 1 and hello.seq == 1
+    assert hello.payload["pytest_vla"] == 2 and hello.payload["protocol_version"] == 1 and hello.seq == 1
     assert start.payload == {
         "task": {"name": TASK.instruction, "key": "libero_object:3"},
         "pytest_vla": {
@@ -512,7 +515,14 @@ def test_a_pytest_vla_server_gets_the_generic_observation_and_its_chunks_run_as_
     [
         ({**EXTENSION, "action_dim": 14}, "the hello's pytest_vla.action_dim is 14, not 7, the libero suite's"),
         ({**EXTENSION, "cameras": "wrist"}, "the hello's pytest_vla.cameras is 'wrist', not a list of distinct camera"),
-        ({**EXTENSION, "state": {"origin": "joint"}}, "the hello's pytest_vla.state is {'origin': 'joint'}, not a map"),
+        (
+            {**EXTENSION, "state": {"from": "joint"}},
+            "the hello's pytest_vla.state is {'from': 'joint'}, not a choice the",
+        ),
+        (
+            {**EXTENSION, "state": {"from": 1}},
+            "the hello's pytest_vla.state is {'from': 1}, not a map of state options",
+        ),
         ([1], "the hello's pytest_vla is [1], not a map"),
     ],
 )
@@ -728,8 +738,17 @@ def test_an_unknown_protocol_and_a_suite_without_a_client_are_refused() -> None:
         name, action_dim = "bare", 7
 
     with pytest.raises(PolicyError) as error:  # at once: nothing listens there, and nothing is waited for
-        connect_policy("ws://127.0.0.1:1", "vla-eval", Bare(), **TIMEOUTS)
-    assert str(error.value) == "the bare suite has no client for served policies yet: evaluate an export there"
+        connect_policy("ws://127.0.0.1:1", "openpi", Bare(), **TIMEOUTS)
+    assert str(error.value) == (
+        "the bare suite has no client for openpi servers: serve the export with pytest-vla serve (vla-eval protocol), "
+        "or evaluate it in-process"
+    )
+    with hostile_server(replying()) as url, pytest.raises(PolicyError) as error:
+        connect_policy(url, "vla-eval", Bare(), **TIMEOUTS)
+    assert str(error.value) == (
+        f"{url}: a plain vla-eval server (its hello has no pytest_vla): the bare suite has no client for one, only "
+        "for pytest-vla serve's extension"
+    )
     with pytest.raises(SuiteError, match=r"^the libero suite has no client for 'ros' policy servers"):
         SUITE.served_client("ros", {})
 

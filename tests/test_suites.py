@@ -60,3 +60,41 @@ def test_a_suite_that_cannot_be_loaded_is_refused_naming_its_entry_point(
     unknown.stderr.fnmatch_lines(
         ["ERROR: --vla-suite: unknown suite 'nope' (installed: aloha, broken, libero, metaworld*"]
     )
+
+
+def test_a_suite_lacking_part_of_the_interface_is_refused_naming_what_it_lacks(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    site = pytester.mkdir("site")
+    _install_suite_package(site, "partial = bench_suites:PartialSuite")
+    with (site / "bench_suites.py").open("a") as module:
+        module.write("\n\nclass PartialSuite(FakeSuite):\n    state_options = remedies = None\n")
+        module.write("del PartialSuite.state_options, PartialSuite.remedies, FakeSuite.state_options\n")
+    monkeypatch.setenv("PYTHONPATH", str(site))
+    state_only_export(pytester.path / "export")
+    result = pytester.runpytest_subprocess("--vla-export", "export", "--vla-suite", "partial")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "Traceback" not in result.stdout.str() + result.stderr.str()
+    result.stderr.fnmatch_lines(
+        [
+            "ERROR: suite 'partial' (entry point bench_suites:PartialSuite) lacks state_options, which every "
+            "suite defines (docs/suites.md)"
+        ]
+    )
+    # From a conftest's pytest_vla_make_suite hook.
+    pytester.makeconftest(f"""
+{FAKE_SUITE}
+
+class HookSuite(FakeSuite):
+    pass
+
+del FakeSuite.idle_action
+
+def pytest_vla_make_suite(config, name):
+    return HookSuite() if name == "hooked" else None
+""")
+    hooked = pytester.runpytest_subprocess("--vla-export", "export", "--vla-suite", "hooked")
+    assert hooked.ret == pytest.ExitCode.USAGE_ERROR
+    hooked.stderr.fnmatch_lines(
+        ["ERROR: --vla-suite hooked: the suite HookSuite lacks idle_action, which every suite defines*"]
+    )

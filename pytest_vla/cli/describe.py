@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from pytest_vla.export.manifest import (
     ActionSpec,
     ConstantInput,
@@ -16,11 +14,12 @@ from pytest_vla.export.manifest import (
     StateInput,
 )
 from pytest_vla.export.normalize import Normalization
-from pytest_vla.suites.base import Camera
+from pytest_vla.suites.base import StateConvention, Suite
 
 
-def describe_binding(binding: InputBinding, cameras: Mapping[str, Camera]) -> str:
-    """What feeds one model input, and how it is preprocessed; ``cameras``: the suite's."""
+def describe_binding(binding: InputBinding, suite: Suite) -> str:
+    """What feeds one model input of an export evaluated on ``suite``, and how it is preprocessed."""
+    cameras = suite.cameras
     if isinstance(binding, ImageInput):
         height, width = binding.size
         low, high = binding.value_range
@@ -35,7 +34,7 @@ def describe_binding(binding: InputBinding, cameras: Mapping[str, Camera]) -> st
             f"{binding.layout}"
         )
     if isinstance(binding, StateInput):
-        parts = [f"state from the {binding.convention.origin}, quaternion {binding.convention.quaternion}"]
+        parts = [describe_state(binding.convention, suite)]
         if binding.normalize is not None:
             parts.append(f"normalized {_stats(binding.normalize)}")
         if binding.pad_to is not None:
@@ -59,6 +58,12 @@ def describe_binding(binding: InputBinding, cameras: Mapping[str, Camera]) -> st
         return f"constant {binding.value!r} ({binding.dtype}, shape {list(binding.shape)})"
     assert isinstance(binding, NoiseInput)
     return f"standard normal noise, shape {list(binding.shape)}, seeded by (seed, task, episode, query)"
+
+
+def describe_state(state: StateConvention, suite: Suite) -> str:
+    """``state (from observation, quaternion antipodal)``: each of the suite's options as ``state`` chooses it."""
+    choices = ", ".join(f"{option} {state.choice(option, suite.state_options)}" for option in suite.state_options)
+    return f"state ({choices})" if choices else "state"
 
 
 def describe_action(spec: ActionSpec) -> str:

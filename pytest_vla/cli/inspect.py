@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import sys
 
-from pytest_vla.cli.describe import describe_action, describe_binding
+from pytest_vla.cli.describe import describe_action, describe_binding, describe_state
 from pytest_vla.errors import ExportError, PolicyError, SuiteError, printable
 from pytest_vla.export import resolve_export
 from pytest_vla.export.files import file_digest
@@ -71,8 +71,7 @@ def inspect_server(url: str, protocol: str, suite_name: str, task_list: str, tim
         identity = policy.identity()
         _say(f"server   {url}  ({protocol})")
         _say(f"answers  {json.dumps(identity['server'], sort_keys=True)[:2000]}")
-        state = f"from the {policy.state.origin}, quaternion {policy.state.quaternion}"
-        _say(f"sends    cameras {', '.join(policy.cameras) or 'none'}; state {state}")
+        _say(f"sends    cameras {', '.join(policy.cameras) or 'none'}; {describe_state(policy.state, suite)}")
         checked = check_policy(policy, suite, tasks)
     except (PolicyError, SuiteError) as exc:
         return _fail(str(exc))
@@ -98,7 +97,7 @@ def _print_inputs(manifest: Manifest, suite: Suite, model_types: dict[str, str])
     type_width = max((len(text) for text in model_types.values()), default=0)
     for binding in manifest.inputs:
         declared = model_types.get(binding.name, "")
-        _say(f"  {binding.name:<{name_width}}  {declared:<{type_width}}  {describe_binding(binding, suite.cameras)}")
+        _say(f"  {binding.name:<{name_width}}  {declared:<{type_width}}  {describe_binding(binding, suite)}")
     _say(f"action   {describe_action(manifest.action)}")
 
 

@@ -42,7 +42,7 @@ from pytest_vla.preflight.launch import ProbeProcess, ProbeRequest
 from pytest_vla.preflight.result import PreflightFailure, PreflightResult, failed
 from pytest_vla.report.schema import TaskSpec
 from pytest_vla.rollout.threads import available_cpus, threads_per_worker
-from pytest_vla.suites import unknown_suite
+from pytest_vla.suites import complete_suite, unknown_suite
 from pytest_vla.suites.base import Observation, Suite
 
 _CACHE_PREFIX = "vla/preflight/"
@@ -75,7 +75,10 @@ def make_suite(config: pytest.Config, name: str) -> Suite:
         raise pytest.UsageError(str(exc)) from None
     if suite is None:
         raise pytest.UsageError(unknown_suite("--vla-suite", name))
-    return suite
+    try:
+        return complete_suite(suite, f"--vla-suite {name}: the suite {type(suite).__name__}")
+    except SuiteError as exc:
+        raise pytest.UsageError(str(exc)) from None
 
 
 def make_policy_here(
@@ -335,7 +338,7 @@ def _preflight_facts(
         },
         "suite": [suite.name, source, os.stat(source).st_mtime_ns if source else None],
         "suite_machine": machine_facts() if machine_facts is not None else None,
-        "policy": [identity, list(policy.cameras), dataclasses.asdict(policy.state)],
+        "policy": [identity, list(policy.cameras), policy.state.to_json()],
         "selection": [list(settings.tasks), settings.num_episodes, str(settings.shard), settings.seed],
         "video": settings.video,
         "sweep": not settings.cost_preview,

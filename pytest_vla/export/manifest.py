@@ -13,13 +13,14 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from pytest_vla.errors import ExportError, StatsError, read_json
+from pytest_vla.errors import ExportError, StatsError, read_json, short_repr
 from pytest_vla.export import FORMAT, MANIFEST_NAME
 from pytest_vla.export.normalize import Normalization, load_normalization
 from pytest_vla.export.reflex import REFLEX_CONFIG, is_reflex_export, reflex_manifest
-from pytest_vla.suites.base import QUATERNION_CONVENTIONS, STATE_OPTIONS, STATE_ORIGINS, StateConvention
+from pytest_vla.suites.base import StateConvention
 
-CAMERA_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")  # a suite's camera, as the suite names it
+SUITE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")  # what a suite calls a camera, a state option or its choice
+STATE_KEYS = ("source", "normalize", "pad_to")  # a state input's own keys: every other key chooses a state option
 # Each tuple of choices lists its default first.
 IMAGE_LAYOUTS = ("NCHW", "NHWC")
 IMAGE_DTYPES = ("float32", "uint8")
@@ -52,12 +53,9 @@ class StateInput:
     """The suite's proprioceptive state vector (LIBERO: 8-D float32), optionally normalized and padded."""
 
     name: str
-    convention: StateConvention = field(default_factory=StateConvention)
+    convention: StateConvention = field(default_factory=StateConvention)  # checked against the suite's options
     normalize: Normalization | None = None
     pad_to: int | None = None
-    chosen: tuple[
-        str, ...
-    ] = ()  # the convention keys the manifest gives ("from", "quaternion"): the suite must offer them
 
 
 @dataclass(frozen=True)
@@ -236,7 +234,7 @@ def parse_manifest(raw: Any, export_dir: Path, source: str = MANIFEST_NAME) -> M
     bindings = tuple(_parse_input(where, name, spec) for name, spec in inputs.items())
     conventions = {binding.convention for binding in bindings if isinstance(binding, StateInput)}
     if len(conventions) > 1:
-        raise ExportError(f"{where}: the state inputs ask for different 'from'/'quaternion' conventions")
+        raise ExportError(f"{where}: the state inputs choose different state options")
     return Manifest(directory=export_dir, model=model, inputs=bindings, action=_parse_action(where, raw), source=source)
 
 
@@ -267,7 +265,7 @@ def _parse_input(where: Path, name: str, spec: Any) -> InputBinding:
 
 def _parse_image(at: str, name: str, spec: dict[str, Any]) -> ImageInput:
     camera = spec.get("camera")
-    if not (isinstance(camera, str) and CAMERA_NAME.fullmatch(camera)):
+    if not (isinstance(camera, str) and SUITE_NAME.fullmatch(camera)):
         raise ExportError(f"{at}.camera must name one of the suite's cameras (e.g. 'agentview'), got {camera!r}")
     size = spec.get("size")
     if not (isinstance(size, list) and len(size) == 2 and all(_positive_int(v) and v <= MAX_IMAGE_SIDE for v in size)):
@@ -295,13 +293,16 @@ def _parse_image(at: str, name: str, spec: dict[str, Any]) -> ImageInput:
 
 
 def _parse_state(where: Path, at: str, name: str, spec: dict[str, Any]) -> StateInput:
-    origin = _choice(at, spec, "from", STATE_ORIGINS)
-    quaternion = _choice(at, spec, "quaternion", QUATERNION_CONVENTIONS)
     pad_to = _pad_to(at, spec)
     normalize = _normalization(where, f"{at}.normalize", spec.get("normalize"), "observation.state")
-    chosen = tuple(key for key in STATE_OPTIONS if key in spec)
-    convention = StateConvention(origin, quaternion)
-    return StateInput(name=name, convention=convention, normalize=normalize, pad_to=pad_to, chosen=chosen)
+    choices = {option: value for option, value in spec.items() if option not in STATE_KEYS}
+    for option, value in choices.items():
+        if not SUITE_NAME.fullmatch(option) or not (isinstance(value, str) and SUITE_NAME.fullmatch(value)):
+            raise ExportError(
+                f"{at}: {short_repr(option, 64)}: {short_repr(value, 64)} is not a choice of a state option by name "
+                '(e.g. "quaternion": "antipodal")'
+            )
+    return StateInput(name=name, convention=StateConvention.of(choices), normalize=normalize, pad_to=pad_to)
 
 
 def _parse_instruction(where: Path, at: str, name: str, spec: dict[str, Any], part: str) -> InstructionInput:

@@ -32,7 +32,7 @@ from pytest_vla.policy.feeds import (
 )
 from pytest_vla.policy.tokens import InstructionEncoder
 from pytest_vla.report.schema import ONNX_EXPORT
-from pytest_vla.suites.base import Observation, Suite, TaskSpec
+from pytest_vla.suites.base import Observation, Suite, TaskSpec, state_choice_problem
 
 
 @dataclass
@@ -101,14 +101,16 @@ class OnnxPolicy:
                 f"{self.manifest.where}: action.dim is {self.manifest.action.dim} but {suite.name} actions have "
                 f"{suite.action_dim} values"
             )
+        if self.manifest.action.gripper != "raw" and not suite.gripper_command_last:
+            raise ExportError(
+                f"{self.manifest.where}: action.gripper is {self.manifest.action.gripper!r}, but the {suite.name} "
+                "suite's last action value is no gripper command in [-1, 1]: use 'raw'"
+            )
         for binding in self.manifest.inputs:
-            for key in binding.chosen if isinstance(binding, StateInput) else ():
-                if key not in suite.state_options:
-                    offered = ", ".join(suite.state_options) or "none"
-                    raise ExportError(
-                        f"{self.manifest.where}: inputs.{binding.name}.{key}: the {suite.name} suite's state offers "
-                        f"no {key!r} convention (its conventions: {offered})"
-                    )
+            if isinstance(binding, StateInput):
+                problem = state_choice_problem(binding.convention, suite)
+                if problem:
+                    raise ExportError(f"{self.manifest.where}: inputs.{binding.name}: {problem}")
             if isinstance(binding, ImageInput) and binding.camera not in suite.cameras:
                 raise ExportError(
                     f"{self.manifest.where}: inputs.{binding.name}.camera is {binding.camera!r}; the {suite.name} "

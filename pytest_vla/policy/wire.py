@@ -21,6 +21,8 @@ import msgpack
 import numpy as np
 
 VLA_EVAL_PROTOCOL_VERSION = 1
+# pytest-vla's extension of it (docs/serve.md); 2 chooses state options by name and carries TaskSpec.name.
+PYTEST_VLA_EXTENSION = 2
 VLA_EVAL_TYPES = ("hello", "observation", "action", "episode_start", "episode_end", "error")
 MAX_FRAME_BYTES = 256 * 1024 * 1024  # a frame of 16 uncompressed 2048x2048 cameras fits
 MAX_ARRAY_DIMENSIONS = 8

@@ -70,7 +70,7 @@ class ProbeProcess:
             shard=request.shard,
             cameras=list(request.cameras),
             seed=request.seed,
-            state=dataclasses.asdict(request.state),
+            state=request.state.to_json(),
             sweep=request.sweep,
             processes=request.processes,
             render_backend=request.render_backend,

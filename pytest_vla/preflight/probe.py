@@ -56,7 +56,7 @@ class ProbeSpec:
     shard: dict[str, int] | None
     cameras: list[str]  # rendered and checked; empty: physics only
     seed: int
-    state: dict[str, str]  # the policy's StateConvention
+    state: dict[str, str]  # the policy's StateConvention, as option -> choice
     sweep: bool  # check every selected task's scene at rest (else the first task's only)
     processes: int  # the sweep's processes: the run's local workers, as many envs as it holds at once
     render_backend: str
@@ -128,7 +128,7 @@ class Probe:
             suite.objects_of_interest(tasks[0])
         import_s = time.perf_counter() - started
         firsts = list(_first_episodes(tasks, self.spec.num_episodes, self.spec.shard).values())
-        state = StateConvention(**self.spec.state)
+        state = StateConvention.of(self.spec.state)
         # The first task's physics-only build also imports the simulator: it is timed apart.
         first_task, first_episode = firsts[0]
         settles = [self._settle(suite, first_task, first_episode, state)]

@@ -1,8 +1,10 @@
 """What ``pytest-vla serve`` tells clients and reads from them: the hello reply, episodes and observations.
 
 Two kinds of client speak vla-eval protocol v1 (``docs/serve.md``): vla-eval's own (its ``Connection``,
-``vla-eval run``), which send LIBERO observations and take one action per observation, and pytest-vla's,
-which say ``"pytest_vla": 1`` in their hello and exchange pytest-vla's observations and whole chunks.
+``vla-eval run``), which send what vla-eval's benchmark client sends and take one action per
+observation, and pytest-vla's, which say ``"pytest_vla": 2`` in their hello and exchange pytest-vla's
+observations and whole chunks. vla-eval's plain clients are served as its LIBERO client, the only one
+whose observations an export can bind (its camera and state names are the libero suite's).
 Everything read here comes from a client: checked, and refused with a :class:`WireError` naming the key.
 """
 
@@ -19,10 +21,10 @@ from pytest_vla import __version__
 from pytest_vla.errors import short_repr
 from pytest_vla.export.manifest import InstructionInput, ObjectsOfInterestInput, ObservationInput, StateInput
 from pytest_vla.policy.onnx import EpisodeContext, OnnxPolicy
-from pytest_vla.policy.wire import MAX_IMAGE_SIDE, VLA_EVAL_PROTOCOL_VERSION, WireError
+from pytest_vla.policy.wire import MAX_IMAGE_SIDE, PYTEST_VLA_EXTENSION, VLA_EVAL_PROTOCOL_VERSION, WireError
 from pytest_vla.suites.base import Observation, StateConvention, TaskSpec
+from pytest_vla.suites.libero.served import vla_eval_params_for, vla_eval_state_key, vla_eval_unservable
 
-PYTEST_VLA_VERSION = 1  # of the extension
 MODEL_SERVER = "pytest-vla serve"
 MAX_TEXT = 4096  # characters of an instruction, family or task name
 MAX_STATE = 4096  # values of a state vector
@@ -68,16 +70,11 @@ class ServedExport:
             "protocol_version": VLA_EVAL_PROTOCOL_VERSION,
             "model_server": MODEL_SERVER,
             "capabilities": {},
-            # Constructor keys of vla-eval's LIBERO benchmark, which vla-eval run merges into its params.
-            "observation_params": {
-                "send_wrist_image": "wrist" in self.cameras,
-                "send_state": self.reads_state,
-                "quat_no_antipodal": self.state.quaternion == "robosuite",
-            },
+            "observation_params": vla_eval_params_for(self.cameras, self.reads_state, self.state),
             "pytest_vla": {
-                "version": PYTEST_VLA_VERSION,
+                "version": PYTEST_VLA_EXTENSION,
                 "cameras": list(self.cameras),
-                "state": dataclasses.asdict(self.state),
+                "state": self.state.to_json(),
                 "raw_keys": list(self.raw_keys),
                 "objects_of_interest": self.objects_of_interest,
                 "action_dim": self.action_dim,
@@ -97,20 +94,16 @@ class ServedExport:
                 f"this export reads {' and '.join(needs)}, which a vla-eval client does not send: "
                 "evaluate it with pytest-vla (--vla-policy-server)"
             )
-        if self.state == StateConvention("controller", "robosuite"):
-            return (
-                "this export reads the controller's state with robosuite's quaternion; vla-eval's controller_states "
-                "use the antipodal one: evaluate it with pytest-vla (--vla-policy-server)"
-            )
-        return None
+        unservable = vla_eval_unservable(self.state)
+        return f"{unservable}: evaluate it with pytest-vla (--vla-policy-server)" if unservable else None
 
 
 def client_mode(hello: Mapping[str, Any]) -> bool:
     """Whether a client's hello asks for pytest-vla's extension; raise :class:`WireError` for another version."""
     if "pytest_vla" not in hello:
         return False
-    if hello["pytest_vla"] != PYTEST_VLA_VERSION or isinstance(hello["pytest_vla"], bool):
-        raise WireError(f"pytest_vla is {short_repr(hello['pytest_vla'])}; this server speaks {PYTEST_VLA_VERSION}")
+    if hello["pytest_vla"] != PYTEST_VLA_EXTENSION or isinstance(hello["pytest_vla"], bool):
+        raise WireError(f"pytest_vla is {short_repr(hello['pytest_vla'])}; this server speaks {PYTEST_VLA_EXTENSION}")
     return True
 
 
@@ -128,6 +121,7 @@ def pytest_vla_episode(payload: Mapping[str, Any]) -> EpisodeContext:
         instruction=_text(raw_task, "instruction", "pytest_vla.task."),
         max_steps=_count(raw_task, "max_steps", "pytest_vla.task."),
         clean_task=None if raw_task.get("clean_task") is None else _text(raw_task, "clean_task", "pytest_vla.task."),
+        name=None if raw_task.get("name") is None else _text(raw_task, "name", "pytest_vla.task."),
     )
     return EpisodeContext(_integer(body, "seed", "pytest_vla."), task, _count(body, "episode_index", "pytest_vla."))
 
@@ -160,13 +154,12 @@ def pytest_vla_observation(payload: Mapping[str, Any], export: ServedExport) -> 
 
 
 def plain_observation(payload: Mapping[str, Any], export: ServedExport) -> tuple[Observation, str | None]:
-    """A vla-eval client's LIBERO observation, and its ``task_description`` (None when it sends none).
+    """A vla-eval client's observation, and its ``task_description`` (None when it sends none).
 
-    ``images.<camera>`` are upright already; the state is ``states``, or ``controller_states`` for an export
-    trained on the controller's state.
+    ``images.<camera>`` are upright already; the state is under the key the export's convention reads.
     """
     images = _map(payload, "images", "")
-    key = "controller_states" if export.state.origin == "controller" else "states"
+    key = vla_eval_state_key(export.state)
     observation = Observation(
         images={camera: _image(images, camera, "images.") for camera in export.cameras},
         state=_vector(payload, key, "") if export.reads_state else np.zeros(0),

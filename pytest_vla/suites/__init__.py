@@ -30,10 +30,21 @@ def installed_suite(name: str) -> Suite | None:
     """
     for entry in metadata.entry_points(group=ENTRY_POINT_GROUP, name=name):
         try:
-            return entry.load()()
+            suite = entry.load()()
         except Exception as exc:
             raise SuiteError(f"suite {name!r} (entry point {entry.value}) cannot be loaded: {one_line(exc)}") from None
+        return complete_suite(suite, f"suite {name!r} (entry point {entry.value})")
     return None
+
+
+def complete_suite(suite: Suite, what: str) -> Suite:
+    """``suite``, checked to have every member the interface requires; a SuiteError naming what it lacks."""
+    from pytest_vla.suites.base import missing_members
+
+    missing = missing_members(suite)
+    if missing:
+        raise SuiteError(f"{what} lacks {', '.join(missing)}, which every suite defines (docs/suites.md)")
+    return suite
 
 
 def unknown_suite(option: str, name: str) -> str:

@@ -4,17 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Any, Protocol
 
 import numpy as np
 
 from pytest_vla.report.schema import TaskSpec
-
-STATE_ORIGINS = ("observation", "controller")  # the default first, as every tuple of choices
-QUATERNION_CONVENTIONS = ("robosuite", "antipodal")
-# A state input's convention keys, as exports write them, and their choices; a suite offers some or none.
-STATE_OPTIONS = MappingProxyType({"from": STATE_ORIGINS, "quaternion": QUATERNION_CONVENTIONS})
 
 
 @dataclass(frozen=True)
@@ -28,15 +22,24 @@ class Camera:
 
 @dataclass(frozen=True)
 class StateConvention:
-    """Which state a policy was trained on; models differ here, and a mismatch costs points silently.
+    """Which variant of the suite's state a policy reads; models differ here, and a mismatch costs points silently.
 
-    ``origin``: the observation's end-effector pose, or the arm controller's own estimate of it.
-    ``quaternion``: axis-angle by robosuite's formula (angle in [0, 2 pi)), or after flipping the
-    quaternion to w >= 0 (angle in [0, pi]).
+    ``choices``: option -> choice among those the suite offers (:attr:`Suite.state_options`), as an
+    export's state input names them; an option left out takes the suite's default. Empty: all defaults.
     """
 
-    origin: str = "observation"
-    quaternion: str = "robosuite"
+    choices: tuple[tuple[str, str], ...] = ()  # sorted by option
+
+    @classmethod
+    def of(cls, choices: Mapping[str, str]) -> StateConvention:
+        return cls(tuple(sorted(choices.items())))
+
+    def choice(self, option: str, offered: Mapping[str, tuple[str, ...]]) -> str:
+        """The choice for ``option``: the policy's, else the first of those ``offered`` (the suite's default)."""
+        return dict(self.choices).get(option, offered[option][0])
+
+    def to_json(self) -> dict[str, str]:
+        return dict(self.choices)
 
 
 @dataclass
@@ -99,7 +102,8 @@ class Suite(Protocol):
 
     name: str
     state_dim: int
-    state_options: Mapping[str, tuple[str, ...]]  # which STATE_OPTIONS its state offers, and their choices
+    # The state's options a policy may choose (an export's state input names them), each option's choices default first.
+    state_options: Mapping[str, tuple[str, ...]]
     action_dim: int
     cameras: Mapping[str, Camera]  # what exports may bind, by the name they bind it under
     max_episodes: int
@@ -107,6 +111,9 @@ class Suite(Protocol):
     control_hz: float  # policy steps per simulated second: a video's frame rate
     default_seed: int  # the protocol's seed, when --vla-seed gives none
     idle_action: tuple[float, ...]  # an action that holds the robot still (the settle steps')
+    # Whether an action's last value is its one gripper command, in [-1, 1] with negative open: an
+    # export's gripper modes (binarize, invert) act on it, and only where it is.
+    gripper_command_last: bool
     # Distribution -> the version window the protocol is defined on; the preflight refuses others.
     requirements: Mapping[str, str]
     # A preflight failure class (its value, "import-error") -> this suite's remedy, said instead of the generic one.
@@ -135,3 +142,21 @@ class Suite(Protocol):
         ``params``: vla-eval's hello ``observation_params``, openpi's metadata. Raise ``SuiteError``
         for a protocol the suite has no client for, ``PolicyError`` for parameters it cannot honour.
         """
+
+
+def missing_members(suite: object) -> list[str]:
+    """What :class:`Suite` requires that ``suite`` lacks, by name (its optional methods excepted)."""
+    required = [*Suite.__annotations__, *(name for name in vars(Suite) if not name.startswith("_"))]
+    return [name for name in dict.fromkeys(required) if name != "served_client" and not hasattr(suite, name)]
+
+
+def state_choice_problem(state: StateConvention, suite: Suite) -> str | None:
+    """Why ``state`` chooses what ``suite``'s state does not offer, in one clause; None when it does not."""
+    for option, choice in state.choices:
+        if option not in suite.state_options:
+            offered = ", ".join(suite.state_options) or "none"
+            return f"the {suite.name} suite's state has no option {option!r} (its options: {offered})"
+        if choice not in suite.state_options[option]:
+            offered = ", ".join(suite.state_options[option])
+            return f"{option} is {choice!r}; the {suite.name} suite's choices for it are {offered}"
+    return None

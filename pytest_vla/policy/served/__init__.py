@@ -27,7 +27,10 @@ def connect_policy(url: str, protocol: str, suite: Suite, *, query_timeout_s: fl
     """
     if protocol not in PROTOCOLS:
         raise PolicyError(f"{protocol!r} is no policy server protocol (known: {', '.join(PROTOCOLS)})")
-    if getattr(suite, "served_client", None) is None:  # said before any wait for the server
-        raise PolicyError(f"the {suite.name} suite has no client for served policies yet: evaluate an export there")
+    if protocol == "openpi" and getattr(suite, "served_client", None) is None:  # said before any wait for the server
+        raise PolicyError(
+            f"the {suite.name} suite has no client for openpi servers: serve the export with pytest-vla serve "
+            "(vla-eval protocol), or evaluate it in-process"
+        )
     kind = VlaEvalPolicy if protocol == "vla-eval" else OpenpiPolicy
     return kind(endpoint(url), suite, query_timeout_s=query_timeout_s, ready_timeout_s=ready_timeout_s)

@@ -27,18 +27,22 @@ from pytest_vla.policy.served.session import (
     server_text,
 )
 from pytest_vla.policy.served.transport import Endpoint, Socket
-from pytest_vla.policy.wire import VLA_EVAL_PROTOCOL_VERSION, Frame, WireError, pack_frame, unpack_frame
+from pytest_vla.policy.wire import (
+    PYTEST_VLA_EXTENSION,
+    VLA_EVAL_PROTOCOL_VERSION,
+    Frame,
+    WireError,
+    pack_frame,
+    unpack_frame,
+)
 from pytest_vla.suites.base import (
-    QUATERNION_CONVENTIONS,
-    STATE_ORIGINS,
     Observation,
     ServedClient,
     StateConvention,
     Suite,
     TaskSpec,
+    state_choice_problem,
 )
-
-PYTEST_VLA_EXTENSION = 1
 
 
 class VlaEvalPolicy(ServedSession):
@@ -55,6 +59,11 @@ class VlaEvalPolicy(ServedSession):
         self.extension = None if "pytest_vla" not in hello else ExtendedClient(hello["pytest_vla"], suite)
         if self.extension is not None:
             return self.extension
+        if getattr(suite, "served_client", None) is None:
+            raise PolicyError(
+                f"a plain vla-eval server (its hello has no pytest_vla): the {suite.name} suite has no client for "
+                "one, only for pytest-vla serve's extension"
+            )
         return suite.served_client(self.protocol, _observation_params(hello))
 
     def _handshake(self, socket: Socket) -> dict[str, Any]:
@@ -183,11 +192,12 @@ class ExtendedClient:
         if self.raw_keys is None:
             raise refuse("raw_keys", "a list of distinct observation keys")
         state = extension.get("state")
-        if not isinstance(state, dict) or state.get("origin") not in STATE_ORIGINS:
-            raise refuse("state", f"a map whose origin is one of {list(STATE_ORIGINS)}")
-        if state.get("quaternion") not in QUATERNION_CONVENTIONS:
-            raise refuse("state", f"a map whose quaternion is one of {list(QUATERNION_CONVENTIONS)}")
-        self.state = StateConvention(state["origin"], state["quaternion"])
+        if not isinstance(state, dict) or not all(isinstance(item, str) for pair in state.items() for item in pair):
+            raise refuse("state", "a map of state options to choices")
+        self.state = StateConvention.of(state)
+        problem = state_choice_problem(self.state, suite)
+        if problem:
+            raise refuse("state", f"a choice the suite offers: {problem}")
         if extension.get("action_dim") != suite.action_dim:
             raise refuse("action_dim", f"{suite.action_dim}, the {suite.name} suite's")
         self.action_dim = suite.action_dim

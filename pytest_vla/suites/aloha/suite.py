@@ -38,6 +38,7 @@ class AlohaSuite:
     control_hz = 50.0  # gym-aloha's DT = 0.02 s
     default_seed = 1000  # lerobot-eval's: episode i is seeded 1000 + i
     idle_action = REST_ACTION
+    gripper_command_last = False  # two grippers, values 6 and 13, each normalised to [0, 1]
     requirements = MappingProxyType({"gym-aloha": ">=0.1.5,<0.2", "dm-control": ">=1.0.15,<1.1"})
     remedies = MappingProxyType(
         {

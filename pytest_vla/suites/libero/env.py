@@ -20,6 +20,7 @@ from pytest_vla.errors import EnvFailure, one_line
 from pytest_vla.report.schema import TerminalReason
 from pytest_vla.suites.base import Observation, StateConvention
 from pytest_vla.suites.libero.rendering import RENDER_SIZE, quiet_import
+from pytest_vla.suites.libero.state import pose_origin, quaternion_convention
 from pytest_vla.suites.mujoco_gl import about_rendering, configure_rendering
 
 SETTLE_STEPS = 10
@@ -207,11 +208,11 @@ class LiberoEnv:
         self, raw: dict[str, Any], controller_pose: tuple[np.ndarray, np.ndarray]
     ) -> tuple[np.ndarray, np.ndarray]:
         """End-effector position and axis-angle orientation under the export's state convention."""
-        if self._state.origin == "controller":
+        if pose_origin(self._state) == "controller":
             position, quat = controller_pose[0], _transforms().mat2quat(controller_pose[1])
         else:
             position, quat = np.array(raw["robot0_eef_pos"]), raw["robot0_eef_quat"]
-        return position, axis_angle(quat, self._state.quaternion)
+        return position, axis_angle(quat, quaternion_convention(self._state))
 
 
 @contextlib.contextmanager

@@ -17,6 +17,7 @@ import numpy as np
 from pytest_vla.errors import PolicyError, SuiteError, short_repr
 from pytest_vla.report.schema import TaskSpec
 from pytest_vla.suites.base import Observation, StateConvention
+from pytest_vla.suites.libero.state import pose_origin, quaternion_convention
 
 ACTION_DIM = 7
 # vla-eval's LIBEROBenchmark parameters this client honours, as its constructor does.
@@ -48,7 +49,7 @@ class VlaEvalClient:
         self.send_wrist_image, self.send_state = flags["send_wrist_image"], flags["send_state"]
         # vla-eval's default flips the quaternion to w >= 0 first; quat_no_antipodal keeps robosuite's formula.
         self._axis_angle = _robosuite_axis_angle_float32 if flags["quat_no_antipodal"] else vla_eval_axis_angle
-        self.state = StateConvention(quaternion="robosuite" if flags["quat_no_antipodal"] else "antipodal")
+        self.state = StateConvention.of({"quaternion": "robosuite" if flags["quat_no_antipodal"] else "antipodal"})
         self.cameras = ("agentview", "wrist") if self.send_wrist_image else ("agentview",)
         known = (*VLA_EVAL_OBSERVATION_PARAMS, "absolute_action")
         self.warnings = tuple(
@@ -117,6 +118,33 @@ class OpenpiClient:
                 f"[H, {ACTION_DIM}] with H >= {OPENPI_REPLAN_STEPS} and executes the first {OPENPI_REPLAN_STEPS}"
             )
         return reply[:OPENPI_REPLAN_STEPS].astype(np.float64)  # the gripper as the server sent it
+
+
+def vla_eval_params_for(cameras: tuple[str, ...], reads_state: bool, state: StateConvention) -> dict[str, bool]:
+    """The ``observation_params`` that make vla-eval's LIBERO client send what an export reads.
+
+    ``pytest-vla serve`` announces them in its hello; ``vla-eval run`` merges them into the benchmark's parameters.
+    """
+    return {
+        "send_wrist_image": "wrist" in cameras,
+        "send_state": reads_state,
+        "quat_no_antipodal": quaternion_convention(state) == "robosuite",
+    }
+
+
+def vla_eval_unservable(state: StateConvention) -> str | None:
+    """Why vla-eval's LIBERO client cannot send the state an export reads, if it cannot."""
+    if pose_origin(state) == "controller" and quaternion_convention(state) == "robosuite":
+        return (
+            "this export reads the controller's state with robosuite's quaternion; vla-eval's controller_states "
+            "use the antipodal one"
+        )
+    return None
+
+
+def vla_eval_state_key(state: StateConvention) -> str:
+    """The key of vla-eval's LIBERO observation holding the state an export reads."""
+    return "controller_states" if pose_origin(state) == "controller" else "states"
 
 
 def _flag(params: Mapping[str, Any], name: str) -> bool:

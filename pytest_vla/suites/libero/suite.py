@@ -17,10 +17,11 @@ import numpy as np
 from pytest_vla.errors import EnvFailure, SuiteError, one_line
 from pytest_vla.report.environment import package_version
 from pytest_vla.report.schema import TerminalReason, is_number, task_key
-from pytest_vla.suites.base import STATE_OPTIONS, Camera, ServedClient, StateConvention, TaskSpec
+from pytest_vla.suites.base import Camera, ServedClient, StateConvention, TaskSpec
 from pytest_vla.suites.libero.env import ROBOSUITE_CAMERAS, SETTLE_ACTION, SETTLE_STEPS, LiberoEnv, build_env
 from pytest_vla.suites.libero.rendering import RENDER_SIZE, quiet_import
 from pytest_vla.suites.libero.served import served_client
+from pytest_vla.suites.libero.state import STATE_OPTIONS
 from pytest_vla.suites.mujoco_gl import about_rendering, configure_rendering
 
 MAX_STEPS = {"libero_spatial": 220, "libero_object": 280, "libero_goal": 300, "libero_10": 520, "libero_90": 400}
@@ -94,6 +95,7 @@ class LiberoSuite:
     control_hz = 20.0  # robosuite's control_freq in LIBERO's envs
     default_seed = 7  # the published protocol's (openpi, OpenVLA-OFT, vla-eval)
     idle_action = SETTLE_ACTION
+    gripper_command_last = True
     # MuJoCo 3.4+ misplaces objects at reset (libero_spatial task 5's bowl) and 3.3.3+ renders
     # differently; robosuite 1.5 removed what LIBERO imports.
     requirements = MappingProxyType({"mujoco": "==3.3.2", "robosuite": ">=1.4,<1.5", "bddl": "==1.0.1"})

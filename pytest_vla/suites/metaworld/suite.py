@@ -45,6 +45,7 @@ class MetaworldSuite:
     control_hz = 80.0  # frame_skip 5 x timestep 2.5 ms
     default_seed = 1000  # lerobot-eval's: episode i is seeded 1000 + i
     idle_action = (0.0, 0.0, 0.0, 0.0)
+    gripper_command_last = True  # the gripper's effort
     # 3.1 pins mujoco 3.3.0; MuJoCo 3.5 changed collisions (MetaWorld PR #569).
     requirements = MappingProxyType({"metaworld": ">=3.0,<3.1", "mujoco": ">=3.0,<3.5"})
     remedies = MappingProxyType(
