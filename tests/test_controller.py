@@ -281,11 +281,11 @@ def test_listing_options_run_no_episode(fake, pytester: pytest.Pytester, option:
     assert not (pytester.path / "eval_output" / "report.json").exists()
 
 
-@pytest.mark.parametrize(("seed", "message"), [("-1", "got -1"), (str(2**32), f"got {2**32}")])
+@pytest.mark.parametrize(("seed", "message"), [("-1", "got -1"), (str(2**31), f"got {2**31}")])
 def test_a_seed_numpy_cannot_take_is_a_usage_error(fake, seed: str, message: str) -> None:
     result = fake({}, "--vla-seed", seed)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    assert f"ERROR: --vla-seed must be in 0..{2**32 - 1}, {message}" in result.stderr.str()
+    assert f"ERROR: --vla-seed must be in 0..{2**31 - 1}, {message}" in result.stderr.str()
 
 
 def test_small_things_a_review_found(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

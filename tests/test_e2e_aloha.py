@@ -19,6 +19,8 @@ def test_the_demo_solves_both_tasks_on_two_workers(pytester: pytest.Pytester, va
     result.assert_outcomes(passed=4)
     assert result.ret == pytest.ExitCode.OK
     assert "vla: suite aloha, 2 tasks x 2 episodes = 4 items, seed 1000, cameras rendered: none" in result.stdout.str()
+    # ALOHA names no objects the settle check watches: the preflight claims none at rest.
+    result.stdout.fnmatch_lines(["vla: preflight passed*task(s) stepped idle, 0 with objects watched and at rest*"])
     # dm_control's render contexts are freed with the physics: no tracebacks at exit.
     assert "Traceback" not in result.stderr.str() and "Traceback" not in result.stdout.str()
     report = validate_report(pytester.path / "eval_output" / "report.json")

@@ -42,13 +42,19 @@ def test_an_episode_is_the_same_alone_after_others_and_on_another_worker(
     common = ["--vla-suite", "metaworld", "--vla-policy", "demo", "--vla-num-episodes", "3",
               "--vla-save-trajectories", "--vla-max-steps", "40"]  # fmt: skip
     # Two tasks on two workers: push-v3's episodes run on one of them, after each other.
-    pytester.runpytest_subprocess(*common, "--vla-tasks", "reach-v3,push-v3", "-n", "2", "--vla-output", "all")
+    pytester.runpytest_subprocess(
+        *common, "--vla-tasks", "reach-v3,push-v3", "-n", "2", "--dist", "loadscope", "--vla-output", "all"
+    )
     # Episode 2 alone, in one process that ran nothing before it.
     pytester.runpytest_subprocess(
         *common, "--vla-tasks", "push-v3", "-k", "ep2", "-p", "no:xdist", "--vla-output", "one"
     )
     everything = validate_report(pytester.path / "all" / "report.json")
     assert len(everything["episodes"]) == 6
+    workers = {row["task_index"]: set() for row in everything["episodes"]}
+    for row in everything["episodes"]:
+        workers[row["task_index"]].add(row["worker"])
+    assert sorted(map(len, workers.values())) == [1, 1] and set.union(*workers.values()) <= {"gw0", "gw1"}
     alone = validate_report(pytester.path / "one" / "report.json")
     assert [(row["episode_index"], row["worker"]) for row in alone["episodes"]] == [(2, "main")]
     index = alone["episodes"][0]["task_index"]

@@ -99,3 +99,7 @@ def test_tasks_are_selected_by_family_index_and_name() -> None:
     )
     assert by_name == by_index == bare
     assert by_name[0].instruction == "Push the puck to a goal" and by_name[0].max_steps == 500
+    # A task selected twice, through two families, runs once (under the first).
+    twice = suite.resolve_tasks(["metaworld_hard", "metaworld", "push-v3"])
+    assert len(twice) == 50 and len({task.name for task in twice}) == 50
+    assert [task.key for task in twice[:6]] == [f"metaworld_hard:{i}" for i in range(6)]

@@ -245,8 +245,9 @@ def read_settings(config: pytest.Config) -> Settings:
         config, "--vla-min-success-rate", lambda rate: 0.0 <= rate <= 1.0, "a fraction in 0..1 (0.9 for 90%)", None
     )
     seed = _int(config, "--vla-seed", None)
-    if seed is not None and not 0 <= seed < 2**32:  # what numpy's seeding accepts
-        raise pytest.UsageError(f"--vla-seed must be in 0..{2**32 - 1}, got {seed}")
+    # numpy's seeds end at 2**32 - 1, and MetaWorld and ALOHA seed episode i with seed + i.
+    if seed is not None and not 0 <= seed < 2**31:
+        raise pytest.UsageError(f"--vla-seed must be in 0..{2**31 - 1}, got {seed}")
     episode_timeout = _float(config, "--vla-episode-timeout", _positive, "a positive number of seconds", None)
     return Settings(
         policy=policy_choice(config),

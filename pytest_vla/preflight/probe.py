@@ -149,10 +149,13 @@ class Probe:
             env_build_s, reset_s = build_s, _median([reset for _, reset, _ in settles])
         timings = PreflightTimings(import_s, env_build_s, reset_s, step_s, render_s, None)
         cameras = f"{', '.join(self.spec.cameras)} rendered and not blank, " if self.spec.cameras else ""
-        message = (
-            f"{first_task.key} built and reset, {cameras}{len(settles)} task(s) "
-            f"at rest after the settle steps (MUJOCO_GL={self.spec.render_backend})"
-        )
+        checked = [task for task, _ in firsts[: len(settles)]]
+        watched = sum(1 for task in checked if suite.objects_of_interest(task))
+        if watched == len(checked):
+            settle = f"{len(checked)} task(s) at rest after the settle steps"
+        else:  # a suite that names no objects to watch (MetaWorld, ALOHA): nothing is claimed at rest
+            settle = f"{len(checked)} task(s) stepped idle, {watched} with objects watched and at rest"
+        message = f"{first_task.key} built and reset, {cameras}{settle} (MUJOCO_GL={self.spec.render_backend})"
         return PreflightResult(
             True, None, message, self._elapsed(), timings, self.spec.render_backend,
             tuple(self.spec.cameras), tuple(task.key for task, _ in firsts[: len(settles)]),

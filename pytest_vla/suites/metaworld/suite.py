@@ -58,12 +58,11 @@ class MetaworldSuite:
     )
 
     def resolve_tasks(self, selection: Sequence[str]) -> list[TaskSpec]:
-        tasks: list[TaskSpec] = []
+        tasks: dict[str | None, TaskSpec] = {}  # by MetaWorld's name: a task in two selected families runs once
         for entry in selection or DEFAULT_FAMILIES:
             for task in _tasks(entry.strip()):
-                if task not in tasks:
-                    tasks.append(task)
-        return tasks
+                tasks.setdefault(task.name, task)
+        return list(tasks.values())
 
     def protocol(self) -> dict[str, Any]:
         return {
