@@ -7,7 +7,7 @@ From huggingface/lerobot at 7427f31801f944f5ec9ce53cda02862ce7d1638b: src/lerobo
 
 lerobot-eval wraps the env in a ``SyncVectorEnv`` (autoreset SAME_STEP) when ``--eval.batch_size=1``; one plain
 env is the same episode: the vector env only batches the arrays and autoresets after the episode has ended.
-(Its AsyncVectorEnv, used when batch_size > 1, dies on gym-aloha: docs in /work/notes/aloha_protocol.md.)
+(Its AsyncVectorEnv, used when batch_size > 1, died on gym-aloha when tried here; it is not reproduced.)
 """
 
 from __future__ import annotations

@@ -52,7 +52,7 @@ PREFLIGHT_REUSE_S = 24 * 3600
 # What the simulation stack, its GL/EGL and GPU drivers and the dynamic loader read from the
 # environment: a change means a fresh preflight.
 _STACK_VARIABLES = ("MUJOCO_GL", "PYOPENGL_PLATFORM", "MUJOCO_EGL_DEVICE_ID", "CUDA_VISIBLE_DEVICES",
-                    "LIBERO_CONFIG_PATH", "PYTHONPATH", "HOME", "LD_LIBRARY_PATH", "LD_PRELOAD",
+                    "PYTHONPATH", "HOME", "LD_LIBRARY_PATH", "LD_PRELOAD",
                     "LIBGL_ALWAYS_SOFTWARE", "GALLIUM_DRIVER")  # fmt: skip
 _STACK_VARIABLE_PREFIXES = ("MESA_", "__EGL_", "__GLX_", "EGL_", "NVIDIA_")
 # The GL, EGL, OSMesa and NVIDIA driver libraries the dynamic loader finds for MuJoCo and onnxruntime.
