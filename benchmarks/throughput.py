@@ -52,6 +52,8 @@ class Measured:
     overhead_s: float  # command minus the episodes' span: start-up, preflight, collection, teardown
     peak_rss_mib: float  # the episode process's: the plain loop's, or the largest xdist worker's
     after_preflight_s: float | None = None  # pytest-vla: report.json's wall_clock_s, from the preflight's end
+    preflight: dict[str, Any] | None = None  # pytest-vla: report.json's preflight block (elapsed_s, timings)
+    largest_build_s: float | None = None  # pytest-vla: the longest env construction of any episode
 
     @property
     def episodes_per_hour(self) -> float:
@@ -154,7 +156,8 @@ def run_pytest_vla(label: str, export: Path, workers: int, args: argparse.Namesp
     return Measured(f"pytest-vla -n {workers}", label, seconds, len(rows),
                     sum(row["wall_clock_s"] for row in rows) / len(rows),
                     sum(row["env_construction_s"] for row in rows), seconds - report["wall_clock_s"], max(peaks),
-                    report["wall_clock_s"])  # fmt: skip
+                    report["wall_clock_s"], report["preflight"],
+                    max(row["env_construction_s"] for row in rows))  # fmt: skip
 
 
 def bare_env_rss(tasks: list[tuple[str, int]], camera: bool) -> float:
@@ -254,6 +257,27 @@ def markdown(measured: list[Measured], bare_rss: dict[str, float], args: argpars
             f"{entry.episode_s / plain.episode_s:.2f} | {entry.episodes_per_hour:.0f} | "
             f"{entry.episodes_per_hour / plain.episodes_per_hour:.2f} | {entry.env_build_s:.1f} | "
             f"{entry.overhead_s:.1f} | {entry.peak_rss_mib:.0f} |"
+        )
+    lines += [
+        "",
+        "pytest-vla's fixed cost apart: start-up and teardown (interpreter, plugin, collection, the summary) are "
+        "the command minus the preflight and report.json's wall_clock_s; the preflight (its own process: the "
+        "stack's import, an env build and reset, the settle steps, the policy's first query) is report.json's "
+        "preflight.elapsed_s; the first env build is the longest of the run's env constructions.",
+        "",
+        "| export | run | command s | start-up + teardown s | preflight s | of it: import / env build / reset s "
+        "| first env build s | after the preflight s |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for entry in measured:
+        if entry.preflight is None or entry.after_preflight_s is None or entry.largest_build_s is None:
+            continue
+        preflight_s, timings = entry.preflight["elapsed_s"], entry.preflight["timings"]
+        parts = " / ".join(f"{timings[key]:.1f}" for key in ("import_s", "env_build_s", "reset_s"))
+        lines.append(
+            f"| {entry.export} | {entry.name} | {entry.command_s:.1f} | "
+            f"{entry.command_s - preflight_s - entry.after_preflight_s:.1f} | {preflight_s:.1f} | {parts} | "
+            f"{entry.largest_build_s:.1f} | {entry.after_preflight_s:.1f} |"
         )
     lines.append("")
     for export in dict.fromkeys(entry.export for entry in measured):
