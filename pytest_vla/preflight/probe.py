@@ -158,7 +158,7 @@ class Probe:
         message = f"{first_task.key} built and reset, {cameras}{settle} (MUJOCO_GL={self.spec.render_backend})"
         return PreflightResult(
             True, None, message, self._elapsed(), timings, self.spec.render_backend,
-            tuple(self.spec.cameras), tuple(task.key for task, _ in firsts[: len(settles)]),
+            tuple(self.spec.cameras), tuple(task.key for task in checked),
         )  # fmt: skip
 
     def _rendering(

@@ -153,7 +153,8 @@ class LiberoEnv:
         self._init_states = init_states
         self._cameras = cameras
         self._seed = seed
-        self._state = state
+        # The export's convention, resolved once: the pose is computed at every step.
+        self._pose_origin, self._quaternion = pose_origin(state), quaternion_convention(state)
         # LIBERO's own state objects locate bodies and region sites alike (what its goal checks use).
         self._object_states = [env.env.object_states_dict[name] for name in objects_of_interest]
         # The open/close and on/off samplers of articulated fixtures, as the env's construction made them.
@@ -208,11 +209,11 @@ class LiberoEnv:
         self, raw: dict[str, Any], controller_pose: tuple[np.ndarray, np.ndarray]
     ) -> tuple[np.ndarray, np.ndarray]:
         """End-effector position and axis-angle orientation under the export's state convention."""
-        if pose_origin(self._state) == "controller":
+        if self._pose_origin == "controller":
             position, quat = controller_pose[0], _transforms().mat2quat(controller_pose[1])
         else:
             position, quat = np.array(raw["robot0_eef_pos"]), raw["robot0_eef_quat"]
-        return position, axis_angle(quat, quaternion_convention(self._state))
+        return position, axis_angle(quat, self._quaternion)
 
 
 @contextlib.contextmanager
