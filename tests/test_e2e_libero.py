@@ -228,3 +228,64 @@ def test_where_a_fixture_stands_does_not_depend_on_the_episodes_before(pytester:
     alone, after = (np.load(pytester.path / run / "trajectories" / "libero_spatial_task4_episode_1.npz")
                     for run in ("alone", "after"))  # fmt: skip
     np.testing.assert_array_equal(alone["actions"], after["actions"])
+
+
+@pytest.mark.parametrize("task_key", ["libero_spatial:1", "libero_object:5", "libero_goal:2", "libero_10:4", "libero_90:7"])
+def test_an_env_compiles_its_scene_once_and_steps_as_robosuites_hard_resets_do(
+    task_key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The env's constructor compiles the scene; every reset, the first included, reuses that model
+    # (docs/performance.md). States and frames of two whole short episodes must be those of
+    # LIBERO's own env, which compiles the scene again at every hard reset.
+    from libero.libero import benchmark, get_libero_path
+    from libero.libero.envs import OffScreenRenderEnv
+    from robosuite.utils.binding_utils import MjSim
+
+    from pytest_vla.suites.base import StateConvention
+    from pytest_vla.suites.libero import LiberoSuite
+
+    suite = LiberoSuite()
+    (task,) = suite.resolve_tasks([task_key])
+    compiles = []
+    robosuite_compile = MjSim.from_xml_string
+    monkeypatch.setattr(MjSim, "from_xml_string", lambda xml: compiles.append(1) or robosuite_compile(xml))
+    actions = np.random.default_rng(3).uniform(-0.6, 0.6, size=(12, 7))
+    actions[:, 6] = np.where(np.arange(12) % 6 < 3, -1.0, 1.0)  # the gripper opens and closes
+    ours, theirs = [], []
+    env = suite.make_env(task, ("agentview",), SEED, StateConvention())
+    try:
+        for episode in (0, 1):
+            observation = env.reset(episode)
+            ours.append((observation.raw["robot0_proprio-state"], observation.images["agentview"]))
+            for action in actions:
+                observation, _ = env.step(action)
+                ours.append((observation.raw["robot0_proprio-state"], observation.images["agentview"]))
+    finally:
+        env.close()
+    assert len(compiles) == 1
+    monkeypatch.undo()
+    family, _, index = task_key.partition(":")
+    benchmark_suite = benchmark.get_benchmark_dict()[family]()
+    libero_task = benchmark_suite.get_task(int(index))
+    reference = OffScreenRenderEnv(
+        bddl_file_name=os.path.join(get_libero_path("bddl_files"), libero_task.problem_folder, libero_task.bddl_file),
+        camera_heights=256,
+        camera_widths=256,
+    )
+    try:
+        for episode in (0, 1):
+            reference.seed(SEED)
+            reference.reset()
+            reference.set_init_state(benchmark_suite.get_task_init_states(int(index))[episode])
+            for _ in range(10):
+                raw, _, _, _ = reference.step([0.0] * 6 + [-1.0])
+            theirs.append((raw["robot0_proprio-state"], raw["agentview_image"][::-1, ::-1]))
+            for action in actions:
+                raw, _, _, _ = reference.step(action.tolist())
+                theirs.append((raw["robot0_proprio-state"], raw["agentview_image"][::-1, ::-1]))
+    finally:
+        reference.close()
+    for (state, frame), (their_state, their_frame) in zip(ours, theirs, strict=True):
+        np.testing.assert_array_equal(state, their_state)
+        np.testing.assert_array_equal(frame, their_frame)
+    assert not np.array_equal(ours[0][1], ours[-1][1])  # the arm moved in the frames: the comparison sees it

@@ -41,20 +41,21 @@ def build_env(
     with quiet_import():
         from libero.libero.envs.env_wrapper import ControlEnv, OffScreenRenderEnv
 
-    if cameras:
-        env = OffScreenRenderEnv(
-            bddl_file_name=bddl,
-            camera_names=[ROBOSUITE_CAMERAS[camera] for camera in cameras],
-            camera_heights=RENDER_SIZE[0],
-            camera_widths=RENDER_SIZE[1],
-        )
-    else:
-        # A policy that binds no camera gets a physics-only env: no GL context, no rendering.
-        env = ControlEnv(bddl_file_name=bddl, use_camera_obs=False, has_offscreen_renderer=False, camera_names=[])
+    with _compiled_scenes() as compiled:
+        if cameras:
+            env = OffScreenRenderEnv(
+                bddl_file_name=bddl,
+                camera_names=[ROBOSUITE_CAMERAS[camera] for camera in cameras],
+                camera_heights=RENDER_SIZE[0],
+                camera_widths=RENDER_SIZE[1],
+            )
+        else:
+            # A policy that binds no camera gets a physics-only env: no GL context, no rendering.
+            env = ControlEnv(bddl_file_name=bddl, use_camera_obs=False, has_offscreen_renderer=False, camera_names=[])
     try:
         if not cameras:
             _step_like_a_rendering_env(env.env)
-        _reuse_compiled_model(env.env)
+        _reuse_compiled_model(env.env, compiled[-1] if compiled else None)
         return LiberoEnv(env, init_states, cameras, seed, objects_of_interest, state)
     except BaseException:
         # Each simulator holds about 2 GiB: one that cannot be used must not outlive this call.
@@ -83,9 +84,46 @@ def _step_like_a_rendering_env(env: Any) -> None:
 # Model arrays up to this size are restored on reuse; larger ones are assets (textures, meshes,
 # BVH) that nothing writes at run time.
 _RESTORED_ARRAY_BYTES = 1 << 20
+CompiledScene = tuple[str, dict[str, np.ndarray]]  # the XML compiled, and the model's arrays just after
 
 
-def _reuse_compiled_model(env: Any) -> None:
+def _compiled_arrays(model: Any) -> dict[str, np.ndarray]:
+    """The restorable arrays of a just-compiled MuJoCo model, copied."""
+    return {
+        name: value.copy()
+        for name in dir(model)
+        if not name.startswith("_")
+        and isinstance(value := getattr(model, name, None), np.ndarray)
+        and value.nbytes <= _RESTORED_ARRAY_BYTES
+    }
+
+
+@contextlib.contextmanager
+def _compiled_scenes() -> Iterator[list[CompiledScene]]:
+    """The scenes robosuite compiles meanwhile, listed as it compiles them.
+
+    An env's constructor compiles its scene before LIBERO writes fixture poses into the model: the
+    arrays are copied at that moment, so the first hard reset reuses the constructor's model as
+    later resets reuse it (``_reuse_compiled_model``) instead of compiling it a second time.
+    """
+    from robosuite.utils.binding_utils import MjSim
+
+    declared, robosuite_compile = MjSim.__dict__["from_xml_string"], MjSim.from_xml_string
+    compiled: list[CompiledScene] = []
+
+    def from_xml_string(xml: str) -> Any:
+        sim = robosuite_compile(xml)
+        compiled.append((xml, _compiled_arrays(sim.model._model)))
+        return sim
+
+    MjSim.from_xml_string = staticmethod(from_xml_string)
+    try:
+        yield compiled
+    finally:
+        MjSim.from_xml_string = declared
+
+
+def _reuse_compiled_model(env: Any, constructed: CompiledScene | None) -> None:
     """Make robosuite's hard reset keep the compiled MuJoCo model when the regenerated scene is the same.
 
     A hard reset rebuilds the scene's XML in Python (about 30 ms), then frees the simulator and
@@ -96,12 +134,15 @@ def _reuse_compiled_model(env: Any) -> None:
     ``_initialize_sim`` and of the render context's constructor are made as before. Everything
     else in the reset (new robot, objects, samplers, placement draws) runs unchanged, so every
     state, observation and frame is bit-identical to a full hard reset
-    (``tests/test_e2e_libero.py``, ``docs/performance.md``).
+    (``tests/test_e2e_libero.py``, ``docs/performance.md``). ``constructed``: the scene the env's
+    constructor compiled, which the first reset reuses.
     """
     import mujoco
 
     reset, destroy_sim, initialize_sim = env.reset, env._destroy_sim, env._initialize_sim
     compiled: dict[str, Any] = {"xml": None, "arrays": {}}
+    if constructed is not None:
+        compiled["xml"], compiled["arrays"] = constructed
 
     def initialize_or_reuse_sim(xml_string: str | None = None) -> None:
         xml = xml_string or env.model.get_xml()
@@ -119,14 +160,7 @@ def _reuse_compiled_model(env: Any) -> None:
             return
         destroy_sim()
         initialize_sim(xml)
-        compiled["xml"] = xml
-        compiled["arrays"] = {
-            name: value.copy()
-            for name in dir(env.sim.model._model)
-            if not name.startswith("_")
-            and isinstance(value := getattr(env.sim.model._model, name, None), np.ndarray)
-            and value.nbytes <= _RESTORED_ARRAY_BYTES
-        }
+        compiled["xml"], compiled["arrays"] = xml, _compiled_arrays(env.sim.model._model)
 
     def reset_reusing_model() -> Any:
         env._destroy_sim = lambda: None  # deferred to initialize_or_reuse_sim, which knows whether to
