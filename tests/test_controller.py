@@ -117,6 +117,58 @@ def pytest_sessionfinish(session):
     assert (pytester.path / "controller.model").read_text() == "True"  # one process: handed to the runner
 
 
+_LOGGED_BUILDS = """
+
+import inspect
+
+_make_env, _close = FakeSuite.make_env, FakeEnv.close
+
+
+def _logged_make_env(self, task, *args):
+    callers = [frame.function for frame in inspect.stack()]
+    if "_prepare_first_env" in callers or "_switch_env" in callers:  # the pytest process, not the probe
+        with open("builds.log", "a") as log:
+            log.write(f"built {task.key} {'preflight' if '_prepare_first_env' in callers else 'runner'}\\n")
+    return _make_env(self, task, *args)
+
+
+def _logged_close(self):
+    callers = [frame.function for frame in inspect.stack()]
+    if "_close_env" in callers or "_checks_beside_the_simulator" in callers:
+        with open("builds.log", "a") as log:
+            log.write(f"closed {self.task.key}\\n")
+    return _close(self)
+
+
+FakeSuite.make_env, FakeEnv.close = _logged_make_env, _logged_close
+"""
+
+
+def test_one_process_builds_its_first_env_while_the_preflight_finishes(
+    fake, pytester, validate_report, monkeypatch
+) -> None:
+    pytester.makeconftest(FAKE_SUITE + _LOGGED_BUILDS)
+    common = ["--vla-tasks", "fake:0,fake:1", "--vla-num-episodes", "2", "-p", "no:xdist", "-p", "no:cacheprovider"]
+    fake({"0": "succeed", "1": "succeed"}, *common).assert_outcomes(passed=4)
+    log = pytester.path / "builds.log"
+    assert log.read_text().split("\n") == [
+        "built fake:0 preflight",
+        "closed fake:0",
+        "built fake:1 runner",
+        "closed fake:1",
+        "",
+    ]
+    rows = _report(pytester, validate_report)["episodes"]
+    assert [row["env_construction_s"] > 0 for row in rows] == [True, False, True, False]  # its build is recorded
+    # A preflight that fails after that build (the second task's scene is not at rest) closes it.
+    log.unlink()
+    monkeypatch.setenv("FAKE_PREFLIGHT", json.dumps({"1": "drift"}))
+    failed = fake({"0": "succeed", "1": "succeed"}, *common)
+    assert failed.ret == pytest.ExitCode.USAGE_ERROR
+    failed.stderr.fnmatch_lines(["*fake:1 episode 0: fake_bowl_1 moved*"])
+    assert log.read_text().split("\n") == ["built fake:0 preflight", "closed fake:0", ""]
+
+
 def test_an_env_that_fails_to_close_costs_a_warning_not_the_run(fake, pytester, validate_report) -> None:
     result = fake({"0": "close_error", "1": "succeed"}, "--vla-tasks", "fake:0,fake:1", "--vla-num-episodes", "2",
                   "-p", "no:xdist", "--vla-min-success-rate", "0.5")  # fmt: skip
@@ -128,18 +180,25 @@ def test_an_env_that_fails_to_close_costs_a_warning_not_the_run(fake, pytester, 
 
 
 @pytest.mark.parametrize(
-    ("where", "episodes", "resets"),
-    [("interrupt_at_last_step", 1, ["0:0"]), ("interrupt_at_last_step", 2, ["0:0"]), ("interrupt_at_build", 2, [])],
+    ("faults", "episodes", "resets", "kept"),
+    [
+        ({"0": "interrupt_at_last_step"}, 1, ["0:0"], [(0, 0)]),
+        ({"0": "interrupt_at_last_step"}, 2, ["0:0"], [(0, 0)]),
+        # The first task's env is built while the preflight finishes: the second task's build is interrupted.
+        ({"0": "succeed", "1": "interrupt_at_build"}, 2, ["0:0", "0:1"], [(0, 0), (0, 1), (1, 0)]),
+    ],
 )
 def test_a_ctrl_c_where_no_step_follows_still_stops_the_run(
-    fake, pytester, validate_report, where: str, episodes: int, resets: list[str]
+    fake, pytester, validate_report, faults: dict[str, str], episodes: int, resets: list[str], kept: list[tuple]
 ) -> None:
-    result = fake({"0": where}, "--vla-tasks", "fake:0", "--vla-num-episodes", str(episodes), "-p", "no:xdist")
+    tasks = ",".join(f"fake:{task}" for task in faults)
+    result = fake(faults, "--vla-tasks", tasks, "--vla-num-episodes", str(episodes), "-p", "no:xdist")
     assert result.ret == INTERRUPTED  # not dropped (0/1) on the last episode
     log = pytester.path / "resets.log"
     assert (log.read_text().split() if log.exists() else []) == resets  # nor delayed into the next episode
     report = _report(pytester, validate_report)
-    assert [row["episode_index"] for row in report["episodes"]] == [0]  # the episode it came in is kept
+    # The episode it came in is kept.
+    assert [(row["task_index"], row["episode_index"]) for row in report["episodes"]] == kept
     assert report["partial"] is (episodes > 1)
 
 

@@ -25,7 +25,7 @@ from pytest_vla.plan import EvalPlan
 from pytest_vla.policy.base import Policy
 from pytest_vla.preflight.result import PreflightResult
 from pytest_vla.report.schema import EpisodeId, EpisodeRow, TaskSpec, TerminalReason, describe_failure, task_nodeid
-from pytest_vla.rollout.runner import EpisodeRunner
+from pytest_vla.rollout.runner import EpisodeRunner, PreparedEnv
 
 PLAN_KEY = pytest.StashKey[EvalPlan]()
 RUNNER_KEY = pytest.StashKey[EpisodeRunner]()
@@ -33,6 +33,8 @@ ROW_KEY = pytest.StashKey[EpisodeRow]()
 # The policy the preflight loaded, kept only where this process also runs the episodes (no xdist):
 # a possibly multi-GB model is not loaded a second time.
 PREFLIGHT_POLICY_KEY = pytest.StashKey[Policy]()
+# The first task's env, built by the controller while the preflight finished (no xdist).
+PREFLIGHT_ENV_KEY = pytest.StashKey[PreparedEnv]()
 
 
 class SuiteCollector(pytest.Collector):
@@ -157,6 +159,7 @@ def _runner(config: pytest.Config) -> EpisodeRunner:
                 ready_timeout_s=plan.policy.query_timeout_s,
             ),
             policy=config.stash.get(PREFLIGHT_POLICY_KEY, None),
+            prepared=config.stash.get(PREFLIGHT_ENV_KEY, None),
         )
     return runner
 

@@ -33,7 +33,7 @@ import pytest
 
 from pytest_vla import __version__
 from pytest_vla.controller.options import Settings, runs_episodes
-from pytest_vla.errors import ExportError, PolicyError, SuiteError, VlaWarning, one_line
+from pytest_vla.errors import EnvFailure, ExportError, PolicyError, SuiteError, VlaWarning, one_line
 from pytest_vla.plan import EvalPlan, rendered_cameras
 from pytest_vla.policy.base import Policy
 from pytest_vla.policy.check import CheckedPolicy, check_policy, query_once
@@ -41,6 +41,8 @@ from pytest_vla.policy.choice import PolicyChoice, make_policy
 from pytest_vla.preflight.launch import ProbeProcess, ProbeRequest
 from pytest_vla.preflight.result import PreflightFailure, PreflightResult, failed
 from pytest_vla.report.schema import TaskSpec
+from pytest_vla.report.shards import run_episodes
+from pytest_vla.rollout.runner import PreparedEnv
 from pytest_vla.rollout.threads import available_cpus, threads_per_worker
 from pytest_vla.suites import complete_suite, unknown_suite
 from pytest_vla.suites.base import Observation, Suite
@@ -100,6 +102,7 @@ class Preflighted:
     plan: EvalPlan
     policy: Policy  # made by the checks: the process that also runs episodes reuses it
     steps_per_query: int  # actions the policy's query returns for execution
+    first_env: PreparedEnv | None  # built here while the probe finished, when this process runs the episodes
 
 
 def run_preflight(
@@ -110,13 +113,15 @@ def run_preflight(
     explicit_paths: bool,
     probe_env: Mapping[str, str],
     workers: int,
+    runs_here: bool,
 ) -> Preflighted:
     """Check the options, the policy and the simulator; the plan they produce.
 
     Raises :class:`pytest.UsageError` for bad options, exports and policies, :class:`PreflightFailed`
     when the simulator preflight fails or the policy fails on its real observation. ``probe_env``:
     the environment of the preflight's process (the first worker's); ``workers``: the run's local
-    workers, as many envs as the settle sweep may build at once.
+    workers, as many envs as the settle sweep may build at once; ``runs_here``: this process runs
+    the episodes, so it builds the first one's env while the probe checks the rest.
     """
     if settings.policy.export is not None:
         _check_one_onnxruntime()
@@ -134,9 +139,10 @@ def run_preflight(
         raise pytest.UsageError(str(exc)) from None
     try:
         identity = policy.identity()
+        first_env = None
         if runs_episodes(config):
-            tasks, checked, result = _checks_beside_the_simulator(
-                config, suite, settings, policy, identity, probe_env, workers
+            tasks, checked, result, first_env = _checks_beside_the_simulator(
+                config, suite, settings, policy, identity, probe_env, workers, runs_here
             )
         else:  # --collect-only and the like list episodes: no simulator is needed
             tasks, checked, result = *_policy_checks(config, suite, settings, policy), None
@@ -165,7 +171,7 @@ def run_preflight(
         video=settings.video,
         preflight=result,
     )
-    return Preflighted(plan, policy, checked.steps_per_query)
+    return Preflighted(plan, policy, checked.steps_per_query, first_env)
 
 
 def _policy_checks(
@@ -186,13 +192,16 @@ def _checks_beside_the_simulator(
     identity: dict[str, Any],
     probe_env: Mapping[str, str],
     workers: int,
-) -> tuple[list[TaskSpec], CheckedPolicy, PreflightResult]:
+    runs_here: bool,
+) -> tuple[list[TaskSpec], CheckedPolicy, PreflightResult, PreparedEnv | None]:
     """The policy checks, and the simulator's preflight: an identical earlier run's (pytest's cache), else the probe's.
 
     The probe imports the stack first, in its own process; once that worked, this process checks
     the policy (which needs the task catalogue) while the probe builds envs, then queries it on the
-    probe's first real observation. A cost preview also takes a full run's cached result (it
-    checked more). Raises PreflightFailed.
+    probe's first real observation. Where this process runs the episodes, it builds the first
+    one's env once the probe has built and reset that env with the same cameras (so a build that
+    hangs is the probe's to time out, not this process's), while the probe checks the rest. A cost
+    preview also takes a full run's cached result (it checked more). Raises PreflightFailed.
     """
     cache = getattr(config, "cache", None)  # None under -p no:cacheprovider: a fresh preflight every run
     key = None
@@ -205,7 +214,7 @@ def _checks_beside_the_simulator(
             cached = _cached_result(config, cache.get(candidate, None))
             if cached is not None:
                 tasks, checked = _policy_checks(config, suite, settings, policy)
-                return tasks, checked, cached
+                return tasks, checked, cached, None
     request = ProbeRequest(
         selection=settings.tasks,
         num_episodes=settings.num_episodes,
@@ -230,13 +239,40 @@ def _checks_beside_the_simulator(
             if not (result := probe.result()).passed:
                 raise PreflightFailed(result, identity) from None
             raise pytest.UsageError(f"checking the policy against {suite.name}: {one_line(exc)}") from None
-        result = probe.result()
-        if not result.passed:
-            raise PreflightFailed(result, identity)
-        result = _query_real_observation(settings, suite, policy, tasks[0], probe.first_observation(), result, identity)
+        first_env = None
+        if runs_here and not settings.cost_preview and probe.wait_for_first_env():
+            first_env = _prepare_first_env(suite, settings, policy, tasks)
+        try:
+            result = probe.result()
+            if not result.passed:
+                raise PreflightFailed(result, identity)
+            observation = probe.first_observation()
+            result = _query_real_observation(settings, suite, policy, tasks[0], observation, result, identity)
+        except BaseException:
+            if first_env is not None:
+                first_env.env.close()
+            raise
     if cache is not None and key is not None:
         cache.set(key, {"stored_at": time.time(), "result": result.to_json()})
-    return tasks, checked, result
+    return tasks, checked, result, first_env
+
+
+def _prepare_first_env(suite: Suite, settings: Settings, policy: Policy, tasks: list[TaskSpec]) -> PreparedEnv | None:
+    """The env of the task this process runs first, as the runner would build it; None where it fails to build
+    (the runner builds it again and records the failure in the episode's row)."""
+    episodes = run_episodes(tasks, settings.num_episodes)
+    if settings.shard is not None:
+        episodes = settings.shard.share(episodes)
+    if not episodes:
+        return None
+    task = next(task for task in tasks if task.key == episodes[0].task_key)
+    cameras = rendered_cameras(policy.cameras, suite.video_camera, settings.video)
+    started = time.perf_counter()
+    try:
+        env = suite.make_env(task, cameras, settings.seed, policy.state)
+    except EnvFailure:
+        return None
+    return PreparedEnv(task, env, time.perf_counter() - started)
 
 
 def _query_real_observation(

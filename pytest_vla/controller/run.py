@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from pytest_vla.controller.exit_status import RunVerdict, exit_status, gate_line
-from pytest_vla.controller.items import PREFLIGHT_POLICY_KEY
+from pytest_vla.controller.items import PREFLIGHT_ENV_KEY, PREFLIGHT_POLICY_KEY
 from pytest_vla.controller.junit import finish_junit, testcase_address
 from pytest_vla.controller.options import Settings, read_settings, runs_episodes
 from pytest_vla.controller.placement import choose_render_backend, device_environment, visible_gpus
@@ -99,6 +99,7 @@ class ControllerRun:
                 explicit_paths=_explicit_paths(config),
                 probe_env=probe_env,
                 workers=_worker_count(config),
+                runs_here=not _distributed(config),
             )
         except PreflightFailed as exc:
             _record_failed_preflight(config, settings, suite, exc.identity, exc.result)
@@ -118,6 +119,8 @@ class ControllerRun:
             checked.policy.close()  # the workers make their own: a server's connection is not held idle
         else:
             config.stash[PREFLIGHT_POLICY_KEY] = checked.policy
+            if checked.first_env is not None:
+                config.stash[PREFLIGHT_ENV_KEY] = checked.first_env
         # The tallies' scipy, imported before the run: at its first write with rows it would stall it mid-way.
         scipy_stats()
         run = cls(config, plan, ReportWriter(_run_info(config, plan, suite), plan.output), settings, gpus)

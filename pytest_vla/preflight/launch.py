@@ -52,7 +52,7 @@ class ProbeProcess:
         self.request = request
         self.timeout_s = timeout_s
         self._remedies = dict(suite.remedies)
-        self._started = time.perf_counter()
+        self._started = time.time()
         self._scratch = tempfile.TemporaryDirectory(prefix="vla-preflight-")
         work = Path(self._scratch.name)
         try:
@@ -105,11 +105,20 @@ class ProbeProcess:
         while self.running() and _stage_kind(self._stage) in ("", "versions", "import"):
             time.sleep(POLL_S)
 
+    def wait_for_first_env(self) -> bool:
+        """Whether the probe built and reset the first task's env with the run's cameras (it wrote that
+        observation), waiting for it; False once the probe ended without."""
+        observation = Path(self.spec.observation)
+        while not observation.is_file() and self.running():
+            time.sleep(POLL_S)
+        return observation.is_file()
+
     def result(self) -> PreflightResult:
         """Wait for the end; the result, classified when the probe hung or died; SuiteError for a bad selection."""
         while self.running():
             time.sleep(POLL_S)
-        elapsed = time.perf_counter() - self._started
+        # Until the probe wrote its result: this process may have built an env meanwhile.
+        elapsed = max(_written_at(Path(self.spec.result)) - self._started, 0.0)
         backend = self.request.render_backend
         if self._stuck is not None:
             message = (
@@ -165,6 +174,14 @@ def _probe_environment(env: Mapping[str, str]) -> dict[str, str]:
     """``env`` with this process's import path after any PYTHONPATH: the suite may live in a conftest."""
     paths = [env["PYTHONPATH"]] if env.get("PYTHONPATH") else []
     return {**env, "PYTHONPATH": os.pathsep.join([*paths, *(path for path in sys.path if path)])}
+
+
+def _written_at(path: Path) -> float:
+    """When ``path`` was last written (wall clock), else now."""
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return time.time()
 
 
 def _last_stage(stages: Path) -> str:

@@ -132,11 +132,12 @@ class Probe:
         # The first task's physics-only build also imports the simulator: it is timed apart.
         first_task, first_episode = firsts[0]
         settles = [self._settle(suite, first_task, first_episode, state)]
+        if not self.spec.cameras:
+            self._keep_observation()
         sweep = firsts[1:] if self.spec.sweep else []
         with self._sweep_processes(len(sweep)) as pool:
             if self.spec.cameras:
                 env_build_s, reset_s, render_step_s = self._rendering(suite, first_task, first_episode, state)
-            self._keep_observation()
             settles += self._sweep(pool, suite, sweep, state)
         later_builds = [build for build, _, _ in settles[1:]] or [self._build_again(suite, first_task, state)]
         build_s = _median(later_builds)
@@ -179,6 +180,7 @@ class Probe:
             reset_s = time.perf_counter() - started
             self._check_frames(observation, task)
             self.first_observation = observation
+            self._keep_observation()
             self.stage(f"render {task.key}")
             started = time.perf_counter()
             with _classified(where, self.spec.render_backend):
@@ -209,8 +211,12 @@ class Probe:
         return time.perf_counter() - started
 
     def _keep_observation(self) -> None:
+        """Write the first observation; its file also tells the controller the first env built and reset."""
         assert self.first_observation is not None
-        Path(self.spec.observation).write_bytes(pickle.dumps(self.first_observation))
+        observation = Path(self.spec.observation)
+        partial = observation.with_name(observation.name + ".partial")
+        partial.write_bytes(pickle.dumps(self.first_observation))
+        partial.replace(observation)  # whole or absent: the controller polls for it
 
     def _settle(self, suite: Suite, task: TaskSpec, episode: int, state: StateConvention) -> Settled:
         self.stage(f"settle {task.key}")

@@ -12,6 +12,7 @@ import os
 import time
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from pytest_vla.errors import EnvFailure, ExportError, PolicyError, VlaWarning, one_line
 from pytest_vla.export.files import check_unchanged
@@ -30,6 +31,15 @@ from pytest_vla.suites.base import Observation, Suite, SuiteEnv
 ENV_BUILD_ALLOWANCE_S = 600.0  # LIBERO builds an env in 5 to 20 s; a hung GL or BDDL setup never returns
 
 
+@dataclass(frozen=True)
+class PreparedEnv:
+    """An env built before the first episode (by the controller, while the preflight finished), for ``task``."""
+
+    task: TaskSpec
+    env: SuiteEnv
+    build_s: float
+
+
 class EpisodeRunner:
     def __init__(
         self,
@@ -40,12 +50,14 @@ class EpisodeRunner:
         announce: Callable[[str], None],
         make_policy: Callable[[], Policy],
         policy: Policy | None = None,
+        prepared: PreparedEnv | None = None,
     ) -> None:
         self.plan = plan
         self.suite = suite
         self.worker = worker  # "gw0", ... under xdist, else "main"
         self._make_policy = make_policy
         self._policy = policy  # made on first use unless the preflight's is handed over
+        self._prepared = prepared  # taken by the first episode of its task, if that task comes first
         self._env: SuiteEnv | None = None
         self._env_task: TaskSpec | None = None
         self._watchdog = Watchdog(OutputLayout(plan.output).watchdog_note(worker), announce, plan.run_id)
@@ -121,14 +133,18 @@ class EpisodeRunner:
         self._close_env()
 
     def _close_env(self) -> None:
-        env, task = self._env, self._env_task
-        self._env, self._env_task = None, None
-        if env is None or task is None:
-            return
-        try:
-            env.close()
-        except Exception as exc:
-            warnings.warn(VlaWarning(f"closing the env of {task.key} failed: {one_line(exc)}"), stacklevel=2)
+        """Close the current env, and a prepared one that no episode took."""
+        held = [(self._env, self._env_task)]
+        if self._prepared is not None:
+            held.append((self._prepared.env, self._prepared.task))
+        self._env, self._env_task, self._prepared = None, None, None
+        for env, task in held:
+            if env is None or task is None:
+                continue
+            try:
+                env.close()
+            except Exception as exc:
+                warnings.warn(VlaWarning(f"closing the env of {task.key} failed: {one_line(exc)}"), stacklevel=2)
 
     def _load_policy(self) -> Policy:
         if self._policy is None:
@@ -179,8 +195,15 @@ class EpisodeRunner:
         return rendered_cameras(self.plan.cameras, self.suite.video_camera, self.plan.video)
 
     def _switch_env(self, task: TaskSpec) -> float:
+        prepared, self._prepared = self._prepared, None
+        if prepared is not None and prepared.task != task:
+            self._prepared = prepared  # closed below: this process runs another task first
+            prepared = None
         # One env per process at a time: each holds about 2 GiB.
         self._close_env()
+        if prepared is not None:
+            self._env, self._env_task = prepared.env, task
+            return prepared.build_s
         started = time.perf_counter()
         self._env = self.suite.make_env(task, self._cameras(), self.plan.seed, self.plan.state)
         self._env_task = task
