@@ -230,7 +230,9 @@ def test_where_a_fixture_stands_does_not_depend_on_the_episodes_before(pytester:
     np.testing.assert_array_equal(alone["actions"], after["actions"])
 
 
-@pytest.mark.parametrize("task_key", ["libero_spatial:1", "libero_object:5", "libero_goal:2", "libero_10:4", "libero_90:7"])
+@pytest.mark.parametrize(
+    "task_key", ["libero_spatial:1", "libero_object:5", "libero_goal:2", "libero_10:4", "libero_90:7"]
+)
 def test_an_env_compiles_its_scene_once_and_steps_as_robosuites_hard_resets_do(
     task_key: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
