@@ -7,6 +7,7 @@ imports only what declaring the options needs; the rest is imported once ``--vla
 from __future__ import annotations
 
 import os
+from collections.abc import Generator
 from typing import TYPE_CHECKING
 
 import pytest
@@ -75,6 +76,18 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
     from pytest_vla.controller.xdist import auto_worker_count
 
     return auto_worker_count(config)
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session) -> Generator[None, None, None]:
+    if not options.is_active(session.config):
+        return (yield)
+    # report.json and the summary are being written: a first Ctrl-C or SIGTERM waits for them.
+    with interrupts.deferred():
+        result = yield
+    if interrupts.take_pending() is not None:
+        session.exitstatus = pytest.ExitCode.INTERRUPTED
+    return result
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

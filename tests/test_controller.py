@@ -129,6 +129,11 @@ def _logged_make_env(self, task, *args):
     if "_prepare_first_env" in callers or "_switch_env" in callers:  # the pytest process, not the probe
         with open("builds.log", "a") as log:
             log.write(f"built {task.key} {'preflight' if '_prepare_first_env' in callers else 'runner'}\\n")
+    elif task.index == 1 and os.environ.get("FAKE_SECOND_SCENE_FAILS"):  # the probe, once the run built its env
+        deadline = time.monotonic() + 60
+        while not os.path.exists("builds.log") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        raise RuntimeError("the second scene does not load")
     return _make_env(self, task, *args)
 
 
@@ -160,12 +165,12 @@ def test_one_process_builds_its_first_env_while_the_preflight_finishes(
     ]
     rows = _report(pytester, validate_report)["episodes"]
     assert [row["env_construction_s"] > 0 for row in rows] == [True, False, True, False]  # its build is recorded
-    # A preflight that fails after that build (the second task's scene is not at rest) closes it.
+    # A preflight that fails after that build (the second task's scene does not load) closes it.
     log.unlink()
-    monkeypatch.setenv("FAKE_PREFLIGHT", json.dumps({"1": "drift"}))
+    monkeypatch.setenv("FAKE_SECOND_SCENE_FAILS", "1")
     failed = fake({"0": "succeed", "1": "succeed"}, *common)
     assert failed.ret == pytest.ExitCode.USAGE_ERROR
-    failed.stderr.fnmatch_lines(["*fake:1 episode 0: fake_bowl_1 moved*"])
+    failed.stderr.fnmatch_lines(["*building fake:1 (physics only): RuntimeError: the second scene does not load*"])
     assert log.read_text().split("\n") == ["built fake:0 preflight", "closed fake:0", ""]
 
 
@@ -200,6 +205,18 @@ def test_a_ctrl_c_where_no_step_follows_still_stops_the_run(
     # The episode it came in is kept.
     assert [(row["task_index"], row["episode_index"]) for row in report["episodes"]] == kept
     assert report["partial"] is (episodes > 1)
+
+
+def test_a_sigterm_while_the_run_ends_lets_it_finish_writing(fake, pytester, validate_report) -> None:
+    pytester.makeconftest(
+        FAKE_SUITE
+        + "\n\nimport os, signal\n\n\ndef pytest_terminal_summary():\n    os.kill(os.getpid(), signal.SIGTERM)\n"
+    )
+    result = fake({"0": "succeed"}, "--vla-tasks", "fake:0", "--vla-num-episodes", "2", "-p", "no:xdist")
+    assert result.ret == INTERRUPTED
+    assert "Traceback" not in result.stdout.str() + result.stderr.str()
+    report = _report(pytester, validate_report)
+    assert report["partial"] is False and len(report["episodes"]) == 2
 
 
 def test_ctrl_c_under_xdist_keeps_the_finished_episodes(fake, pytester, validate_report) -> None:

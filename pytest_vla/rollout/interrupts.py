@@ -4,7 +4,9 @@ A KeyboardInterrupt raised inside robosuite or LIBERO leaves them half torn down
 swallows it and retries forever, and a half-freed simulator breaks pytest's own interrupt report.
 So while an episode runs, the first signal is only noted: the episode loop raises it at its next
 step, and one that arrived where no step follows (the env build, the last step) is raised once
-the episode's row has been reported. A second signal, or one outside an episode, interrupts at once.
+the episode's row has been reported. While the run's end is written (report.json, the summary), a
+first signal waits too, and the run then exits as interrupted. A second signal, or one outside an
+episode or the run's end, interrupts at once.
 """
 
 from __future__ import annotations
@@ -72,3 +74,9 @@ def raise_pending() -> None:
     if name is not None:
         _State.requested = None
         raise KeyboardInterrupt(f"{name}: stopped after the episode")
+
+
+def take_pending() -> str | None:
+    """The signal that came within :func:`deferred` and was not raised (None if none); forgotten after."""
+    name, _State.requested = _State.requested, None
+    return name
