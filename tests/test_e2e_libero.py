@@ -234,23 +234,37 @@ def test_where_a_fixture_stands_does_not_depend_on_the_episodes_before(pytester:
     "task_key", ["libero_spatial:1", "libero_object:5", "libero_goal:2", "libero_10:4", "libero_90:7"]
 )
 def test_an_env_compiles_its_scene_once_and_steps_as_robosuites_hard_resets_do(
-    task_key: str, monkeypatch: pytest.MonkeyPatch
+    task_key: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    # The env's constructor compiles the scene; every reset, the first included, reuses that model
-    # (docs/performance.md). States and frames of two whole short episodes must be those of
-    # LIBERO's own env, which compiles the scene again at every hard reset.
+    # The env's constructor compiles the scene (or loads it from the scene cache, where a process
+    # saved it); every reset, the first included, reuses that model (docs/performance.md). The
+    # saved model must be the compiled one byte for byte, and the states and frames of two whole
+    # short episodes on the loaded one those of LIBERO's own env, which compiles at every hard reset.
+    import mujoco
     from libero.libero import benchmark, get_libero_path
     from libero.libero.envs import OffScreenRenderEnv
     from robosuite.utils.binding_utils import MjSim
 
     from pytest_vla.suites.base import StateConvention
-    from pytest_vla.suites.libero import LiberoSuite
+    from pytest_vla.suites.libero import LiberoSuite, scenes
+    from pytest_vla.suites.libero import env as libero_env
 
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(scenes._Process, "compiled", False)  # this process's first compile: saved
     suite = LiberoSuite()
     (task,) = suite.resolve_tasks([task_key])
-    compiles = []
-    robosuite_compile = MjSim.from_xml_string
+    first = suite.make_env(task, (), SEED, StateConvention())
+    xml = first._env.env.model.get_xml()
+    first.close()
+    (saved,) = scenes.cache_directory().glob("*.mjb")
+    assert _model_bytes(mujoco.MjModel.from_binary_path(str(saved))) == _model_bytes(
+        mujoco.MjModel.from_xml_string(xml)
+    )
+    compiles, scene_models = [], []
+    robosuite_compile, scene_model = MjSim.from_xml_string, libero_env.scene_model
     monkeypatch.setattr(MjSim, "from_xml_string", lambda xml: compiles.append(1) or robosuite_compile(xml))
+    monkeypatch.setattr(libero_env, "scene_model", lambda xml: scene_models.append(1) or scene_model(xml))
+    monkeypatch.setattr(mujoco.MjModel, "from_xml_string", None, raising=False)  # the constructor loads
     actions = np.random.default_rng(3).uniform(-0.6, 0.6, size=(12, 7))
     actions[:, 6] = np.where(np.arange(12) % 6 < 3, -1.0, 1.0)  # the gripper opens and closes
     ours, theirs = [], []
@@ -264,7 +278,7 @@ def test_an_env_compiles_its_scene_once_and_steps_as_robosuites_hard_resets_do(
                 ours.append((observation.raw["robot0_proprio-state"], observation.images["agentview"]))
     finally:
         env.close()
-    assert len(compiles) == 1
+    assert (len(scene_models), len(compiles)) == (1, 0)  # loaded once, never compiled again
     monkeypatch.undo()
     family, _, index = task_key.partition(":")
     benchmark_suite = benchmark.get_benchmark_dict()[family]()
@@ -291,3 +305,12 @@ def test_an_env_compiles_its_scene_once_and_steps_as_robosuites_hard_resets_do(
         np.testing.assert_array_equal(state, their_state)
         np.testing.assert_array_equal(frame, their_frame)
     assert not np.array_equal(ours[0][1], ours[-1][1])  # the arm moved in the frames: the comparison sees it
+
+
+def _model_bytes(model) -> bytes:
+    """Everything a MuJoCo model holds, as mj_saveModel writes it."""
+    import mujoco
+
+    buffer = np.zeros(mujoco.mj_sizeModel(model), dtype=np.uint8)
+    mujoco.mj_saveModel(model, None, buffer)
+    return buffer.tobytes()

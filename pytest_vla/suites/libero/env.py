@@ -20,6 +20,7 @@ from pytest_vla.errors import EnvFailure, one_line
 from pytest_vla.report.schema import TerminalReason
 from pytest_vla.suites.base import Observation, StateConvention
 from pytest_vla.suites.libero.rendering import RENDER_SIZE, quiet_import
+from pytest_vla.suites.libero.scenes import scene_model
 from pytest_vla.suites.libero.state import pose_origin, quaternion_convention
 from pytest_vla.suites.mujoco_gl import about_rendering, configure_rendering
 
@@ -100,7 +101,7 @@ def _compiled_arrays(model: Any) -> dict[str, np.ndarray]:
 
 @contextlib.contextmanager
 def _compiled_scenes() -> Iterator[list[CompiledScene]]:
-    """The scenes robosuite compiles meanwhile, listed as it compiles them.
+    """The scenes robosuite compiles meanwhile, loaded from the scene cache where saved (``scenes``), and listed.
 
     An env's constructor compiles its scene before LIBERO writes fixture poses into the model: the
     arrays are copied at that moment, so the first hard reset reuses the constructor's model as
@@ -108,11 +109,11 @@ def _compiled_scenes() -> Iterator[list[CompiledScene]]:
     """
     from robosuite.utils.binding_utils import MjSim
 
-    declared, robosuite_compile = MjSim.__dict__["from_xml_string"], MjSim.from_xml_string
+    declared = MjSim.__dict__["from_xml_string"]
     compiled: list[CompiledScene] = []
 
     def from_xml_string(xml: str) -> Any:
-        sim = robosuite_compile(xml)
+        sim = MjSim(scene_model(xml))  # what robosuite's from_xml_string does, with the model from the cache
         compiled.append((xml, _compiled_arrays(sim.model._model)))
         return sim
 
