@@ -35,12 +35,16 @@ def test_a_process_saves_its_first_compile_and_later_ones_load_it(cache: Path) -
     assert list(cache.glob("*.mjb")) == [saved]
 
 
-def test_a_damaged_entry_is_compiled_again_and_replaced(cache: Path) -> None:
+def test_a_damaged_entry_is_compiled_again_and_replaced(
+    cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     scenes.scene_model(SCENE.format(size=0.2))
     (saved,) = cache.glob("*.mjb")
     saved.write_bytes(b"not a model")
     scenes._Process.compiled = False  # a later process
+    monkeypatch.chdir(tmp_path)
     model = scenes.scene_model(SCENE.format(size=0.2))
+    assert not (tmp_path / "MUJOCO_LOG.TXT").exists()  # MuJoCo's warning stays out of the user's directory
     assert _bytes(model) == _bytes(mujoco.MjModel.from_xml_string(SCENE.format(size=0.2)))
     assert _bytes(mujoco.MjModel.from_binary_path(str(saved))) == _bytes(model)
 

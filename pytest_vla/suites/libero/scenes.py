@@ -34,11 +34,17 @@ def scene_model(xml: str) -> Any:
     key = _scene_key(xml)
     path = cache_directory() / f"{key}.mjb" if key is not None else None
     if path is not None and path.is_file():
+        # MuJoCo's warning about a damaged file would go to MUJOCO_LOG.TXT in the user's working directory.
+        warn = mujoco.get_mju_user_warning()
+        mujoco.set_mju_user_warning(lambda message: None)
         try:
             model = mujoco.MjModel.from_binary_path(str(path))
         except Exception:  # a damaged file (a disk that filled up): compiled below, and replaced
+            model = None
             path.unlink(missing_ok=True)
-        else:
+        finally:
+            mujoco.set_mju_user_warning(warn)
+        if model is not None:
             with contextlib.suppress(OSError):
                 os.utime(path)  # recently used: evicted last
             return model
