@@ -40,14 +40,13 @@ def scene_model(xml: str) -> Any:
         try:
             model = mujoco.MjModel.from_binary_path(str(path))
         except Exception:  # a damaged file (a disk that filled up): compiled below, and replaced
-            model = None
             path.unlink(missing_ok=True)
-        finally:
-            mujoco.set_mju_user_warning(warn)
-        if model is not None:
+        else:
             with contextlib.suppress(OSError):
                 os.utime(path)  # recently used: evicted last
             return model
+        finally:
+            mujoco.set_mju_user_warning(warn)
     model = mujoco.MjModel.from_xml_string(xml)
     if path is not None and not _Process.compiled:
         _save(model, path)
