@@ -147,7 +147,8 @@ def run_pytest_vla(label: str, export: Path, workers: int, args: argparse.Namesp
     command = [sys.executable, "-m", "pytest", "-q", "--vla-export", str(export), "--vla-tasks", args.tasks,
                "--vla-num-episodes", str(args.episodes), "--vla-max-steps", str(args.steps),
                "--vla-output", str(output), "-n", str(workers), "--dist", "worksteal",
-               "-p", "no:cacheprovider"]  # fmt: skip
+               # A fresh preflight each run; the dev env's hypothesis plugin imports hypothesis at the summary (2 s).
+               "-p", "no:cacheprovider", "-p", "no:hypothesispytest"]  # fmt: skip
     seconds, peaks = _timed(command, work, role=XDIST_WORKER)
     report = json.loads((output / "report.json").read_text())
     rows = report["episodes"]

@@ -51,11 +51,16 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(EpisodeHooks(), "vla-episodes")
     workerinput = getattr(config, "workerinput", None)
     if workerinput is not None:
+        from pathlib import Path
+
         from pytest_vla.controller.items import PLAN_KEY
-        from pytest_vla.controller.xdist import WORKER_PLAN
+        from pytest_vla.controller.xdist import WORKER_PLAN, WORKER_PLAN_FILE, wait_for_plan
         from pytest_vla.plan import EvalPlan
 
-        config.stash[PLAN_KEY] = EvalPlan.from_json(workerinput[WORKER_PLAN])
+        plan = workerinput.get(WORKER_PLAN) or wait_for_plan(config, Path(workerinput[WORKER_PLAN_FILE]))
+        if plan is None:
+            pytest.exit("vla: the controller is gone: no episode runs here", returncode=4)
+        config.stash[PLAN_KEY] = EvalPlan.from_json(plan)
         interrupts.install()  # a terminal's Ctrl-C reaches the workers too
         return
     from pytest_vla.controller.hooks import ControllerHooks

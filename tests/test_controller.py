@@ -174,6 +174,87 @@ def test_one_process_builds_its_first_env_while_the_preflight_finishes(
     assert log.read_text().split("\n") == ["built fake:0 preflight", "closed fake:0", ""]
 
 
+# Logs to order.log, in order, each xdist worker's start (with its pid), the preflight's import and
+# each episode's reset (not the probe's). The probe's import waits until two workers have started (30 s at most): a
+# controller that started its workers only after the preflight would log them after it.
+_ORDER_OF_STARTS = """
+
+def _order(event: str) -> None:
+    with open(Path(__file__).parent / "order.log", "a") as log:
+        log.write(event + "\\n")
+
+
+def _events() -> list[str]:
+    path = Path(__file__).parent / "order.log"
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def pytest_configure(config):
+    if hasattr(config, "workerinput"):  # before pytest-vla's own configure, which waits for the plan
+        _order(f"worker started {os.getpid()}")
+
+
+_resolve, _reset = FakeSuite.resolve_tasks, FakeEnv.reset
+
+
+def _resolve_after_the_workers(self, selection):
+    if _in_preflight():
+        deadline = time.monotonic() + 30
+        while sum(event.startswith("worker started") for event in _events()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        _order("preflight imported")
+    return _resolve(self, selection)
+
+
+def _logged_reset(self, episode_index):
+    if not _in_preflight():
+        _order("episode")
+    return _reset(self, episode_index)
+
+
+FakeSuite.resolve_tasks, FakeEnv.reset = _resolve_after_the_workers, _logged_reset
+"""
+_WORKERS = ["-n", "2", "-p", "no:cacheprovider", "--vla-preflight-timeout", "60"]
+
+
+def _events(pytester: pytest.Pytester) -> list[str]:
+    return (pytester.path / "order.log").read_text().splitlines()
+
+
+def test_xdist_workers_start_beside_the_preflight_and_run_after_its_verdict(fake, pytester, validate_report) -> None:
+    pytester.makeconftest(FAKE_SUITE + "\nfrom pathlib import Path\n" + _ORDER_OF_STARTS)
+    result = fake({"0": "succeed"}, "--vla-tasks", "fake:0,fake:1", "--vla-num-episodes", "2", *_WORKERS)
+    result.assert_outcomes(passed=2, failed=2)
+    events = _events(pytester)
+    imported = events.index("preflight imported")
+    assert [event.split()[:2] for event in events[:imported]] == [["worker", "started"]] * 2
+    assert events[imported + 1 :].count("episode") == 4 and "episode" not in events[:imported]
+    # The run's own header lines follow pytest's, which was out before the preflight.
+    result.stdout.fnmatch_lines(["vla: suite fake, 2 tasks x 2 episodes = 4 items*", "vla: preflight passed*"])
+    assert len(_report(pytester, validate_report)["episodes"]) == 4
+
+
+def _running(pid: int) -> bool:
+    try:  # a zombie (state Z) has exited: only its parent has not reaped it yet
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_a_failed_preflight_ends_the_workers_started_beside_it(fake, pytester, monkeypatch, validate_report) -> None:
+    pytester.makeconftest(FAKE_SUITE + "\nfrom pathlib import Path\n" + _ORDER_OF_STARTS)
+    monkeypatch.setenv("FAKE_PREFLIGHT", json.dumps({"*": "drift"}))
+    result = fake({"0": "succeed"}, "--vla-tasks", "fake:0,fake:1", "--vla-num-episodes", "2", *_WORKERS)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: preflight failed [[]*]: *"])
+    assert "Traceback" not in result.stdout.str() + result.stderr.str()
+    events = _events(pytester)
+    workers = [int(event.split()[-1]) for event in events if event.startswith("worker started")]
+    assert len(workers) == 2 and "episode" not in events
+    assert not [pid for pid in workers if _running(pid)]
+    assert _report(pytester, validate_report)["episodes"] == []
+
+
 def test_an_env_that_fails_to_close_costs_a_warning_not_the_run(fake, pytester, validate_report) -> None:
     result = fake({"0": "close_error", "1": "succeed"}, "--vla-tasks", "fake:0,fake:1", "--vla-num-episodes", "2",
                   "-p", "no:xdist", "--vla-min-success-rate", "0.5")  # fmt: skip

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ from pytest_vla.controller.items import PLAN_KEY
 from pytest_vla.controller.options import runs_episodes
 from pytest_vla.controller.placement import AUTO_WORKERS_KEY
 from pytest_vla.controller.progress import episode_status
-from pytest_vla.controller.run import ControllerRun
+from pytest_vla.controller.run import ControllerRun, RunSetup
 from pytest_vla.rollout import interrupts
 
 
@@ -19,23 +20,37 @@ class ControllerHooks:
 
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
+        self.setup: RunSetup | None = None  # read as the session starts
         self.run: ControllerRun | None = None
         self._tally: str | None = None  # the progress line to show once the item's status is out
 
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_sessionstart(self, session: pytest.Session) -> None:
-        # Before xdist starts workers (its sessionstart is trylast) and before the header prints.
-        run = ControllerRun.start(self.config)
+    @pytest.hookimpl(wrapper=True)
+    def pytest_sessionstart(self, session: pytest.Session) -> Generator[None, None, None]:
+        # Before xdist places its workers (in its own sessionstart) and before the header prints.
+        self.setup = RunSetup.read(self.config)
+        if not self.config.pluginmanager.hasplugin("dsession"):
+            self.begin()
+        return (yield)  # under xdist, XdistHooks begins the run once the workers are starting
+
+    def begin(self) -> ControllerRun:
+        """The preflight, then the run: its cost preview or confirmation, its plan for the episodes."""
+        assert self.setup is not None, "the run begins once its session has started"
+        run = ControllerRun.start(self.config, self.setup)
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
         if run.settings.cost_preview:
-            reporter = self.config.pluginmanager.get_plugin("terminalreporter")
             for line in run.preview_lines():
                 if reporter is not None:
                     reporter.write_line(line)
             pytest.exit("cost preview only: no episode ran", returncode=pytest.ExitCode.OK)
+        if reporter is not None and self.config.pluginmanager.hasplugin("dsession"):
+            # xdist's session starts after the header is out: the run's lines follow it.
+            for line in run.header_lines():
+                reporter.write_line(line)
         run.confirm_cost()
         self.run = run
         self.config.stash[PLAN_KEY] = run.plan
         interrupts.install()
+        return run
 
     def pytest_report_header(self, config: pytest.Config) -> list[str]:
         auto = config.stash.get(AUTO_WORKERS_KEY, None)

@@ -42,6 +42,7 @@ from pytest_vla.preflight.launch import ProbeProcess, ProbeRequest
 from pytest_vla.preflight.result import PreflightFailure, PreflightResult, failed
 from pytest_vla.report.schema import TaskSpec
 from pytest_vla.report.shards import run_episodes
+from pytest_vla.report.stats import scipy_stats
 from pytest_vla.rollout.runner import PreparedEnv
 from pytest_vla.rollout.threads import available_cpus, threads_per_worker
 from pytest_vla.suites import complete_suite, unknown_suite
@@ -228,6 +229,7 @@ def _checks_beside_the_simulator(
     )
     timeout_s, log_dir = settings.preflight_timeout, settings.output
     with ProbeProcess(suite, request, timeout_s=timeout_s, env=probe_env, log_dir=log_dir) as probe:
+        scipy_stats()  # the run's statistics, imported while the probe imports the stack
         probe.wait_past_import()
         if not probe.running() and not (result := probe.result()).passed:
             raise PreflightFailed(result, identity)  # the stack does not import: this process must not try

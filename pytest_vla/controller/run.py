@@ -44,6 +44,26 @@ from pytest_vla.suites.base import Suite
 
 
 @dataclass(frozen=True)
+class RunSetup:
+    """What a run settles before any process starts: xdist places its workers by it, the preflight runs by it."""
+
+    settings: Settings
+    gpus: list[str]  # what xdist workers are pinned to, round robin; empty: no GPU
+    probe_env: dict[str, str]  # the preflight process's environment: the first worker's
+
+    @classmethod
+    def read(cls, config: pytest.Config) -> RunSetup:
+        settings = read_settings(config)
+        choose_render_backend(settings.render)  # before anything imports MuJoCo
+        gpus = list(settings.gpus) if settings.gpus is not None else visible_gpus()
+        probe_env = {**os.environ, **(device_environment(gpus[0]) if gpus else {})}
+        if gpus and not _distributed(config):
+            # This process runs the episodes: pinned before the preflight's session starts CUDA.
+            os.environ.update(device_environment(gpus[0]))
+        return cls(settings, gpus, probe_env)
+
+
+@dataclass(frozen=True)
 class WorkerDeath:
     """How an xdist worker went down, as the controller saw it."""
 
@@ -78,16 +98,9 @@ class ControllerRun:
         self.comparison_error: str | None = None  # why there is none, when there is a baseline
 
     @classmethod
-    def start(cls, config: pytest.Config) -> ControllerRun:
+    def start(cls, config: pytest.Config, setup: RunSetup) -> ControllerRun:
         """Check everything that can be checked before an episode; raise a one-line UsageError."""
-        settings = read_settings(config)
-        choose_render_backend(settings.render)  # before anything imports MuJoCo
-        gpus = list(settings.gpus) if settings.gpus is not None else visible_gpus()
-        # The preflight's process runs as the first worker will: pinned to its GPU.
-        probe_env = {**os.environ, **(device_environment(gpus[0]) if gpus else {})}
-        if gpus and not _distributed(config):
-            # This process runs the episodes: pinned before the preflight's session starts CUDA.
-            os.environ.update(device_environment(gpus[0]))
+        settings, gpus = setup.settings, setup.gpus
         suite = make_suite(config, settings.suite)
         if settings.seed is None:
             settings = dataclasses.replace(settings, seed=suite.default_seed)
@@ -97,7 +110,7 @@ class ControllerRun:
                 suite,
                 settings,
                 explicit_paths=_explicit_paths(config),
-                probe_env=probe_env,
+                probe_env=setup.probe_env,
                 workers=_worker_count(config),
                 runs_here=not _distributed(config),
             )
@@ -121,7 +134,8 @@ class ControllerRun:
             config.stash[PREFLIGHT_POLICY_KEY] = checked.policy
             if checked.first_env is not None:
                 config.stash[PREFLIGHT_ENV_KEY] = checked.first_env
-        # The tallies' scipy, imported before the run: at its first write with rows it would stall it mid-way.
+        # The tallies' scipy, imported before the run (the probe's wait imported it, unless the preflight was
+        # reused): at its first write with rows it would stall the run mid-way.
         scipy_stats()
         run = cls(config, plan, ReportWriter(_run_info(config, plan, suite), plan.output), settings, gpus)
         run._carry_earlier_rows(suite.protocol())
