@@ -4,7 +4,10 @@ Tests copy this file into a pytester directory as its conftest. ``FAKE_SUITE_SCR
 ``{"TASK:EPISODE" or "TASK": behaviour}``) says what each episode does; the default is to run out
 of steps. Behaviours: ``succeed`` (done at step 2), ``fail``, ``build_error``, ``close_error``,
 ``slow`` (0.2 s a step), ``hang_build``, ``die`` (the process exits at step 1), ``interrupt_at_build``
-and ``interrupt_at_last_step`` (one SIGINT to this process there, the first time only). Every reset
+and ``interrupt_at_last_step`` (one SIGINT to this process there, the first time only), ``drop`` (the
+bowl is grasped at steps 1 and 2, then dropped). The goal has two conditions, ``(grasped fake_bowl_1)``
+(from step 1 when succeeding, steps 1 and 2 when dropping) and ``(on fake_bowl_1 fake_plate_1)`` (at
+success). Every reset
 appends ``TASK:EPISODE`` to ``resets.log`` in the working directory: which episodes started.
 
 The simulator preflight's process follows ``FAKE_PREFLIGHT`` instead (``{"TASK" or "*": fault}``;
@@ -77,7 +80,7 @@ class FakeEnv:
             with open("resets.log", "a") as log:
                 log.write(f"{self.task.index}:{episode_index}\n")
         state = {"nan_state": np.full(8, np.nan), "busy_state": np.ones(8)}.get(self.fault, np.zeros(8))
-        return Observation(images=self._images(), state=state, objects_of_interest=self._bowl())
+        return Observation(images=self._images(), state=state, objects_of_interest=self._bowl(), goal=self._goal())
 
     def step(self, action: np.ndarray) -> tuple[Observation, bool]:
         self.t += 1
@@ -89,9 +92,14 @@ class FakeEnv:
             _interrupt_once()
         done = self.behaviour == "succeed" and self.t == 2
         observation = Observation(
-            images=self._images(), state=np.full(8, float(self.t)), objects_of_interest=self._bowl()
+            images=self._images(), state=np.full(8, float(self.t)), objects_of_interest=self._bowl(), goal=self._goal()
         )
         return observation, done
+
+    def _goal(self) -> dict[str, bool]:
+        succeeding = self.behaviour == "succeed"
+        grasped = (succeeding and self.t >= 1) or (self.behaviour == "drop" and self.t in (1, 2))
+        return {"(grasped fake_bowl_1)": grasped, "(on fake_bowl_1 fake_plate_1)": succeeding and self.t >= 2}
 
     def _images(self) -> dict[str, np.ndarray]:
         """A frame per rendered camera whose brightness counts the steps (0, 40, ..., 160, then 180) over a gradient."""

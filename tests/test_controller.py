@@ -45,6 +45,33 @@ def test_a_suite_from_a_plugin_runs_like_a_built_in_one(fake, pytester: pytest.P
                                                             "1:1": "timeout"}  # fmt: skip
 
 
+def test_each_row_says_how_much_of_the_goal_held_and_the_tallies_average_it(fake, pytester, validate_report) -> None:
+    import scipy.stats
+
+    result = fake({"0": "succeed", "1": "drop"}, "--vla-tasks", "fake:0,fake:1,fake:2", "--vla-num-episodes", "2",
+                  "-p", "no:xdist")  # fmt: skip
+    result.assert_outcomes(passed=2, failed=4)
+    report = _report(pytester, validate_report)
+    grasped, placed = "(grasped fake_bowl_1)", "(on fake_bowl_1 fake_plate_1)"
+    by_task = {row["task_index"]: (row["progress"], row["goal"]) for row in report["episodes"]}
+    assert by_task == {
+        0: (1.0, {"conditions": [grasped, placed], "satisfied_at_end": [grasped, placed],
+                  "most_satisfied": [grasped, placed], "most_satisfied_step": 2}),
+        1: (0.5, {"conditions": [grasped, placed], "satisfied_at_end": [], "most_satisfied": [grasped],
+                  "most_satisfied_step": 1}),  # held once, then dropped: the end alone would say nothing
+        2: (0.0, {"conditions": [grasped, placed], "satisfied_at_end": [], "most_satisfied": [],
+                  "most_satisfied_step": 0}),
+    }  # fmt: skip
+    assert [(t["mean_progress"], t["n_progress"], t["progress_ci95"]) for t in report["task_results"]] == [
+        (1.0, 2, [1.0, 1.0]), (0.5, 2, [0.5, 0.5]), (0.0, 2, [0.0, 0.0])
+    ]  # fmt: skip
+    values = [1.0, 1.0, 0.5, 0.5, 0.0, 0.0]
+    low, high = scipy.stats.t.interval(0.95, len(values) - 1, loc=0.5, scale=scipy.stats.sem(values))
+    aggregate = report["aggregate"]
+    assert aggregate["mean_progress"] == 0.5 and aggregate["n_progress"] == 6
+    assert aggregate["progress_ci95"] == pytest.approx([low, high], abs=1e-6)
+
+
 def test_maxfail_is_not_a_pass_even_when_the_rows_seen_meet_the_gate(fake, pytester, validate_report) -> None:
     result = fake({}, "--vla-tasks", "fake:0", "--vla-num-episodes", "3", "--maxfail", "1",
                   "--vla-min-success-rate", "0", "-p", "no:xdist")  # fmt: skip

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -65,7 +66,12 @@ def test_the_demo_succeeds_on_real_libero_object_episodes(pytester: pytest.Pytes
         # Success is the env's `done`, which also ends the episode before its 280-step budget.
         assert (row["success"], row["terminal_reason"]) == (True, "success")
         assert 0 < row["n_steps"] < row["max_steps"] == 280
-    assert report["aggregate"]["success_rate"] == 1.0
+        # Every condition of the BDDL goal ("put the X in the basket") held at the end, first then.
+        goal = row["goal"]
+        assert re.fullmatch(r"\(in [a-z_]+_1 basket_1_contain_region\)", *goal["conditions"])
+        assert goal["satisfied_at_end"] == goal["most_satisfied"] == goal["conditions"]
+        assert (row["progress"], goal["most_satisfied_step"]) == (1.0, row["n_steps"])
+    assert report["aggregate"]["success_rate"] == 1.0 == report["aggregate"]["mean_progress"]
     cases = [case for suite in JUnitXml.fromfile(str(pytester.path / "junit.xml")) for case in suite]
     assert len(cases) == 2 and all(case.is_passed for case in cases)
 
@@ -124,3 +130,7 @@ def test_the_demo_script_shows_its_expected_failure_and_exits_0_on_its_gate(tmp_
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "1 failed, 29 passed" in done.stdout  # cream cheese episode 2 (docs/demo.md), still shown
     assert "gate: success rate 96.7% vs --vla-min-success-rate 90.0%: held" in done.stdout
+    rows = json.loads((tmp_path / "out" / "report.json").read_text())["episodes"]
+    assert {row["progress"] for row in rows if row["success"]} == {1.0}
+    (failed,) = [row for row in rows if not row["success"]]
+    assert failed["progress"] == 0.0 and failed["goal"]["satisfied_at_end"] == []  # the cheese never in the basket

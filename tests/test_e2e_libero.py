@@ -274,8 +274,10 @@ def test_an_env_compiles_its_scene_once_and_steps_as_robosuites_hard_resets_do(
             observation = env.reset(episode)
             ours.append((observation.raw["robot0_proprio-state"], observation.images["agentview"]))
             for action in actions:
-                observation, _ = env.step(action)
+                observation, done = env.step(action)
                 ours.append((observation.raw["robot0_proprio-state"], observation.images["agentview"]))
+                # The goal's conditions, read at every step: LIBERO's success is their conjunction.
+                assert observation.goal and done == all(observation.goal.values())
     finally:
         env.close()
     assert (len(scene_models), len(compiles)) == (1, 0)  # loaded once, never compiled again

@@ -65,6 +65,9 @@ def test_report_tallies_families_and_tasks_and_validates(tmp_path: Path, validat
         "n_success": 2,
         "n_total": 3,
         "ci95": [0.207660, 0.938508],  # Wilson, 95%, 2 of 3: (2 + z²/2 ± z·sqrt(2·1/3 + z²/4)) / (3 + z²)
+        "mean_progress": None,  # these rows' suite says nothing of a goal
+        "n_progress": 0,
+        "progress_ci95": None,
     }
     # At the edges Wilson has closed forms: 2 of 2 -> [2 / (2 + z²), 1], 0 of 1 -> [0, z² / (1 + z²)].
     assert [r["ci95"] for r in report["task_results"]] == [[0.34238, 1.0], [0.0, 0.793451]]

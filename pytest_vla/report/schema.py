@@ -6,6 +6,7 @@ report's ``missing_episodes`` entries are all derived from :class:`EpisodeId`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, TypedDict
@@ -118,6 +119,36 @@ class TerminalReason(str, Enum):
         return self not in (TerminalReason.SUCCESS, TerminalReason.TIMEOUT)
 
 
+class GoalRecord(TypedDict):
+    """How much of the task's goal an episode achieved: its conditions by name, as the suite writes them."""
+
+    conditions: list[str]
+    satisfied_at_end: list[str]
+    most_satisfied: list[str]  # the first time the most of them held at once
+    most_satisfied_step: int  # policy steps taken then (0: right after the reset)
+
+
+def goal_record(
+    at_end: Mapping[str, bool] | None, best: Mapping[str, bool] | None, best_step: int
+) -> GoalRecord | None:
+    """The row's ``goal``; None where the suite reports no goal conditions or the episode never reset."""
+    if at_end is None or best is None:
+        return None
+    return {
+        "conditions": list(at_end),
+        "satisfied_at_end": [name for name, held in at_end.items() if held],
+        "most_satisfied": [name for name, held in best.items() if held],
+        "most_satisfied_step": best_step,
+    }
+
+
+def goal_progress(goal: GoalRecord | None) -> float | None:
+    """The row's ``progress``: the largest share of the goal's conditions that held at once (1.0 on success)."""
+    if goal is None or not goal["conditions"]:
+        return None
+    return round(len(goal["most_satisfied"]) / len(goal["conditions"]), 6)
+
+
 class EpisodeRow(TypedDict):
     """One ``episodes[]`` entry of report.json: schema v1 fields first, then pytest-vla's."""
 
@@ -138,6 +169,8 @@ class EpisodeRow(TypedDict):
     cuda_visible_devices: str | None  # the worker's GPU pin; None where it was not pinned
     attempt: int
     trajectory_path: str | None
+    progress: float | None  # goal_progress(goal)
+    goal: GoalRecord | None
 
 
 def episode_row(
@@ -156,6 +189,7 @@ def episode_row(
     attempt: int = 1,
     trajectory_path: str | None = None,
     video_path: str | None = None,
+    goal: GoalRecord | None = None,
 ) -> EpisodeRow:
     """The only place a row is made, whether its episode ran, failed to run, or died with its worker."""
     return {
@@ -176,6 +210,8 @@ def episode_row(
         "cuda_visible_devices": cuda_visible_devices,
         "attempt": attempt,
         "trajectory_path": trajectory_path,
+        "progress": goal_progress(goal),
+        "goal": goal,
     }
 
 

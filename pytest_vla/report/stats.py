@@ -46,6 +46,26 @@ def wilson_interval(n_success: int, n_total: int) -> tuple[float, float] | None:
     return float(interval.low), float(interval.high)
 
 
+def mean_interval(values: Sequence[float]) -> tuple[float, float] | None:
+    """The 95% Student t interval of the mean of values in [0, 1] (progress), clipped to [0, 1].
+
+    ``None`` under two values. Of zero width when all are equal: read the success rate's
+    interval then (a run where every episode got equally far is mostly all successes or all none).
+    """
+    n = len(values)
+    if n < 2:
+        return None
+    mean = math.fsum(values) / n
+    sd = math.sqrt(math.fsum((value - mean) ** 2 for value in values) / (n - 1))
+    half = _t_quantile(n - 1) * sd / math.sqrt(n)
+    return max(mean - half, 0.0), min(mean + half, 1.0)
+
+
+@functools.lru_cache(maxsize=256)
+def _t_quantile(degrees_of_freedom: int) -> float:
+    return float(scipy_stats().t.ppf(1 - ALPHA / 2, degrees_of_freedom))
+
+
 @dataclass(frozen=True)
 class PairedCounts:
     """Outcomes of episodes run by two policies from the same (task, init state, seed): a 2x2 table."""

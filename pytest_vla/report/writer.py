@@ -9,6 +9,7 @@ row goes to the journal (``report/journal.py``) at once, so a run's cost per epi
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 import time
@@ -22,7 +23,7 @@ from pytest_vla.report.environment import machine, package_version, utc_now
 from pytest_vla.report.layout import OutputLayout
 from pytest_vla.report.schema import EpisodeId, EpisodeRow, TaskSpec, success_rate
 from pytest_vla.report.shards import Shard
-from pytest_vla.report.stats import wilson_interval
+from pytest_vla.report.stats import mean_interval, wilson_interval
 
 SCHEMA_VERSION = 1
 REWRITE_EVERY_S = 5.0  # a rewrite costs O(rows): thousands of rows, one every few seconds, not one per episode
@@ -179,12 +180,18 @@ class ReportWriter:
 def tally(rows: list[EpisodeRow]) -> dict[str, Any]:
     n_success = sum(1 for row in rows if row["success"])
     interval = wilson_interval(n_success, len(rows))
+    # Rows of a suite that reports no goal conditions, or of an earlier report, have no progress.
+    progress = [row["progress"] for row in rows if row.get("progress") is not None]
+    progress_interval = mean_interval(progress)
     return {
         "success_rate": round(success_rate(rows), 6),
         "n_success": n_success,
         "n_total": len(rows),
         # The 95% Wilson interval of the rate, [low, high]; null before any episode of it finished.
         "ci95": [round(bound, 6) for bound in interval] if interval else None,
+        "mean_progress": round(math.fsum(progress) / len(progress), 6) if progress else None,
+        "n_progress": len(progress),
+        "progress_ci95": [round(bound, 6) for bound in progress_interval] if progress_interval else None,
     }
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -33,10 +33,21 @@ class EpisodeOutcome:
     error_message: str | None = None
     actions: list[np.ndarray] = field(default_factory=list)  # what env.step received, after settling
     states: list[np.ndarray] = field(default_factory=list)  # the state observed before each action
+    goal_at_end: Mapping[str, bool] | None = None  # the goal's conditions as the last observation shows them
+    goal_best: Mapping[str, bool] | None = None  # the first observation that held the most of them at once
+    goal_best_step: int = 0  # policy steps taken when goal_best was observed (0: the reset's observation)
 
     @property
     def success(self) -> bool:
         return self.terminal_reason is TerminalReason.SUCCESS
+
+    def see_goal(self, observation: Observation) -> None:
+        goal = observation.goal
+        if goal is None:
+            return
+        self.goal_at_end = goal
+        if self.goal_best is None or sum(goal.values()) > sum(self.goal_best.values()):
+            self.goal_best, self.goal_best_step = goal, self.n_steps
 
 
 def run_episode(
@@ -80,6 +91,7 @@ def _loop(
     watch: Callable[[Observation], None],
 ) -> None:
     observation = env.reset(episode_index)
+    outcome.see_goal(observation)
     watch(observation)
     chunk: deque[np.ndarray] = deque()
     while outcome.n_steps < max_steps and time.perf_counter() <= deadline:
@@ -90,8 +102,9 @@ def _loop(
         outcome.states.append(np.asarray(observation.state, dtype=np.float64))
         outcome.actions.append(action)
         observation, done = env.step(action)
-        watch(observation)
         outcome.n_steps += 1
+        outcome.see_goal(observation)
+        watch(observation)
         if done:
             outcome.terminal_reason = TerminalReason.SUCCESS
             return

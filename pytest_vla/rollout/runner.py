@@ -20,7 +20,7 @@ from pytest_vla.plan import EvalPlan, rendered_cameras
 from pytest_vla.policy.base import Policy
 from pytest_vla.report.layout import OutputLayout
 from pytest_vla.report.reader import policy_difference
-from pytest_vla.report.schema import ONNX_EXPORT, EpisodeRow, TaskSpec, TerminalReason, episode_row
+from pytest_vla.report.schema import ONNX_EXPORT, EpisodeRow, TaskSpec, TerminalReason, episode_row, goal_record
 from pytest_vla.rollout import interrupts
 from pytest_vla.rollout.loop import EpisodeOutcome, run_episode
 from pytest_vla.rollout.recording import save_trajectory
@@ -120,6 +120,7 @@ class EpisodeRunner:
             attempt=attempt,
             trajectory_path=trajectory,
             video_path=video,
+            goal=goal_record(outcome.goal_at_end, outcome.goal_best, outcome.goal_best_step),
         )
 
     def close(self) -> None:

@@ -53,6 +53,9 @@ class Observation:
     objects_of_interest: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))
     # The arm controller's own end-effector estimate, where the suite has one: position (3,), orientation matrix (3, 3).
     controller_pose: tuple[np.ndarray, np.ndarray] | None = None
+    # Privileged: each condition of the task's goal, as the suite writes it, and whether it holds now
+    # (read from the simulator, which it does not change); None where the suite's goal is not a conjunction.
+    goal: Mapping[str, bool] | None = None
 
 
 class ServedClient(Protocol):

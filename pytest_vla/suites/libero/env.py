@@ -238,7 +238,20 @@ class LiberoEnv:
             raw=raw,
             objects_of_interest=np.array(positions).reshape(-1, 3),
             controller_pose=controller_pose,
+            goal=self._goal(),
         )
+
+    def _goal(self) -> dict[str, bool]:
+        """Each BDDL goal predicate, ``(on akita_black_bowl_1 plate_1)``, and whether it holds now.
+
+        LIBERO's success is the conjunction of these, checked with the same predicate functions after
+        each step (``_check_success``); they read the simulation and write none of it.
+        """
+        problem = self._env.env
+        return {
+            f"({' '.join(predicate)})": bool(problem._eval_predicate(predicate))
+            for predicate in problem.parsed_problem["goal_state"]
+        }
 
     def _eef_pose(
         self, raw: dict[str, Any], controller_pose: tuple[np.ndarray, np.ndarray]

@@ -1,0 +1,55 @@
+"""What reading the goal's conditions costs per step, against the step itself (LIBERO, physics only).
+
+Run from the repository root: ``.venv/bin/python benchmarks/goal_cost.py [--tasks ...] [--steps 200]``.
+For each task it builds one physics-only env as pytest-vla does, resets it, then steps it
+``--steps`` times with seeded random actions, timing ``env.step`` (which reads the goal once, as
+every observation does) and, apart, one more read of the goal after each step; it prints the
+medians as a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+os.environ.setdefault("MUJOCO_GL", "osmesa")
+
+from pytest_vla.suites.base import StateConvention
+from pytest_vla.suites.libero.suite import LiberoSuite
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", default="libero_spatial:0,libero_object:0,libero_goal:0,libero_10:0,libero_90:0")
+    parser.add_argument("--steps", type=int, default=200)
+    args = parser.parse_args()
+    suite = LiberoSuite()
+    actions = np.random.default_rng(3).uniform(-0.6, 0.6, size=(args.steps, 7))
+    print("| task | goal conditions | step ms (goal read included) | goal read ms | share of the step |")
+    print("|---|---|---|---|---|")
+    for task in suite.resolve_tasks(args.tasks.split(",")):
+        env = suite.make_env(task, (), 7, StateConvention())
+        env.reset(0)
+        steps, reads = [], []
+        for action in actions:
+            started = time.perf_counter()
+            env.step(action)
+            stepped = time.perf_counter()
+            goal = env._goal()
+            reads.append(time.perf_counter() - stepped)
+            steps.append(stepped - started)
+        env.close()
+        step_ms, read_ms = 1000 * statistics.median(steps), 1000 * statistics.median(reads)
+        print(f"| {task.key} | {len(goal)} | {step_ms:.2f} | {read_ms:.3f} | {read_ms / step_ms:.1%} |")
+
+
+if __name__ == "__main__":
+    main()
