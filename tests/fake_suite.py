@@ -5,9 +5,10 @@ Tests copy this file into a pytester directory as its conftest. ``FAKE_SUITE_SCR
 of steps. Behaviours: ``succeed`` (done at step 2), ``fail``, ``build_error``, ``close_error``,
 ``slow`` (0.2 s a step), ``hang_build``, ``die`` (the process exits at step 1), ``interrupt_at_build``
 and ``interrupt_at_last_step`` (one SIGINT to this process there, the first time only), ``drop`` (the
-bowl is grasped at steps 1 and 2, then dropped). The goal has two conditions, ``(grasped fake_bowl_1)``
-(from step 1 when succeeding, steps 1 and 2 when dropping) and ``(on fake_bowl_1 fake_plate_1)`` (at
-success). Every reset
+bowl is touched at step 1, grasped at 2, then dropped). The goal has two conditions, ``(grasped
+fake_bowl_1)`` (from step 1 when succeeding, steps 1 and 2 when dropping) and ``(on fake_bowl_1
+fake_plate_1)`` (at success), and acts on the bowl: grasped at step 1 and at its goal at step 2 when
+succeeding. Every reset
 appends ``TASK:EPISODE`` to ``resets.log`` in the working directory: which episodes started.
 
 The simulator preflight's process follows ``FAKE_PREFLIGHT`` instead (``{"TASK" or "*": fault}``;
@@ -33,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from pytest_vla.errors import EnvFailure, PolicyError, SuiteError
-from pytest_vla.report.schema import TaskSpec, TerminalReason
+from pytest_vla.report.schema import Stage, TaskSpec, TerminalReason
 from pytest_vla.suites.base import Camera, Observation, StateConvention
 
 N_TASKS, MAX_STEPS = 4, 5
@@ -80,7 +81,13 @@ class FakeEnv:
             with open("resets.log", "a") as log:
                 log.write(f"{self.task.index}:{episode_index}\n")
         state = {"nan_state": np.full(8, np.nan), "busy_state": np.ones(8)}.get(self.fault, np.zeros(8))
-        return Observation(images=self._images(), state=state, objects_of_interest=self._bowl(), goal=self._goal())
+        return Observation(
+            images=self._images(),
+            state=state,
+            objects_of_interest=self._bowl(),
+            goal=self._goal(),
+            stages=self._stages(),
+        )
 
     def step(self, action: np.ndarray) -> tuple[Observation, bool]:
         self.t += 1
@@ -92,7 +99,11 @@ class FakeEnv:
             _interrupt_once()
         done = self.behaviour == "succeed" and self.t == 2
         observation = Observation(
-            images=self._images(), state=np.full(8, float(self.t)), objects_of_interest=self._bowl(), goal=self._goal()
+            images=self._images(),
+            state=np.full(8, float(self.t)),
+            objects_of_interest=self._bowl(),
+            goal=self._goal(),
+            stages=self._stages(),
         )
         return observation, done
 
@@ -100,6 +111,12 @@ class FakeEnv:
         succeeding = self.behaviour == "succeed"
         grasped = (succeeding and self.t >= 1) or (self.behaviour == "drop" and self.t in (1, 2))
         return {"(grasped fake_bowl_1)": grasped, "(on fake_bowl_1 fake_plate_1)": succeeding and self.t >= 2}
+
+    def _stages(self) -> dict[str, Stage]:
+        if self.behaviour == "succeed":
+            return {"fake_bowl_1": [Stage.UNTOUCHED, Stage.GRASPED, Stage.AT_GOAL][min(self.t, 2)]}
+        dropping = {1: Stage.TOUCHED, 2: Stage.GRASPED} if self.behaviour == "drop" else {}
+        return {"fake_bowl_1": dropping.get(self.t, Stage.UNTOUCHED)}
 
     def _images(self) -> dict[str, np.ndarray]:
         """A frame per rendered camera whose brightness counts the steps (0, 40, ..., 160, then 180) over a gradient."""

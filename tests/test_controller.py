@@ -51,16 +51,22 @@ def test_each_row_says_how_much_of_the_goal_held_and_the_tallies_average_it(fake
     result = fake({"0": "succeed", "1": "drop"}, "--vla-tasks", "fake:0,fake:1,fake:2", "--vla-num-episodes", "2",
                   "-p", "no:xdist")  # fmt: skip
     result.assert_outcomes(passed=2, failed=4)
+    result.stdout.fnmatch_lines([
+        "aggregate * 2/6   33.3% [[]  9.7,  70.0]   progress  50% [[]  3,  97]",
+        "failed episodes by the furthest stage reached: untouched 2, grasped 2",
+    ])  # fmt: skip
     report = _report(pytester, validate_report)
     grasped, placed = "(grasped fake_bowl_1)", "(on fake_bowl_1 fake_plate_1)"
-    by_task = {row["task_index"]: (row["progress"], row["goal"]) for row in report["episodes"]}
+    by_task = {row["task_index"]: (row["progress"], row["stage"], row["goal"]) for row in report["episodes"]}
     assert by_task == {
-        0: (1.0, {"conditions": [grasped, placed], "satisfied_at_end": [grasped, placed],
-                  "most_satisfied": [grasped, placed], "most_satisfied_step": 2}),
-        1: (0.5, {"conditions": [grasped, placed], "satisfied_at_end": [], "most_satisfied": [grasped],
-                  "most_satisfied_step": 1}),  # held once, then dropped: the end alone would say nothing
-        2: (0.0, {"conditions": [grasped, placed], "satisfied_at_end": [], "most_satisfied": [],
-                  "most_satisfied_step": 0}),
+        0: (1.0, "at_goal", {"conditions": [grasped, placed], "satisfied_at_end": [grasped, placed],
+                             "most_satisfied": [grasped, placed], "most_satisfied_step": 2,
+                             "furthest_stages": {"fake_bowl_1": "at_goal"}}),
+        # Held once, then dropped: the end alone would say nothing.
+        1: (0.5, "grasped", {"conditions": [grasped, placed], "satisfied_at_end": [], "most_satisfied": [grasped],
+                             "most_satisfied_step": 1, "furthest_stages": {"fake_bowl_1": "grasped"}}),
+        2: (0.0, "untouched", {"conditions": [grasped, placed], "satisfied_at_end": [], "most_satisfied": [],
+                               "most_satisfied_step": 0, "furthest_stages": {"fake_bowl_1": "untouched"}}),
     }  # fmt: skip
     assert [(t["mean_progress"], t["n_progress"], t["progress_ci95"]) for t in report["task_results"]] == [
         (1.0, 2, [1.0, 1.0]), (0.5, 2, [0.5, 0.5]), (0.0, 2, [0.0, 0.0])
@@ -360,14 +366,16 @@ def test_a_dead_workers_testcase_carries_the_episode_facts(fake, pytester: pytes
     assert sorted(cases) == ["ep0", "ep1", "ep2"] and {case.classname for case in cases.values()} == {"ci.fake.fake:0"}
     facts = {name: episode_facts(case) for name, case in cases.items()}
     assert facts["ep1"]["terminal_reason"] == "adapter_error" and facts["ep1"]["episode_index"] == "1"
-    assert facts["ep0"]["terminal_reason"] == "timeout"
+    assert facts["ep0"]["terminal_reason"] == "timeout" and facts["ep0"]["stage"] == "untouched"
+    assert "stage" not in facts["ep1"]  # its worker died with the episode: nothing is known of its goal
 
 
 def test_xunit1_keeps_the_episode_facts_as_testcase_properties(fake, pytester: pytest.Pytester) -> None:
     fake({"0": "succeed"}, "--vla-tasks", "fake:0", "--vla-num-episodes", "1", "-p", "no:xdist",
          "--junitxml", "junit.xml", "-o", "junit_family=xunit1")  # fmt: skip
     (case,) = [case for suite in JUnitXml.fromfile(str(pytester.path / "junit.xml")) for case in suite]
-    assert {p.name: p.value for p in case.properties()}["terminal_reason"] == "success"
+    properties = {p.name: p.value for p in case.properties()}
+    assert (properties["terminal_reason"], properties["progress"], properties["stage"]) == ("success", "1.0", "at_goal")
     assert case.system_out is None
 
 

@@ -71,6 +71,8 @@ def test_the_demo_succeeds_on_real_libero_object_episodes(pytester: pytest.Pytes
         assert re.fullmatch(r"\(in [a-z_]+_1 basket_1_contain_region\)", *goal["conditions"])
         assert goal["satisfied_at_end"] == goal["most_satisfied"] == goal["conditions"]
         assert (row["progress"], goal["most_satisfied_step"]) == (1.0, row["n_steps"])
+        (moved,) = goal["furthest_stages"]  # the object to put in the basket
+        assert goal["conditions"][0].startswith(f"(in {moved} ") and row["stage"] == "at_goal"
     assert report["aggregate"]["success_rate"] == 1.0 == report["aggregate"]["mean_progress"]
     cases = [case for suite in JUnitXml.fromfile(str(pytester.path / "junit.xml")) for case in suite]
     assert len(cases) == 2 and all(case.is_passed for case in cases)
@@ -134,3 +136,4 @@ def test_the_demo_script_shows_its_expected_failure_and_exits_0_on_its_gate(tmp_
     assert {row["progress"] for row in rows if row["success"]} == {1.0}
     (failed,) = [row for row in rows if not row["success"]]
     assert failed["progress"] == 0.0 and failed["goal"]["satisfied_at_end"] == []  # the cheese never in the basket
+    assert failed["stage"] in ("touched", "grasped", "lifted")  # the fingers found it and lost it (docs/demo.md)

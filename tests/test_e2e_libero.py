@@ -73,6 +73,8 @@ def test_episodes_follow_the_openpi_protocol_and_fill_every_output(
         "terminal_reason": "timeout",
         "n_steps": "6",
         "wall_clock_s": str(row["wall_clock_s"]),
+        "progress": "0.0",
+        "stage": "untouched",  # six steps of a policy that moves the arm little reach nothing
     }
 
     saved = np.load(pytester.path / "eval_output" / "trajectories" / "libero_object_task3_episode_1.npz")
@@ -245,6 +247,7 @@ def test_an_env_compiles_its_scene_once_and_steps_as_robosuites_hard_resets_do(
     from libero.libero.envs import OffScreenRenderEnv
     from robosuite.utils.binding_utils import MjSim
 
+    from pytest_vla.report.schema import Stage
     from pytest_vla.suites.base import StateConvention
     from pytest_vla.suites.libero import LiberoSuite, scenes
     from pytest_vla.suites.libero import env as libero_env
@@ -273,6 +276,8 @@ def test_an_env_compiles_its_scene_once_and_steps_as_robosuites_hard_resets_do(
         for episode in (0, 1):
             observation = env.reset(episode)
             ours.append((observation.raw["robot0_proprio-state"], observation.images["agentview"]))
+            # After the reset the arm is clear of everything, and nothing is where the goal wants it.
+            assert observation.stages and set(observation.stages.values()) == {Stage.UNTOUCHED}
             for action in actions:
                 observation, done = env.step(action)
                 ours.append((observation.raw["robot0_proprio-state"], observation.images["agentview"]))

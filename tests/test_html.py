@@ -21,7 +21,7 @@ import pytest
 
 from pytest_vla.report.compare import compare
 from pytest_vla.report.html import render_html, write_comparison_html, write_html
-from pytest_vla.report.schema import TaskSpec, TerminalReason, episode_row
+from pytest_vla.report.schema import Stage, TaskSpec, TerminalReason, episode_row, goal_record
 from pytest_vla.report.shards import Shard
 from pytest_vla.report.writer import Invocation, ReportWriter, RunInfo
 
@@ -79,12 +79,20 @@ def test_the_page_shows_the_reports_numbers_and_filters_to_failures(browser, pyt
     outcomes = page.locator("#episodes tbody tr:not([hidden]) td:nth-child(3)").all_inner_texts()
     assert sorted(outcomes) == ["bddl_failure", "bddl_failure", "timeout", "timeout"]
     assert page.inner_text("#shown").strip() == "4 of 6 shown"
+    # The first screen says where the failures stopped: the timeouts never touched the bowl; the
+    # errored episodes never reset, so they stopped nowhere.
+    assert page.locator("#stages h3").all_inner_texts() == ["untouched: 2 failed episodes"]
+    assert page.locator("#stages figure video").count() == 2
+    assert [row.split("\t")[-1] for row in page.locator("#tasks tbody tr").all_inner_texts()] == [
+        "0.0% [0.0%, 0.0%]", "", "100.0% [100.0%, 100.0%]"
+    ]  # fmt: skip
     assert problems == []
 
 
 def test_a_failures_video_plays_in_place(browser, pytester, run_with_videos) -> None:
     page, problems = _open(browser, pytester.path / "eval_output" / "report.html")
-    assert page.locator("video").count() == 2  # the two timeouts; errored episodes never reset, successes not kept
+    # The two timeouts; errored episodes never reset, successes not kept.
+    assert page.locator("#episodes video").count() == 2
     played = page.evaluate(
         """async () => {
             const video = document.querySelector("video");
@@ -202,6 +210,8 @@ def _run_report(output: Path, outcomes: dict[int, str], *, videos: bool) -> dict
             max_steps=task.max_steps, worker="gw1", n_steps=12, wall_clock_s=1.5, env_construction_s=0.3,
             error_message=None if reason == "success" else "onnxruntime: node 'x' failed", provider="CPU",
             cuda_visible_devices="0", trajectory_path=str(output / "trajectories" / "t.npz"), video_path=video,
+            goal=goal_record({"(on a_1 b_1)": reason == "success", "(open c_1)": True}, {"(on a_1 b_1)": True,
+                             "(open c_1)": True}, 4, {"a_1": Stage.LIFTED, "c_1": Stage.AT_GOAL}),
         ))  # fmt: skip
     writer.preflight = {"passed": True, "failure": None, "message": "ok", "timings": {"step_s": 0.1}}
     writer.cost = {"total_usd": 0.5, "by_task": {"fam_a": 0.25, "fam_b": 0.25}, "assumptions": ["one GPU"]}

@@ -14,7 +14,7 @@ from pytest_vla.policy.feeds import binding_shapes, synthetic_observation
 from pytest_vla.policy.onnx import OnnxPolicy
 from pytest_vla.suites.base import Observation, StateConvention
 from pytest_vla.suites.libero import LiberoSuite
-from pytest_vla.suites.libero.suite import goal_objects
+from pytest_vla.suites.libero.goal import goal_objects
 from tests.models import privileged_policy, write_export
 
 SUITE = LiberoSuite()

@@ -166,3 +166,12 @@ def test_earlier_results_move_aside_under_their_start(tmp_path: Path) -> None:
     layout.report_json.write_text("{}")
     third = layout.move_aside([layout.report_json], "../../etc")  # not a timestamp: the file's own time
     assert third.parent == layout.previous and third.name[:8].isdigit()
+
+
+def test_the_schema_names_the_stages_the_rows_use() -> None:
+    from importlib import resources
+
+    from pytest_vla.report.schema import Stage
+
+    schema = json.loads(resources.files("pytest_vla.report").joinpath("pytest-vla-report.schema.json").read_text())
+    assert schema["$defs"]["stage"]["enum"] == [stage.value for stage in Stage]

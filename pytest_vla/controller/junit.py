@@ -19,8 +19,9 @@ from _pytest.junitxml import mangle_test_address
 from pytest_vla.report.schema import EpisodeRow
 from pytest_vla.report.writer import write_text_atomically
 
-# The episode facts every testcase carries.
+# The episode facts every testcase carries; then those its suite's goal gives, where it gave them.
 PROPERTIES = ("task_id", "task_index", "episode_index", "terminal_reason", "n_steps", "wall_clock_s")
+GOAL_PROPERTIES = ("progress", "stage")
 _OUTCOMES = {"failures": "failure", "errors": "error", "skipped": "skipped"}
 
 
@@ -63,9 +64,14 @@ def finish_junit(path: Path, episodes: Mapping[tuple[str, str], EpisodeRow], fam
     write_text_atomically(path, buffer.getvalue().decode("utf-8"))  # a kill mid-write leaves the old file
 
 
+def _facts(row: EpisodeRow) -> list[tuple[str, str]]:
+    facts = [(name, str(row[name])) for name in PROPERTIES]  # type: ignore[literal-required]
+    return facts + [(name, str(row.get(name))) for name in GOAL_PROPERTIES if row.get(name) is not None]
+
+
 def _episode_facts(row: EpisodeRow) -> str:
     """The episode's facts as ``name: value`` lines, the form a testcase's ``<system-out>`` carries."""
-    return "".join(f"{name}: {row[name]}\n" for name in PROPERTIES)  # type: ignore[literal-required]
+    return "".join(f"{name}: {value}\n" for name, value in _facts(row))
 
 
 def _set_system_out(case: ET.Element, row: EpisodeRow) -> None:
@@ -79,6 +85,6 @@ def _set_properties(case: ET.Element, row: EpisodeRow) -> None:
     for old in case.findall("properties"):
         case.remove(old)
     properties = ET.Element("properties")
-    for name in PROPERTIES:
-        ET.SubElement(properties, "property", name=name, value=str(row[name]))  # type: ignore[literal-required]
+    for name, value in _facts(row):
+        ET.SubElement(properties, "property", name=name, value=value)
     case.insert(0, properties)  # the schema wants <properties> first

@@ -119,6 +119,20 @@ class TerminalReason(str, Enum):
         return self not in (TerminalReason.SUCCESS, TerminalReason.TIMEOUT)
 
 
+class Stage(str, Enum):
+    """How far an episode got with one object its goal acts on, in order: each stage implies those before."""
+
+    UNTOUCHED = "untouched"
+    TOUCHED = "touched"  # the gripper touched it
+    GRASPED = "grasped"  # both fingers on it at once (robosuite's grasp check)
+    LIFTED = "lifted"  # more than 2 cm above where the reset left it
+    AT_GOAL = "at_goal"  # a goal condition naming it held
+
+    @property
+    def rank(self) -> int:
+        return list(Stage).index(self)
+
+
 class GoalRecord(TypedDict):
     """How much of the task's goal an episode achieved: its conditions by name, as the suite writes them."""
 
@@ -126,10 +140,14 @@ class GoalRecord(TypedDict):
     satisfied_at_end: list[str]
     most_satisfied: list[str]  # the first time the most of them held at once
     most_satisfied_step: int  # policy steps taken then (0: right after the reset)
+    furthest_stages: dict[str, str]  # each object the goal acts on -> the furthest Stage it reached
 
 
 def goal_record(
-    at_end: Mapping[str, bool] | None, best: Mapping[str, bool] | None, best_step: int
+    at_end: Mapping[str, bool] | None,
+    best: Mapping[str, bool] | None,
+    best_step: int,
+    furthest_stages: Mapping[str, Stage],
 ) -> GoalRecord | None:
     """The row's ``goal``; None where the suite reports no goal conditions or the episode never reset."""
     if at_end is None or best is None:
@@ -139,7 +157,15 @@ def goal_record(
         "satisfied_at_end": [name for name, held in at_end.items() if held],
         "most_satisfied": [name for name, held in best.items() if held],
         "most_satisfied_step": best_step,
+        "furthest_stages": {name: stage.value for name, stage in furthest_stages.items()},
     }
+
+
+def episode_stage(goal: GoalRecord | None) -> str | None:
+    """The row's ``stage``: where the episode stopped getting further, the least advanced object's furthest stage."""
+    if goal is None or not goal["furthest_stages"]:
+        return None
+    return min((Stage(value) for value in goal["furthest_stages"].values()), key=lambda stage: stage.rank).value
 
 
 def goal_progress(goal: GoalRecord | None) -> float | None:
@@ -170,6 +196,7 @@ class EpisodeRow(TypedDict):
     attempt: int
     trajectory_path: str | None
     progress: float | None  # goal_progress(goal)
+    stage: str | None  # episode_stage(goal)
     goal: GoalRecord | None
 
 
@@ -211,6 +238,7 @@ def episode_row(
         "attempt": attempt,
         "trajectory_path": trajectory_path,
         "progress": goal_progress(goal),
+        "stage": episode_stage(goal),
         "goal": goal,
     }
 

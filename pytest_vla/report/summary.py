@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from pytest_vla.errors import printable
+from pytest_vla.report.schema import Stage
+
+STAGE_ORDER = [stage.value for stage in Stage]
 
 
 def summary_lines(report: dict[str, Any], report_path: Path) -> list[str]:
@@ -17,8 +21,14 @@ def summary_lines(report: dict[str, Any], report_path: Path) -> list[str]:
     lines.append("")
     lines.extend(f"{result['task_id']:<15} {'all':<8} {_rate(result)}" for result in report["results"])
     lines.append(f"{'aggregate':<15} {'':<8} {_rate(report['aggregate'])}")
+    stopped = _stages_of_failures(report["episodes"])
+    if stopped:
+        lines.append(f"failed episodes by the furthest stage reached: {stopped}")
     lines.append("")
-    lines.append(f"[low, high]: 95% Wilson interval   provider: {report['execution_provider']}   report: {report_path}")
+    legend = "[low, high]: 95% Wilson interval"
+    if report["aggregate"].get("mean_progress") is not None:
+        legend += "; progress: mean share of the goal held at once, 95% t interval"
+    lines.append(f"{legend}   provider: {report['execution_provider']}   report: {report_path}")
     return [printable(line) for line in lines]  # task ids and instructions come from the report
 
 
@@ -26,7 +36,21 @@ def _rate(tally: dict[str, Any]) -> str:
     fraction = f"{tally['n_success']}/{tally['n_total']}"
     interval = tally.get("ci95")
     spread = f" [{100 * interval[0]:5.1f}, {100 * interval[1]:5.1f}]" if interval else " " * 15
-    return f"{fraction:>7}  {100 * tally['success_rate']:5.1f}%{spread}"
+    return f"{fraction:>7}  {100 * tally['success_rate']:5.1f}%{spread}{_progress(tally)}"
+
+
+def _progress(tally: dict[str, Any]) -> str:
+    mean, interval = tally.get("mean_progress"), tally.get("progress_ci95")
+    if mean is None:
+        return ""
+    spread = f" [{100 * interval[0]:3.0f}, {100 * interval[1]:3.0f}]" if interval else ""
+    return f"   progress {100 * mean:3.0f}%{spread}"
+
+
+def _stages_of_failures(rows: list[dict[str, Any]]) -> str:
+    """``untouched 2, grasped 1``: where the failed episodes stopped getting further, in the stages' order."""
+    counts = Counter(row.get("stage") for row in rows if not row["success"] and row.get("stage") in STAGE_ORDER)
+    return ", ".join(f"{stage} {counts[stage]}" for stage in STAGE_ORDER if counts[stage])
 
 
 def duration_text(seconds: float) -> str:

@@ -15,7 +15,7 @@ from typing import Protocol
 import numpy as np
 
 from pytest_vla.errors import EnvFailure, PolicyError, one_line
-from pytest_vla.report.schema import TerminalReason
+from pytest_vla.report.schema import Stage, TerminalReason
 from pytest_vla.rollout import interrupts
 from pytest_vla.suites.base import Observation, SuiteEnv
 
@@ -36,6 +36,7 @@ class EpisodeOutcome:
     goal_at_end: Mapping[str, bool] | None = None  # the goal's conditions as the last observation shows them
     goal_best: Mapping[str, bool] | None = None  # the first observation that held the most of them at once
     goal_best_step: int = 0  # policy steps taken when goal_best was observed (0: the reset's observation)
+    furthest_stages: dict[str, Stage] = field(default_factory=dict)  # per object the goal acts on
 
     @property
     def success(self) -> bool:
@@ -48,6 +49,9 @@ class EpisodeOutcome:
         self.goal_at_end = goal
         if self.goal_best is None or sum(goal.values()) > sum(self.goal_best.values()):
             self.goal_best, self.goal_best_step = goal, self.n_steps
+        for name, stage in (observation.stages or {}).items():
+            if name not in self.furthest_stages or stage.rank > self.furthest_stages[name].rank:
+                self.furthest_stages[name] = stage
 
 
 def run_episode(

@@ -120,7 +120,7 @@ class EpisodeRunner:
             attempt=attempt,
             trajectory_path=trajectory,
             video_path=video,
-            goal=goal_record(outcome.goal_at_end, outcome.goal_best, outcome.goal_best_step),
+            goal=goal_record(outcome.goal_at_end, outcome.goal_best, outcome.goal_best_step, outcome.furthest_stages),
         )
 
     def close(self) -> None:

@@ -8,7 +8,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from pytest_vla.report.schema import TaskSpec
+from pytest_vla.report.schema import Stage, TaskSpec
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,8 @@ class Observation:
     # Privileged: each condition of the task's goal, as the suite writes it, and whether it holds now
     # (read from the simulator, which it does not change); None where the suite's goal is not a conjunction.
     goal: Mapping[str, bool] | None = None
+    # Privileged: each object the goal acts on and the stage it is at now; None where the suite tells none.
+    stages: Mapping[str, Stage] | None = None
 
 
 class ServedClient(Protocol):

@@ -19,6 +19,7 @@ import numpy as np
 from pytest_vla.errors import EnvFailure, one_line
 from pytest_vla.report.schema import TerminalReason
 from pytest_vla.suites.base import Observation, StateConvention
+from pytest_vla.suites.libero.goal import goal_state, moved_objects, rest_heights, stages
 from pytest_vla.suites.libero.rendering import RENDER_SIZE, quiet_import
 from pytest_vla.suites.libero.scenes import scene_model
 from pytest_vla.suites.libero.state import pose_origin, quaternion_convention
@@ -194,6 +195,8 @@ class LiberoEnv:
         self._object_states = [env.env.object_states_dict[name] for name in objects_of_interest]
         # The open/close and on/off samplers of articulated fixtures, as the env's construction made them.
         self._property_samplers = list(env.env.object_property_initializers)
+        self._moved = moved_objects(env.env.parsed_problem)  # what the goal acts on, for the stages
+        self._rest_heights: dict[str, float] = {}  # where the reset left them
 
     def reset(self, episode_index: int) -> Observation:
         with _simulator("resetting"):
@@ -211,6 +214,7 @@ class LiberoEnv:
                     # `done` during the settle steps is ignored, as in the reference loop.
                     self._env.step(list(SETTLE_ACTION))
             raw, _, _, _ = self._env.step(list(SETTLE_ACTION))  # its frames are the policy's first
+            self._rest_heights = rest_heights(self._env.env, self._moved)
         return self._observation(raw)
 
     def step(self, action: np.ndarray) -> tuple[Observation, bool]:
@@ -232,26 +236,17 @@ class LiberoEnv:
         controller_pose = (np.array(controller.ee_pos), np.array(controller.ee_ori_mat))
         state = np.concatenate([*self._eef_pose(raw, controller_pose), raw["robot0_gripper_qpos"]])
         positions = [np.array(entry.get_geom_state()["pos"], dtype=np.float64) for entry in self._object_states]
+        # LIBERO's success is the conjunction of these, checked with the same predicates after each step.
+        goal = goal_state(self._env.env)
         return Observation(
             images=images,
             state=state,
             raw=raw,
             objects_of_interest=np.array(positions).reshape(-1, 3),
             controller_pose=controller_pose,
-            goal=self._goal(),
+            goal=goal,
+            stages=stages(self._env.env, self._moved, goal, self._rest_heights),
         )
-
-    def _goal(self) -> dict[str, bool]:
-        """Each BDDL goal predicate, ``(on akita_black_bowl_1 plate_1)``, and whether it holds now.
-
-        LIBERO's success is the conjunction of these, checked with the same predicate functions after
-        each step (``_check_success``); they read the simulation and write none of it.
-        """
-        problem = self._env.env
-        return {
-            f"({' '.join(predicate)})": bool(problem._eval_predicate(predicate))
-            for predicate in problem.parsed_problem["goal_state"]
-        }
 
     def _eef_pose(
         self, raw: dict[str, Any], controller_pose: tuple[np.ndarray, np.ndarray]

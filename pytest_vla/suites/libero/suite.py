@@ -19,6 +19,7 @@ from pytest_vla.report.environment import package_version
 from pytest_vla.report.schema import TerminalReason, is_number, task_key
 from pytest_vla.suites.base import Camera, ServedClient, StateConvention, TaskSpec
 from pytest_vla.suites.libero.env import ROBOSUITE_CAMERAS, SETTLE_ACTION, SETTLE_STEPS, LiberoEnv, build_env
+from pytest_vla.suites.libero.goal import goal_objects
 from pytest_vla.suites.libero.rendering import RENDER_SIZE, quiet_import
 from pytest_vla.suites.libero.served import served_client
 from pytest_vla.suites.libero.state import STATE_OPTIONS
@@ -78,9 +79,6 @@ OBJECT_OBSERVATIONS: dict[str, tuple[int, ...]] = {
     "_to_robot0_eef_pos": (3,),
     "_to_robot0_eef_quat": (4,),
 }
-# The surfaces LIBERO scenes stand on (each problem class's `workspace_name`): a goal region on one
-# of them is a place of its own, not a part of an object.
-WORKSPACES = frozenset({"main_table", "kitchen_table", "living_room_table", "study_table", "coffee_table", "floor"})
 
 
 class LiberoSuite:
@@ -186,23 +184,6 @@ class LiberoSuite:
 
     def served_client(self, protocol: str, params: Mapping[str, Any]) -> ServedClient:
         return served_client(protocol, params)
-
-
-def goal_objects(problem: Mapping[str, Any]) -> tuple[str, ...]:
-    """The objects a parsed BDDL goal names, in goal order, each once.
-
-    A region stands for the object or fixture it belongs to (``basket_1_contain_region`` ->
-    ``basket_1``); a region of the workspace itself (``main_table_stove_front_region``) stays a region.
-    """
-    regions = problem["regions"]
-    objects: list[str] = []
-    for predicate in problem["goal_state"]:
-        for argument in predicate[1:]:
-            owner = regions.get(argument, {}).get("target")
-            name = owner if owner is not None and owner not in WORKSPACES else argument
-            if name not in objects:
-                objects.append(name)
-    return tuple(objects)
 
 
 @functools.cache

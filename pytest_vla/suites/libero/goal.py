@@ -1,0 +1,90 @@
+"""A LIBERO task's goal, read from its parsed BDDL: the objects it names, its conditions, their stages.
+
+Everything here reads the simulation and writes none of it: the same predicate functions LIBERO's
+``_check_success`` evaluates after every step, and robosuite's contact checks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from pytest_vla.report.schema import Stage
+
+# The surfaces LIBERO scenes stand on (each problem class's `workspace_name`): a goal region on one
+# of them is a place of its own, not a part of an object.
+WORKSPACES = frozenset({"main_table", "kitchen_table", "living_room_table", "study_table", "coffee_table", "floor"})
+# How far above where the reset left it an object must be to count as lifted.
+LIFTED_M = 0.02
+
+
+def goal_objects(problem: Mapping[str, Any]) -> tuple[str, ...]:
+    """The objects a parsed BDDL goal names, in goal order, each once.
+
+    A region stands for the object or fixture it belongs to (``basket_1_contain_region`` ->
+    ``basket_1``); a region of the workspace itself (``main_table_stove_front_region``) stays a region.
+    """
+    objects: list[str] = []
+    for predicate in problem["goal_state"]:
+        for argument in predicate[1:]:
+            name = _owner(problem, argument)
+            if name not in objects:
+                objects.append(name)
+    return tuple(objects)
+
+
+def moved_objects(problem: Mapping[str, Any]) -> dict[str, list[str]]:
+    """The objects the goal acts on (each condition's first argument), with the conditions that name them so."""
+    moved: dict[str, list[str]] = {}
+    for predicate in problem["goal_state"]:
+        moved.setdefault(_owner(problem, predicate[1]), []).append(condition(predicate))
+    return moved
+
+
+def condition(predicate: list[str]) -> str:
+    """A goal predicate as BDDL writes it: ``(in alphabet_soup_1 basket_1_contain_region)``."""
+    return f"({' '.join(predicate)})"
+
+
+def goal_state(env: Any) -> dict[str, bool]:
+    """Each condition of a LIBERO env's goal and whether it holds now (``env``: the BDDL problem env)."""
+    return {
+        condition(predicate): bool(env._eval_predicate(predicate)) for predicate in env.parsed_problem["goal_state"]
+    }
+
+
+def stages(
+    env: Any, moved: Mapping[str, list[str]], goal: Mapping[str, bool], rest_heights: Mapping[str, float]
+) -> dict[str, Stage]:
+    """The stage each moved object is at now: at its goal, lifted, grasped, touched by the gripper, or not.
+
+    ``rest_heights``: where the reset left each movable object (fixtures are not lifted).
+    """
+    gripper = env.robots[0].gripper
+    now: dict[str, Stage] = {}
+    for name, conditions in moved.items():
+        if any(goal[text] for text in conditions):
+            now[name] = Stage.AT_GOAL
+        elif name in rest_heights and _height(env, name) - rest_heights[name] > LIFTED_M:
+            now[name] = Stage.LIFTED
+        elif (model := env.objects_dict.get(name, env.fixtures_dict.get(name))) is None:
+            now[name] = Stage.UNTOUCHED  # a region of the workspace: nothing to touch
+        elif env._check_grasp(gripper, model):
+            now[name] = Stage.GRASPED
+        else:
+            now[name] = Stage.TOUCHED if env.check_contact(gripper, model) else Stage.UNTOUCHED
+    return now
+
+
+def rest_heights(env: Any, moved: Mapping[str, list[str]]) -> dict[str, float]:
+    """The height of each moved object that can be lifted (not a fixture), as it stands now."""
+    return {name: _height(env, name) for name in moved if name in env.objects_dict}
+
+
+def _height(env: Any, name: str) -> float:
+    return float(env.object_states_dict[name].get_geom_state()["pos"][2])
+
+
+def _owner(problem: Mapping[str, Any], argument: str) -> str:
+    owner = problem["regions"].get(argument, {}).get("target")
+    return owner if owner is not None and owner not in WORKSPACES else argument
