@@ -5,11 +5,12 @@ Tests copy this file into a pytester directory as its conftest. ``FAKE_SUITE_SCR
 of steps. Behaviours: ``succeed`` (done at step 2), ``fail``, ``build_error``, ``close_error``,
 ``slow`` (0.2 s a step), ``hang_build``, ``die`` (the process exits at step 1), ``interrupt_at_build``
 and ``interrupt_at_last_step`` (one SIGINT to this process there, the first time only), ``drop`` (the
-bowl is touched at step 1, grasped at 2, then dropped). The goal has two conditions, ``(grasped
-fake_bowl_1)`` (from step 1 when succeeding, steps 1 and 2 when dropping) and ``(on fake_bowl_1
-fake_plate_1)`` (at success), and acts on the bowl: grasped at step 1 and at its goal at step 2 when
-succeeding. Every reset
-appends ``TASK:EPISODE`` to ``resets.log`` in the working directory: which episodes started.
+bowl is touched at step 1, grasped at 2, then dropped, knocking the cup off the table: 0.22 m from
+where it stood, 0.2 m lower, from step 3). The goal has two conditions, ``(grasped fake_bowl_1)``
+(from step 1 when succeeding, steps 1 and 2 when dropping) and ``(on fake_bowl_1 fake_plate_1)``
+(at success), and acts on the bowl: grasped at step 1 and at its goal at step 2 when succeeding; the
+cup and a spoon are bystanders. Every reset appends ``TASK:EPISODE`` to ``resets.log`` in the
+working directory: which episodes started.
 
 The simulator preflight's process follows ``FAKE_PREFLIGHT`` instead (``{"TASK" or "*": fault}``;
 none by default): ``prompt`` (asks on stdin when importing), ``hang_import``, ``import_error``,
@@ -35,7 +36,7 @@ import numpy as np
 
 from pytest_vla.errors import EnvFailure, PolicyError, SuiteError
 from pytest_vla.report.schema import Stage, TaskSpec, TerminalReason
-from pytest_vla.suites.base import Camera, Observation, StateConvention
+from pytest_vla.suites.base import Camera, GoalReading, Observation, StateConvention
 
 N_TASKS, MAX_STEPS = 4, 5
 _interrupted = False  # one Ctrl-C per process: a second would interrupt at once, whatever the harness does
@@ -86,7 +87,6 @@ class FakeEnv:
             state=state,
             objects_of_interest=self._bowl(),
             goal=self._goal(),
-            stages=self._stages(),
         )
 
     def step(self, action: np.ndarray) -> tuple[Observation, bool]:
@@ -103,14 +103,16 @@ class FakeEnv:
             state=np.full(8, float(self.t)),
             objects_of_interest=self._bowl(),
             goal=self._goal(),
-            stages=self._stages(),
         )
         return observation, done
 
-    def _goal(self) -> dict[str, bool]:
+    def _goal(self) -> GoalReading:
         succeeding = self.behaviour == "succeed"
         grasped = (succeeding and self.t >= 1) or (self.behaviour == "drop" and self.t in (1, 2))
-        return {"(grasped fake_bowl_1)": grasped, "(on fake_bowl_1 fake_plate_1)": succeeding and self.t >= 2}
+        conditions = {"(grasped fake_bowl_1)": grasped, "(on fake_bowl_1 fake_plate_1)": succeeding and self.t >= 2}
+        knocked = self.behaviour == "drop" and self.t >= 3  # the dropped bowl knocks the cup off the table
+        cup = np.array([0.08, 0.0, -0.2]) if knocked else np.zeros(3)
+        return GoalReading(conditions, self._stages(), {"fake_cup_1": cup, "fake_spoon_1": np.zeros(3)})
 
     def _stages(self) -> dict[str, Stage]:
         if self.behaviour == "succeed":

@@ -54,6 +54,7 @@ def test_each_row_says_how_much_of_the_goal_held_and_the_tallies_average_it(fake
     result.stdout.fnmatch_lines([
         "aggregate * 2/6   33.3% [[]  9.7,  70.0]   progress  50% [[]  3,  97]",
         "failed episodes by the furthest stage reached: untouched 2, grasped 2",
+        "side effects: 2 of 6 episodes disturbed an object their goal does not name (fake_cup_1 2)",
     ])  # fmt: skip
     report = _report(pytester, validate_report)
     grasped, placed = "(grasped fake_bowl_1)", "(on fake_bowl_1 fake_plate_1)"
@@ -71,6 +72,10 @@ def test_each_row_says_how_much_of_the_goal_held_and_the_tallies_average_it(fake
     assert [(t["mean_progress"], t["n_progress"], t["progress_ci95"]) for t in report["task_results"]] == [
         (1.0, 2, [1.0, 1.0]), (0.5, 2, [0.5, 0.5]), (0.0, 2, [0.0, 0.0])
     ]  # fmt: skip
+    # The drop knocked the cup, which the goal does not name, off the table; the spoon stayed put.
+    assert [row["side_effects"] for row in report["episodes"]] == [[], [], *[[
+        {"object": "fake_cup_1", "moved_m": 0.2154, "fell": True}]] * 2, [], []]  # fmt: skip
+    assert [(t["n_side_effects"], t["n_watched"]) for t in report["task_results"]] == [(0, 2), (2, 2), (0, 2)]
     values = [1.0, 1.0, 0.5, 0.5, 0.0, 0.0]
     low, high = scipy.stats.t.interval(0.95, len(values) - 1, loc=0.5, scale=scipy.stats.sem(values))
     aggregate = report["aggregate"]
@@ -376,6 +381,7 @@ def test_xunit1_keeps_the_episode_facts_as_testcase_properties(fake, pytester: p
     (case,) = [case for suite in JUnitXml.fromfile(str(pytester.path / "junit.xml")) for case in suite]
     properties = {p.name: p.value for p in case.properties()}
     assert (properties["terminal_reason"], properties["progress"], properties["stage"]) == ("success", "1.0", "at_goal")
+    assert properties["side_effects"] == "none"
     assert case.system_out is None
 
 

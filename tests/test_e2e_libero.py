@@ -75,6 +75,7 @@ def test_episodes_follow_the_openpi_protocol_and_fill_every_output(
         "wall_clock_s": str(row["wall_clock_s"]),
         "progress": "0.0",
         "stage": "untouched",  # six steps of a policy that moves the arm little reach nothing
+        "side_effects": "none",
     }
 
     saved = np.load(pytester.path / "eval_output" / "trajectories" / "libero_object_task3_episode_1.npz")
@@ -276,13 +277,16 @@ def test_an_env_compiles_its_scene_once_and_steps_as_robosuites_hard_resets_do(
         for episode in (0, 1):
             observation = env.reset(episode)
             ours.append((observation.raw["robot0_proprio-state"], observation.images["agentview"]))
-            # After the reset the arm is clear of everything, and nothing is where the goal wants it.
-            assert observation.stages and set(observation.stages.values()) == {Stage.UNTOUCHED}
+            # After the reset the arm is clear of everything, nothing is where the goal wants it, and
+            # nothing has moved yet.
+            reading = observation.goal
+            assert reading is not None and reading.stages and set(reading.stages.values()) == {Stage.UNTOUCHED}
+            assert reading.bystanders and max(np.abs(moved).max() for moved in reading.bystanders.values()) == 0
             for action in actions:
                 observation, done = env.step(action)
                 ours.append((observation.raw["robot0_proprio-state"], observation.images["agentview"]))
                 # The goal's conditions, read at every step: LIBERO's success is their conjunction.
-                assert observation.goal and done == all(observation.goal.values())
+                assert observation.goal and done == all(observation.goal.conditions.values())
     finally:
         env.close()
     assert (len(scene_models), len(compiles)) == (1, 0)  # loaded once, never compiled again
@@ -321,3 +325,52 @@ def _model_bytes(model) -> bytes:
     buffer = np.zeros(mujoco.mj_sizeModel(model), dtype=np.uint8)
     mujoco.mj_saveModel(model, None, buffer)
     return buffer.tobytes()
+
+
+@pytest.mark.libero
+def test_the_goal_reading_sees_contacts_as_robosuite_does_and_a_bystander_moved_on_purpose() -> None:
+    from pytest_vla.report.schema import goal_record, side_effects
+    from pytest_vla.rollout.loop import EpisodeOutcome
+    from pytest_vla.suites.base import StateConvention
+    from pytest_vla.suites.libero import LiberoSuite
+    from pytest_vla.suites.libero.goal import ContactGeoms, _touching
+
+    suite = LiberoSuite()
+    (task,) = suite.resolve_tasks(["libero_object:2"])
+    env = suite.make_env(task, (), SEED, StateConvention())
+    outcome = EpisodeOutcome(terminal_reason=None, n_steps=0, wall_clock_s=0.0)  # type: ignore[arg-type]
+    try:
+        observation = env.reset(0)
+        outcome.see_goal(observation)
+        problem = env._env.env
+        models = {**problem.objects_dict, **problem.fixtures_dict}
+        masks = ContactGeoms.of(problem, {name: [] for name in models})
+        gripper, touched = problem.robots[0].gripper, set()
+        # Down onto the scene with the gripper open, then closed: robosuite's name-by-name contact checks
+        # and the reading's by geom id must agree at every step, on every object and fixture.
+        for step in range(45):
+            observation, _ = env.step(np.array([0, 0, -1.0, 0, 0, 0, -1.0 if step < 30 else 1.0]))
+            outcome.n_steps += 1
+            outcome.see_goal(observation)
+            pairs = problem.sim.data._data.contact.geom[: problem.sim.data._data.ncon]
+            for name, model in models.items():
+                theirs = problem.check_contact(gripper, model)
+                assert _touching(pairs, masks.gripper, masks.objects[name]) == theirs, (step, name)
+                touched |= {name} if theirs else set()
+        assert touched  # the arm reached something: the comparison is not vacuous
+        # A bystander pushed 12 cm aside by hand (its free joint), then one more step.
+        bystander = next(iter(observation.goal.bystanders))
+        address = problem.sim.model.get_joint_qpos_addr(problem.objects_dict[bystander].joints[-1])[0]
+        problem.sim.data.qpos[address] += 0.12
+        problem.sim.forward()
+        observation, _ = env.step(np.zeros(7))
+        outcome.see_goal(observation)
+    finally:
+        env.close()
+    goal = goal_record(outcome.goal_at_end, outcome.goal_best, outcome.goal_best_step, outcome.furthest_stages)
+    disturbed = side_effects(goal, outcome.bystander_moves, outcome.bystander_drops)
+    effects = {effect["object"]: effect for effect in disturbed or []}
+    assert effects[bystander]["moved_m"] == pytest.approx(0.12, abs=0.01) and not effects[bystander]["fell"]
+    assert set(effects) - {bystander} <= touched  # anything else disturbed, the arm pushed
+    # The goal puts the salad dressing in the basket; the arm came down on it.
+    assert goal["furthest_stages"] == {"salad_dressing_1": "touched" if "salad_dressing_1" in touched else "untouched"}

@@ -68,6 +68,8 @@ def test_report_tallies_families_and_tasks_and_validates(tmp_path: Path, validat
         "mean_progress": None,  # these rows' suite says nothing of a goal
         "n_progress": 0,
         "progress_ci95": None,
+        "n_side_effects": 0,
+        "n_watched": 0,
     }
     # At the edges Wilson has closed forms: 2 of 2 -> [2 / (2 + z²), 1], 0 of 1 -> [0, z² / (1 + z²)].
     assert [r["ci95"] for r in report["task_results"]] == [[0.34238, 1.0], [0.0, 0.793451]]

@@ -19,7 +19,8 @@ from _pytest.junitxml import mangle_test_address
 from pytest_vla.report.schema import EpisodeRow
 from pytest_vla.report.writer import write_text_atomically
 
-# The episode facts every testcase carries; then those its suite's goal gives, where it gave them.
+# The episode facts every testcase carries; then those its suite's goal gives, where it gave them,
+# and the objects it disturbed that its goal does not name (``side_effects``).
 PROPERTIES = ("task_id", "task_index", "episode_index", "terminal_reason", "n_steps", "wall_clock_s")
 GOAL_PROPERTIES = ("progress", "stage")
 _OUTCOMES = {"failures": "failure", "errors": "error", "skipped": "skipped"}
@@ -66,7 +67,11 @@ def finish_junit(path: Path, episodes: Mapping[tuple[str, str], EpisodeRow], fam
 
 def _facts(row: EpisodeRow) -> list[tuple[str, str]]:
     facts = [(name, str(row[name])) for name in PROPERTIES]  # type: ignore[literal-required]
-    return facts + [(name, str(row.get(name))) for name in GOAL_PROPERTIES if row.get(name) is not None]
+    facts += [(name, str(row.get(name))) for name in GOAL_PROPERTIES if row.get(name) is not None]
+    disturbed = row.get("side_effects")
+    if disturbed is not None:
+        facts.append(("side_effects", ", ".join(effect["object"] for effect in disturbed) or "none"))
+    return facts
 
 
 def _episode_facts(row: EpisodeRow) -> str:

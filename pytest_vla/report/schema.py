@@ -161,6 +161,31 @@ def goal_record(
     }
 
 
+# An object the goal does not name counts as disturbed past this distance from where the reset
+# left it, and as off the table (fallen) this far below it.
+DISTURBED_M = 0.05
+FELL_M = 0.10
+
+
+class SideEffect(TypedDict):
+    object: str
+    moved_m: float  # the furthest it got from where the reset left it
+    fell: bool  # it went more than FELL_M below where the reset left it: off its table or shelf
+
+
+def side_effects(
+    goal: GoalRecord | None, moves: Mapping[str, float], drops: Mapping[str, float]
+) -> list[SideEffect] | None:
+    """The row's ``side_effects``: what the episode disturbed of the objects its goal does not name (None: no goal)."""
+    if goal is None:
+        return None
+    return [
+        {"object": name, "moved_m": round(moved, 4), "fell": drops.get(name, 0.0) < -FELL_M}
+        for name, moved in moves.items()
+        if moved > DISTURBED_M
+    ]
+
+
 def episode_stage(goal: GoalRecord | None) -> str | None:
     """The row's ``stage``: where the episode stopped getting further, the least advanced object's furthest stage."""
     if goal is None or not goal["furthest_stages"]:
@@ -198,6 +223,7 @@ class EpisodeRow(TypedDict):
     progress: float | None  # goal_progress(goal)
     stage: str | None  # episode_stage(goal)
     goal: GoalRecord | None
+    side_effects: list[SideEffect] | None
 
 
 def episode_row(
@@ -217,6 +243,7 @@ def episode_row(
     trajectory_path: str | None = None,
     video_path: str | None = None,
     goal: GoalRecord | None = None,
+    disturbed: list[SideEffect] | None = None,
 ) -> EpisodeRow:
     """The only place a row is made, whether its episode ran, failed to run, or died with its worker."""
     return {
@@ -240,6 +267,7 @@ def episode_row(
         "progress": goal_progress(goal),
         "stage": episode_stage(goal),
         "goal": goal,
+        "side_effects": disturbed,
     }
 
 

@@ -24,6 +24,12 @@ def summary_lines(report: dict[str, Any], report_path: Path) -> list[str]:
     stopped = _stages_of_failures(report["episodes"])
     if stopped:
         lines.append(f"failed episodes by the furthest stage reached: {stopped}")
+    aggregate = report["aggregate"]
+    if aggregate.get("n_watched"):
+        lines.append(
+            f"side effects: {aggregate['n_side_effects']} of {aggregate['n_watched']} episodes disturbed an object "
+            f"their goal does not name{_most_disturbed(report['episodes'])}"
+        )
     lines.append("")
     legend = "[low, high]: 95% Wilson interval"
     if report["aggregate"].get("mean_progress") is not None:
@@ -45,6 +51,13 @@ def _progress(tally: dict[str, Any]) -> str:
         return ""
     spread = f" [{100 * interval[0]:3.0f}, {100 * interval[1]:3.0f}]" if interval else ""
     return f"   progress {100 * mean:3.0f}%{spread}"
+
+
+def _most_disturbed(rows: list[dict[str, Any]]) -> str:
+    """`` (cup_1 3, plate_1 1)``: the objects disturbed most often, three at most."""
+    counts = Counter(effect.get("object") for row in rows for effect in row.get("side_effects") or [])
+    named = ", ".join(f"{name} {count}" for name, count in counts.most_common(3))
+    return f" ({named})" if named else ""
 
 
 def _stages_of_failures(rows: list[dict[str, Any]]) -> str:

@@ -183,6 +183,7 @@ def tally(rows: list[EpisodeRow]) -> dict[str, Any]:
     # Rows of a suite that reports no goal conditions, or of an earlier report, have no progress.
     progress = [row["progress"] for row in rows if row.get("progress") is not None]
     progress_interval = mean_interval(progress)
+    watched = [row for row in rows if row.get("side_effects") is not None]
     return {
         "success_rate": round(success_rate(rows), 6),
         "n_success": n_success,
@@ -192,6 +193,9 @@ def tally(rows: list[EpisodeRow]) -> dict[str, Any]:
         "mean_progress": round(math.fsum(progress) / len(progress), 6) if progress else None,
         "n_progress": len(progress),
         "progress_ci95": [round(bound, 6) for bound in progress_interval] if progress_interval else None,
+        # Episodes that disturbed an object their goal does not name, of those whose suite tells.
+        "n_side_effects": sum(1 for row in watched if row["side_effects"]),
+        "n_watched": len(watched),
     }
 
 

@@ -37,21 +37,29 @@ class EpisodeOutcome:
     goal_best: Mapping[str, bool] | None = None  # the first observation that held the most of them at once
     goal_best_step: int = 0  # policy steps taken when goal_best was observed (0: the reset's observation)
     furthest_stages: dict[str, Stage] = field(default_factory=dict)  # per object the goal acts on
+    # Per object the goal does not name: the furthest it got from where the reset left it, and its
+    # lowest height against that (negative: below), in metres.
+    bystander_moves: dict[str, float] = field(default_factory=dict)
+    bystander_drops: dict[str, float] = field(default_factory=dict)
 
     @property
     def success(self) -> bool:
         return self.terminal_reason is TerminalReason.SUCCESS
 
     def see_goal(self, observation: Observation) -> None:
-        goal = observation.goal
-        if goal is None:
+        reading = observation.goal
+        if reading is None:
             return
-        self.goal_at_end = goal
-        if self.goal_best is None or sum(goal.values()) > sum(self.goal_best.values()):
-            self.goal_best, self.goal_best_step = goal, self.n_steps
-        for name, stage in (observation.stages or {}).items():
+        conditions = reading.conditions
+        self.goal_at_end = conditions
+        if self.goal_best is None or sum(conditions.values()) > sum(self.goal_best.values()):
+            self.goal_best, self.goal_best_step = conditions, self.n_steps
+        for name, stage in reading.stages.items():
             if name not in self.furthest_stages or stage.rank > self.furthest_stages[name].rank:
                 self.furthest_stages[name] = stage
+        for name, displacement in reading.bystanders.items():
+            self.bystander_moves[name] = max(self.bystander_moves.get(name, 0.0), float(np.linalg.norm(displacement)))
+            self.bystander_drops[name] = min(self.bystander_drops.get(name, 0.0), float(displacement[2]))
 
 
 def run_episode(

@@ -20,7 +20,15 @@ from pytest_vla.plan import EvalPlan, rendered_cameras
 from pytest_vla.policy.base import Policy
 from pytest_vla.report.layout import OutputLayout
 from pytest_vla.report.reader import policy_difference
-from pytest_vla.report.schema import ONNX_EXPORT, EpisodeRow, TaskSpec, TerminalReason, episode_row, goal_record
+from pytest_vla.report.schema import (
+    ONNX_EXPORT,
+    EpisodeRow,
+    TaskSpec,
+    TerminalReason,
+    episode_row,
+    goal_record,
+    side_effects,
+)
 from pytest_vla.rollout import interrupts
 from pytest_vla.rollout.loop import EpisodeOutcome, run_episode
 from pytest_vla.rollout.recording import save_trajectory
@@ -105,6 +113,7 @@ class EpisodeRunner:
                 trajectory = str(path)
             except Exception as exc:  # a full disk must not cost the episode's result
                 problem = "; ".join(filter(None, (problem, f"trajectory not saved: {one_line(exc)}")))
+        goal = goal_record(outcome.goal_at_end, outcome.goal_best, outcome.goal_best_step, outcome.furthest_stages)
         return episode_row(
             task.episode(episode_index),
             reason=outcome.terminal_reason,
@@ -120,7 +129,8 @@ class EpisodeRunner:
             attempt=attempt,
             trajectory_path=trajectory,
             video_path=video,
-            goal=goal_record(outcome.goal_at_end, outcome.goal_best, outcome.goal_best_step, outcome.furthest_stages),
+            goal=goal,
+            disturbed=side_effects(goal, outcome.bystander_moves, outcome.bystander_drops),
         )
 
     def close(self) -> None:

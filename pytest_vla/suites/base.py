@@ -42,6 +42,16 @@ class StateConvention:
         return dict(self.choices)
 
 
+@dataclass(frozen=True)
+class GoalReading:
+    """Privileged, read from the simulator without changing it: where an episode stands with its goal, now."""
+
+    conditions: Mapping[str, bool]  # each condition of the goal, as the suite writes it -> whether it holds
+    stages: Mapping[str, Stage]  # each object the goal acts on -> the stage it is at
+    # Each object the goal does not name -> how far it is from where the reset left it, (3,) in metres.
+    bystanders: Mapping[str, np.ndarray]
+
+
 @dataclass
 class Observation:
     """What the simulator shows the policy at one step, already in the protocol's conventions."""
@@ -53,11 +63,8 @@ class Observation:
     objects_of_interest: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))
     # The arm controller's own end-effector estimate, where the suite has one: position (3,), orientation matrix (3, 3).
     controller_pose: tuple[np.ndarray, np.ndarray] | None = None
-    # Privileged: each condition of the task's goal, as the suite writes it, and whether it holds now
-    # (read from the simulator, which it does not change); None where the suite's goal is not a conjunction.
-    goal: Mapping[str, bool] | None = None
-    # Privileged: each object the goal acts on and the stage it is at now; None where the suite tells none.
-    stages: Mapping[str, Stage] | None = None
+    # Privileged: how far the task's goal is; None where the suite tells nothing of it.
+    goal: GoalReading | None = None
 
 
 class ServedClient(Protocol):

@@ -18,8 +18,16 @@ import numpy as np
 
 from pytest_vla.errors import EnvFailure, one_line
 from pytest_vla.report.schema import TerminalReason
-from pytest_vla.suites.base import Observation, StateConvention
-from pytest_vla.suites.libero.goal import goal_state, moved_objects, rest_heights, stages
+from pytest_vla.suites.base import GoalReading, Observation, StateConvention
+from pytest_vla.suites.libero.goal import (
+    ContactGeoms,
+    bystanders,
+    goal_state,
+    moved_objects,
+    object_positions,
+    rest_heights,
+    stages,
+)
 from pytest_vla.suites.libero.rendering import RENDER_SIZE, quiet_import
 from pytest_vla.suites.libero.scenes import scene_model
 from pytest_vla.suites.libero.state import pose_origin, quaternion_convention
@@ -197,6 +205,9 @@ class LiberoEnv:
         self._property_samplers = list(env.env.object_property_initializers)
         self._moved = moved_objects(env.env.parsed_problem)  # what the goal acts on, for the stages
         self._rest_heights: dict[str, float] = {}  # where the reset left them
+        self._bystanders = bystanders(env.env)  # what the goal does not name, for side effects
+        self._bystanders_at_rest = np.zeros((len(self._bystanders), 3))
+        self._contact_geoms = ContactGeoms.of(env.env, self._moved)
 
     def reset(self, episode_index: int) -> Observation:
         with _simulator("resetting"):
@@ -215,6 +226,8 @@ class LiberoEnv:
                     self._env.step(list(SETTLE_ACTION))
             raw, _, _, _ = self._env.step(list(SETTLE_ACTION))  # its frames are the policy's first
             self._rest_heights = rest_heights(self._env.env, self._moved)
+            self._bystanders_at_rest = object_positions(self._env.env, self._bystanders)
+            self._contact_geoms = ContactGeoms.of(self._env.env, self._moved)
         return self._observation(raw)
 
     def step(self, action: np.ndarray) -> tuple[Observation, bool]:
@@ -237,15 +250,19 @@ class LiberoEnv:
         state = np.concatenate([*self._eef_pose(raw, controller_pose), raw["robot0_gripper_qpos"]])
         positions = [np.array(entry.get_geom_state()["pos"], dtype=np.float64) for entry in self._object_states]
         # LIBERO's success is the conjunction of these, checked with the same predicates after each step.
-        goal = goal_state(self._env.env)
+        conditions = goal_state(self._env.env)
+        moved = object_positions(self._env.env, self._bystanders) - self._bystanders_at_rest
         return Observation(
             images=images,
             state=state,
             raw=raw,
             objects_of_interest=np.array(positions).reshape(-1, 3),
             controller_pose=controller_pose,
-            goal=goal,
-            stages=stages(self._env.env, self._moved, goal, self._rest_heights),
+            goal=GoalReading(
+                conditions,
+                stages(self._env.env, self._moved, conditions, self._rest_heights, self._contact_geoms),
+                dict(zip(self._bystanders, moved, strict=True)),
+            ),
         )
 
     def _eef_pose(
