@@ -153,6 +153,32 @@ def test_episodes_pair_by_task_and_episode_and_are_tested_per_task_family_and_ov
     assert fields["verdict"] == "REGRESSED" and fields["family"] == "libero_object" and fields["task_index"] == 0
 
 
+def test_beside_the_verdict_the_paired_difference_in_progress_is_tested_by_signed_ranks() -> None:
+    import scipy.stats
+
+    # B fails as often as A, but gets further: the success rate alone would say nothing.
+    base = report({"libero_object:0": [False] * 6, "libero_goal:0": [True, False]})
+    new = report({"libero_object:0": [False] * 6, "libero_goal:0": [True, False]})
+    for row, progress in zip(base["episodes"], [0.0, 0.0, 0.5, 0.0, 0.5, 0.0, 1.0, 0.0], strict=True):
+        row["progress"] = progress
+    for row, progress in zip(new["episodes"], [0.5, 0.5, 0.5, 0.5, 1.0, 0.5, 1.0, None], strict=True):
+        row["progress"] = progress  # the last has none (an older report's row): that pair is left out
+    comparison = run_compare(base, new)
+    rows = {(row.scope, row.pairing.label): row for row in comparison.rows}
+    differences = [0.5, 0.5, 0.0, 0.5, 0.5, 0.5]
+    task = rows["task", "libero_object:0"].progress
+    assert (task.n_pairs, task.difference) == (6, pytest.approx(sum(differences) / 6))
+    assert task.p_value == pytest.approx(scipy.stats.wilcoxon(differences, zero_method="pratt").pvalue)
+    assert rows["task", "libero_goal:0"].progress.to_json() == {"n_pairs": 1, "difference": 0.0, "p_value": 1.0}
+    assert comparison.overall.progress.n_pairs == 7
+    assert comparison.overall.verdict.value == "UNDERPOWERED"  # the success rates are identical
+    lines = comparison_lines(comparison)
+    assert any(line.startswith("libero_object:0") and "progress +41.7 pp p=" in line for line in lines)
+    assert report({"libero_object:0": [True]})["episodes"][0].get("progress") is None
+    plain = run_compare(report({"libero_object:0": [True]}), report({"libero_object:0": [True]}))
+    assert plain.overall.progress is None and not any("Wilcoxon" in line for line in comparison_lines(plain))
+
+
 def test_a_perturbed_task_pairs_with_its_clean_task_whichever_side_it_is_on() -> None:
     clean = report({"libero_object:0": [True] * 8, "libero_object:1": [True] * 8})
     perturbed = report({"libero_object_swap:0": [False] * 8, "libero_object_swap:1": [True] * 4 + [False] * 4})

@@ -26,6 +26,7 @@ from pytest_vla.report.stats import (
     mcnemar_p_value,
     paired_difference_interval,
     pairs_needed,
+    signed_rank_p_value,
 )
 
 DEFAULT_MARGIN_PP = 5.0
@@ -73,6 +74,7 @@ class ComparisonRow:
     detectable: float  # the smallest difference these pairs find with 80% power
     pairs_needed: int | None  # pairs that find a difference the size of the margin with 80% power; None at 0
     verdict: Verdict
+    progress: ProgressDifference | None  # where both sides' suite gives progress
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -91,7 +93,26 @@ class ComparisonRow:
             "detectable_difference": round(self.detectable, 4),
             "pairs_needed": self.pairs_needed,
             "verdict": self.verdict.value,
+            "progress": self.progress.to_json() if self.progress else None,
         }
+
+
+@dataclass(frozen=True)
+class ProgressDifference:
+    """How much further NEW got than BASE on the same pairs: mean paired difference in progress, and its test."""
+
+    n_pairs: int
+    difference: float  # mean of NEW's progress minus BASE's, over the pairs
+    p_value: float  # two-sided Wilcoxon signed-rank
+
+    @classmethod
+    def of(cls, differences: list[float]) -> ProgressDifference | None:
+        if not differences:
+            return None
+        return cls(len(differences), sum(differences) / len(differences), signed_rank_p_value(differences))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"n_pairs": self.n_pairs, "difference": round(self.difference, 6), "p_value": self.p_value}
 
 
 @dataclass(frozen=True)
@@ -118,6 +139,7 @@ class Comparison:
             "test": "exact McNemar (two-sided binomial test of the discordant pairs)",
             "interval": "Bonett-Price adjusted Wald, 95%",
             "adjustment": "Holm, over the task rows and over the family rows",
+            "progress_test": "Wilcoxon signed-rank of the paired progress differences (Pratt's zeros), two-sided",
             "excluded_pairs": self.excluded,
             "unpaired_episodes": self.unpaired,
             "base_episodes_reused": self.reused,
@@ -174,6 +196,7 @@ def compare(base: dict[str, Any], new: dict[str, Any], *, margin: float, base_na
     partners = check_comparable(base, new)
     base_rows = {_ref_episode(row): row for row in base["episodes"]}
     cells: dict[tuple[TaskRef, TaskRef], PairedCounts] = {}
+    progress: dict[tuple[TaskRef, TaskRef], list[float]] = {}  # NEW's progress minus BASE's, per pair
     excluded = 0
     partnered: set[tuple[TaskRef, int]] = set()  # BASE's episodes that pair with one of NEW's, or more
     unpaired = paired = 0
@@ -196,21 +219,30 @@ def compare(base: dict[str, Any], new: dict[str, Any], *, margin: float, base_na
             neither=int(not row["success"] and not base_row["success"]),
         )
         cells[(task, partner)] = cells.get((task, partner), PairedCounts(0, 0, 0, 0)) + cell
+        if isinstance(row.get("progress"), float | int) and isinstance(base_row.get("progress"), float | int):
+            progress.setdefault((task, partner), []).append(float(row["progress"]) - float(base_row["progress"]))
     if not cells:
         raise ReportError("no finished episode of NEW has a measured partner in BASE (same task and episode index)")
     unpaired += len(base_rows.keys() - partnered)
     families: dict[tuple[str, str], PairedCounts] = {}
+    family_progress: dict[tuple[str, str], list[float]] = {}
     for (task, partner), counts in cells.items():
         key = (task[0], partner[0])
         families[key] = families.get(key, PairedCounts(0, 0, 0, 0)) + counts
+        family_progress.setdefault(key, []).extend(progress.get((task, partner), []))
     overall = sum(cells.values(), PairedCounts(0, 0, 0, 0))
-    rows = _scope_rows(
-        "task", [(Pairing(*task, *partner), counts) for (task, partner), counts in sorted(cells.items())], margin
-    )
-    rows += _scope_rows(
-        "family", [(Pairing(new_f, None, base_f, None), counts) for (new_f, base_f), counts in families.items()], margin
-    )
-    rows += _scope_rows("overall", [(Pairing(None, None, None, None), overall)], margin)
+    task_cells = [
+        (Pairing(*task, *partner), counts, progress.get((task, partner), []))
+        for (task, partner), counts in sorted(cells.items())
+    ]
+    rows = _scope_rows("task", task_cells, margin)
+    family_cells = [
+        (Pairing(new_f, None, base_f, None), counts, family_progress[(new_f, base_f)])
+        for (new_f, base_f), counts in families.items()
+    ]
+    rows += _scope_rows("family", family_cells, margin)
+    every = [difference for differences in progress.values() for difference in differences]
+    rows += _scope_rows("overall", [(Pairing(None, None, None, None), overall, every)], margin)
     return Comparison(base_name, new_name, margin, rows, excluded, unpaired, reused=paired > len(partnered))
 
 
@@ -242,6 +274,11 @@ def comparison_lines(comparison: Comparison) -> list[str]:
         f"task rows ({_count(comparison, 'task')}) and over the family rows ({_count(comparison, 'family')}); "
         f"margin {100 * comparison.margin:g} pp"
     )
+    if comparison.overall.progress is not None:
+        lines.append(
+            "progress: NEW's mean progress minus BASE's over the pairs where both have one, in pp of the goal; "
+            "p: Wilcoxon signed-rank (not Holm-adjusted; the verdict is the success rate's)"
+        )
     if comparison.excluded or comparison.unpaired:
         lines.append(
             f"left out: {comparison.excluded} pairs with a harness error on either side, "
@@ -272,11 +309,13 @@ def verdict_line(comparison: Comparison) -> str:
     return said
 
 
-def _scope_rows(scope: str, cells: list[tuple[Pairing, PairedCounts]], margin: float) -> list[ComparisonRow]:
-    """The rows of one scope; every cell holds at least one pair."""
-    p_values = [mcnemar_p_value(counts) for _, counts in cells]
+def _scope_rows(
+    scope: str, cells: list[tuple[Pairing, PairedCounts, list[float]]], margin: float
+) -> list[ComparisonRow]:
+    """The rows of one scope; every cell holds at least one pair, and its pairs' progress differences."""
+    p_values = [mcnemar_p_value(counts) for _, counts, _ in cells]
     rows = []
-    for (pairing, counts), p_value, p_adjusted in zip(cells, p_values, holm(p_values), strict=True):
+    for (pairing, counts, progress), p_value, p_adjusted in zip(cells, p_values, holm(p_values), strict=True):
         discordance = counts.discordant / counts.n_pairs
         detectable = detectable_difference(counts.n_pairs, discordance)
         interval = paired_difference_interval(counts)
@@ -292,6 +331,7 @@ def _scope_rows(scope: str, cells: list[tuple[Pairing, PairedCounts]], margin: f
                 detectable=detectable,
                 pairs_needed=pairs_needed(margin, discordance) if margin > 0 else None,
                 verdict=verdict(counts, p_adjusted, detectable, margin),
+                progress=ProgressDifference.of(progress),
             )
         )
     return rows
@@ -300,10 +340,13 @@ def _scope_rows(scope: str, cells: list[tuple[Pairing, PairedCounts]], margin: f
 def _row_line(row: ComparisonRow, width: int) -> str:
     counts = row.counts
     spread = f"[{_pp(row.interval[0])}, {_pp(row.interval[1])}]"
+    progress = row.progress
+    further = f"   progress {_pp(progress.difference)} pp p={progress.p_value:.3g}" if progress else ""
     return (
         f"{row.pairing.label:<{width}} {counts.n_pairs:>5} {counts.base_successes:>3}/{counts.n_pairs:<3} "
         f"{counts.new_successes:>3}/{counts.n_pairs:<3} {_pp(counts.difference):>8} {spread:>16} "
         f"{counts.only_base:>5} {counts.only_new:>5} {row.p_value:>7.3g} {row.p_adjusted:>7.3g}  {row.verdict.value}"
+        f"{further}"
     )
 
 

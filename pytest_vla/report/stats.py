@@ -61,6 +61,17 @@ def mean_interval(values: Sequence[float]) -> tuple[float, float] | None:
     return max(mean - half, 0.0), min(mean + half, 1.0)
 
 
+def signed_rank_p_value(differences: Sequence[float]) -> float:
+    """The two-sided Wilcoxon signed-rank test's p-value of paired differences (scipy's, zeros ranked by Pratt).
+
+    Paired progress (two policies from the same task, init state and seed) is bounded and tied, not
+    normal: a rank test of its differences, not a t test. 1.0 where no pair differs.
+    """
+    if not any(differences):
+        return 1.0
+    return float(scipy_stats().wilcoxon(differences, zero_method="pratt").pvalue)
+
+
 @functools.lru_cache(maxsize=256)
 def _t_quantile(degrees_of_freedom: int) -> float:
     return float(scipy_stats().t.ppf(1 - ALPHA / 2, degrees_of_freedom))
