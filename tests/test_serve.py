@@ -513,6 +513,18 @@ def test_a_stop_answers_the_request_in_flight_before_closing(tmp_path: Path) -> 
     assert server.stats.requests == 1
 
 
+def test_a_stop_after_the_server_returned_does_nothing(tmp_path: Path) -> None:
+    export = camera_export(tmp_path / "e", size=16, chunk=1, batch="batch")
+    with serving(export) as (server, _):
+        server.stop()
+        deadline = time.monotonic() + 30
+        while not server._loop.is_closed() and time.monotonic() < deadline:  # asyncio.run closes it on return
+            time.sleep(0.01)
+        assert server._loop.is_closed()
+        server.stop()  # as a signal handler or a context manager's exit may, once more: no RuntimeError
+    # serving() stops it a third time on the way out.
+
+
 JUNK: list[Any] = [
     None,
     True,

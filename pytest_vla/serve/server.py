@@ -8,6 +8,7 @@ error frame carrying its seq, and the connection stays open.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 from collections import deque
@@ -142,8 +143,10 @@ class PolicyServer:
         logger.info("stopped; since the start: %s", self.stats.summary())
 
     def stop(self) -> None:
-        """Make :meth:`serve` return (from any thread, or a signal handler)."""
-        if self._loop is not None:
+        """Make :meth:`serve` return (from any thread, or a signal handler); after it returned, do nothing."""
+        if self._loop is None:
+            return
+        with contextlib.suppress(RuntimeError):  # its loop is closed: serve has returned, and a second stop is moot
             self._loop.call_soon_threadsafe(self._stop.set)
 
     def _http(self, connection: ServerConnection, request: Request) -> Response | None:
