@@ -50,7 +50,7 @@ def main() -> None:
             stepped = time.perf_counter()
             goal = goal_state(problem)
             read = time.perf_counter()
-            now = stages(problem, env._moved, goal, env._rest_heights, env._contact_geoms)
+            now = stages(problem, env._moved, goal, env._at_reset)
             object_positions(problem, env._bystanders)  # the objects the goal does not name, for side effects
             steps.append(stepped - started)
             goal_reads.append(read - stepped)

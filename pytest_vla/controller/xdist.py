@@ -65,12 +65,10 @@ def wait_for_plan(config: pytest.Config, path: Path) -> dict[str, Any] | None:
         suite.observation_shapes(suite.resolve_tasks(settings.tasks)[0])
     controller = os.getppid()
     while os.getppid() == controller:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             plan: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            time.sleep(_POLL_S)
-            continue
-        return plan
+            return plan
+        time.sleep(_POLL_S)
     return None
 
 

@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import quote
 
 from pytest_vla.report.layout import OutputLayout
-from pytest_vla.report.schema import Stage
+from pytest_vla.report.schema import STAGE_ORDER
 from pytest_vla.report.writer import write_text_atomically
 
 # Characters that could end or re-open markup in a <script> element, as \u escapes (as Django's
@@ -46,7 +46,7 @@ def render_html(report: dict[str, Any], directory: Path) -> str:
     return _fill(
         "report.html",
         title=f"{report['suite']}: {aggregate['n_success']}/{aggregate['n_total']} episodes succeeded",
-        data={**report, "episodes": episodes, "stage_order": [stage.value for stage in Stage]},
+        data={**report, "episodes": episodes, "stage_order": STAGE_ORDER},
     )
 
 

@@ -130,7 +130,11 @@ class Stage(str, Enum):
 
     @property
     def rank(self) -> int:
-        return list(Stage).index(self)
+        return STAGE_ORDER.index(self.value)
+
+
+# The stages' values in order: the summary's and report.html's order of the groups.
+STAGE_ORDER = tuple(stage.value for stage in Stage)
 
 
 class GoalRecord(TypedDict):

@@ -7,9 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_vla.errors import printable
-from pytest_vla.report.schema import Stage
-
-STAGE_ORDER = [stage.value for stage in Stage]
+from pytest_vla.report.schema import STAGE_ORDER
 
 
 def summary_lines(report: dict[str, Any], report_path: Path) -> list[str]:

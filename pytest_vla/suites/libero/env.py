@@ -18,16 +18,8 @@ import numpy as np
 
 from pytest_vla.errors import EnvFailure, one_line
 from pytest_vla.report.schema import TerminalReason
-from pytest_vla.suites.base import GoalReading, Observation, StateConvention
-from pytest_vla.suites.libero.goal import (
-    ContactGeoms,
-    bystanders,
-    goal_state,
-    moved_objects,
-    object_positions,
-    rest_heights,
-    stages,
-)
+from pytest_vla.suites.base import Observation, StateConvention
+from pytest_vla.suites.libero.goal import AtReset, bystanders, moved_objects, read_goal
 from pytest_vla.suites.libero.rendering import RENDER_SIZE, quiet_import
 from pytest_vla.suites.libero.scenes import scene_model
 from pytest_vla.suites.libero.state import pose_origin, quaternion_convention
@@ -204,10 +196,8 @@ class LiberoEnv:
         # The open/close and on/off samplers of articulated fixtures, as the env's construction made them.
         self._property_samplers = list(env.env.object_property_initializers)
         self._moved = moved_objects(env.env.parsed_problem)  # what the goal acts on, for the stages
-        self._rest_heights: dict[str, float] = {}  # where the reset left them
         self._bystanders = bystanders(env.env)  # what the goal does not name, for side effects
-        self._bystanders_at_rest = np.zeros((len(self._bystanders), 3))
-        self._contact_geoms = ContactGeoms.of(env.env, self._moved)
+        self._at_reset: AtReset | None = None  # what the last reset left, for the goal reading
 
     def reset(self, episode_index: int) -> Observation:
         with _simulator("resetting"):
@@ -225,9 +215,7 @@ class LiberoEnv:
                     # `done` during the settle steps is ignored, as in the reference loop.
                     self._env.step(list(SETTLE_ACTION))
             raw, _, _, _ = self._env.step(list(SETTLE_ACTION))  # its frames are the policy's first
-            self._rest_heights = rest_heights(self._env.env, self._moved)
-            self._bystanders_at_rest = object_positions(self._env.env, self._bystanders)
-            self._contact_geoms = ContactGeoms.of(self._env.env, self._moved)
+            self._at_reset = AtReset.take(self._env.env, self._moved, self._bystanders)
         return self._observation(raw)
 
     def step(self, action: np.ndarray) -> tuple[Observation, bool]:
@@ -249,20 +237,14 @@ class LiberoEnv:
         controller_pose = (np.array(controller.ee_pos), np.array(controller.ee_ori_mat))
         state = np.concatenate([*self._eef_pose(raw, controller_pose), raw["robot0_gripper_qpos"]])
         positions = [np.array(entry.get_geom_state()["pos"], dtype=np.float64) for entry in self._object_states]
-        # LIBERO's success is the conjunction of these, checked with the same predicates after each step.
-        conditions = goal_state(self._env.env)
-        moved = object_positions(self._env.env, self._bystanders) - self._bystanders_at_rest
+        at_reset = self._at_reset  # set by every reset, which gives the first observation
         return Observation(
             images=images,
             state=state,
             raw=raw,
             objects_of_interest=np.array(positions).reshape(-1, 3),
             controller_pose=controller_pose,
-            goal=GoalReading(
-                conditions,
-                stages(self._env.env, self._moved, conditions, self._rest_heights, self._contact_geoms),
-                dict(zip(self._bystanders, moved, strict=True)),
-            ),
+            goal=read_goal(self._env.env, self._moved, self._bystanders, at_reset) if at_reset is not None else None,
         )
 
     def _eef_pose(

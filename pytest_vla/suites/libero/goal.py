@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from pytest_vla.report.schema import Stage
+from pytest_vla.suites.base import GoalReading
 
 # The surfaces LIBERO scenes stand on (each problem class's `workspace_name`): a goal region on one
 # of them is a place of its own, not a part of an object.
@@ -85,19 +86,38 @@ class ContactGeoms:
         )
 
 
-def stages(
-    env: Any,
-    moved: Mapping[str, list[str]],
-    goal: Mapping[str, bool],
-    rest_heights: Mapping[str, float],
-    geoms: ContactGeoms,
-) -> dict[str, Stage]:
+@dataclass(frozen=True)
+class AtReset:
+    """What the goal reading measures against, taken once a reset has settled."""
+
+    rest_heights: dict[str, float]  # each moved object that can be lifted (not a fixture) -> its height
+    bystanders: np.ndarray  # where each object the goal does not name stands, (n, 3)
+    geoms: ContactGeoms  # of this reset's model
+
+    @classmethod
+    def take(cls, env: Any, moved: Mapping[str, list[str]], bystanders: list[str]) -> AtReset:
+        heights = {name: _height(env, name) for name in moved if name in env.objects_dict}
+        return cls(heights, object_positions(env, bystanders), ContactGeoms.of(env, moved))
+
+
+def read_goal(env: Any, moved: Mapping[str, list[str]], bystanders: list[str], at_reset: AtReset) -> GoalReading:
+    """Where the episode stands with its goal now: the conditions, each moved object's stage, the bystanders' moves."""
+    # LIBERO's success is the conjunction of these, checked with the same predicates after each step.
+    conditions = goal_state(env)
+    displaced = object_positions(env, bystanders) - at_reset.bystanders
+    return GoalReading(
+        conditions, stages(env, moved, conditions, at_reset), dict(zip(bystanders, displaced, strict=True))
+    )
+
+
+def stages(env: Any, moved: Mapping[str, list[str]], goal: Mapping[str, bool], at_reset: AtReset) -> dict[str, Stage]:
     """The stage each moved object is at now: at its goal, lifted, grasped, touched by the gripper, or not.
 
-    ``rest_heights``: where the reset left each movable object (fixtures are not lifted). Touched and
-    grasped are robosuite's ``check_contact`` and ``_check_grasp`` (both finger pads on the object),
-    on the step's contacts by geom id instead of by name: a tenth of the time.
+    Lifted: above where the reset left it (fixtures are not lifted). Touched and grasped are
+    robosuite's ``check_contact`` and ``_check_grasp`` (both finger pads on the object), on the
+    step's contacts by geom id instead of by name: a tenth of the time.
     """
+    rest_heights, geoms = at_reset.rest_heights, at_reset.geoms
     data = env.sim.data._data
     pairs = data.contact.geom[: data.ncon]
     now: dict[str, Stage] = {}
@@ -119,11 +139,6 @@ def _touching(pairs: np.ndarray, first: np.ndarray, second: np.ndarray) -> bool:
     """Whether a contact joins a geom of mask ``first`` to one of mask ``second``, either way round."""
     one, other = pairs[:, 0], pairs[:, 1]
     return bool(np.any((first[one] & second[other]) | (first[other] & second[one])))
-
-
-def rest_heights(env: Any, moved: Mapping[str, list[str]]) -> dict[str, float]:
-    """The height of each moved object that can be lifted (not a fixture), as it stands now."""
-    return {name: _height(env, name) for name in moved if name in env.objects_dict}
 
 
 def bystanders(env: Any) -> list[str]:
