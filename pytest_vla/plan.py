@@ -31,7 +31,7 @@ class EvalPlan:
     policy: PolicyChoice
     output: Path
     tasks: tuple[TaskSpec, ...]
-    num_episodes: int
+    num_episodes: int  # init states per task
     seed: int
     max_steps_override: int | None
     save_trajectories: bool
@@ -45,12 +45,17 @@ class EvalPlan:
     shard: Shard | None = None  # this job's share of the run (--vla-shard); None: all of it
     finished: tuple[EpisodeId, ...] = ()  # episodes an earlier report already holds (--vla-resume, --lf)
     preflight: PreflightResult | None = None  # the controller's simulator preflight, for the vla_preflight fixture
+    repeat: int = 1  # trials of each init state (--vla-repeat)
     run_id: str = ""  # set by the controller: what the watchdog's notes carry, so none of another run is taken
 
     def episodes(self) -> list[EpisodeId]:
         """The episodes this job runs: its shard's share of the run, in run order."""
-        everything = run_episodes(self.tasks, self.num_episodes)
+        everything = run_episodes(self.tasks, self.num_episodes, self.repeat)
         return everything if self.shard is None else self.shard.share(everything)
+
+    def trial_seed(self, trial: int) -> int:
+        """What a trial's policy draws its randomness from: seed + trial (the env's init state keeps ``seed``)."""
+        return self.seed + trial
 
     def max_steps(self, task: TaskSpec) -> int:
         return self.max_steps_override or task.max_steps

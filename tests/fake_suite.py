@@ -6,11 +6,12 @@ of steps. Behaviours: ``succeed`` (done at step 2), ``fail``, ``build_error``, `
 ``slow`` (0.2 s a step), ``hang_build``, ``die`` (the process exits at step 1), ``interrupt_at_build``
 and ``interrupt_at_last_step`` (one SIGINT to this process there, the first time only), ``drop`` (the
 bowl is touched at step 1, grasped at 2, then dropped, knocking the cup off the table: 0.22 m from
-where it stood, 0.2 m lower, from step 3). The goal has two conditions, ``(grasped fake_bowl_1)``
-(from step 1 when succeeding, steps 1 and 2 when dropping) and ``(on fake_bowl_1 fake_plate_1)``
-(at success), and acts on the bowl: grasped at step 1 and at its goal at step 2 when succeeding; the
-cup and a spoon are bystanders. Every reset appends ``TASK:EPISODE`` to ``resets.log`` in the
-working directory: which episodes started.
+where it stood, 0.2 m lower, from step 3), ``noisy`` (done at step 1 if the first action's first
+component is positive: at the reset's zero state, a policy's noise decides). The goal has two
+conditions, ``(grasped fake_bowl_1)`` (from step 1 when succeeding, steps 1 and 2 when dropping)
+and ``(on fake_bowl_1 fake_plate_1)`` (at success), and acts on the bowl: grasped at step 1 and at
+its goal at step 2 when succeeding; the cup and a spoon are bystanders. Every reset appends
+``TASK:EPISODE`` to ``resets.log`` in the working directory: which episodes started.
 
 The simulator preflight's process follows ``FAKE_PREFLIGHT`` instead (``{"TASK" or "*": fault}``;
 none by default): ``prompt`` (asks on stdin when importing), ``hang_import``, ``import_error``,
@@ -97,7 +98,9 @@ class FakeEnv:
             os._exit(3)
         if self.behaviour == "interrupt_at_last_step" and self.t == MAX_STEPS:
             _interrupt_once()
-        done = self.behaviour == "succeed" and self.t == 2
+        done = (self.behaviour == "succeed" and self.t == 2) or (
+            self.behaviour == "noisy" and self.t == 1 and float(action[0]) > 0
+        )
         observation = Observation(
             images=self._images(),
             state=np.full(8, float(self.t)),

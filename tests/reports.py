@@ -10,7 +10,10 @@ from pytest_vla.report.writer import ReportWriter, RunInfo
 
 
 def written(minimal: dict[str, Any]) -> dict[str, Any]:
-    """The whole report.json of ``minimal`` (suite, seed, protocol, task_results, episodes), tallies and all."""
+    """The whole report.json of ``minimal`` (suite, seed, protocol, task_results, episodes), tallies and all.
+
+    An episode may name its ``trial``: the report's repeat is then the most trials any episode has.
+    """
     tasks = tuple(
         TaskSpec(task["task_id"], task["task_index"], task["instruction"], task["max_steps"], task.get("clean_task"))
         for task in minimal["task_results"]
@@ -21,6 +24,7 @@ def written(minimal: dict[str, Any]) -> dict[str, Any]:
         seed=minimal["seed"],
         tasks=tasks,
         num_episodes=1 + max((row["episode_index"] for row in episodes), default=-1),
+        repeat=1 + max((row.get("trial", 0) for row in episodes), default=0),
         protocol=minimal["protocol"],
         provider="CPUExecutionProvider",
         workers=1,
@@ -35,7 +39,7 @@ def written(minimal: dict[str, Any]) -> dict[str, Any]:
         reason = TerminalReason(row["terminal_reason"])
         writer.add(
             episode_row(
-                task.episode(row["episode_index"]),
+                task.episode(row["episode_index"], row.get("trial", 0)),
                 reason=reason,
                 instruction=task.instruction,
                 max_steps=task.max_steps,

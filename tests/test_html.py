@@ -195,7 +195,8 @@ def _run_report(output: Path, outcomes: dict[int, str], *, videos: bool) -> dict
     """A report with every kind of field filled in (built in memory: nothing runs)."""
     tasks = (TaskSpec("fam_a", 0, "do the first thing", 50), TaskSpec("fam_b", 1, "do another", 60, "fam_a:0"))
     info = RunInfo(
-        suite="fake", seed=7, tasks=tasks, num_episodes=2, protocol={"settle_steps": 10, "camera": "agentview"},
+        suite="fake", seed=7, tasks=tasks, num_episodes=2, repeat=2,
+        protocol={"settle_steps": 10, "camera": "agentview"},
         provider="CPUExecutionProvider", workers=2, policy={"kind": "onnx-export", "export_dir": str(output / "export"),
         "export_files": [{"name": "model.onnx", "sha256": "ab" * 32, "bytes": 3}]}, shard=Shard(0, 2),
         invocation=Invocation(["--vla-export", "export", "-k", "fam_a"], str(output)),
@@ -213,6 +214,8 @@ def _run_report(output: Path, outcomes: dict[int, str], *, videos: bool) -> dict
             goal=goal_record({"(on a_1 b_1)": reason == "success", "(open c_1)": True}, {"(on a_1 b_1)": True,
                              "(open c_1)": True}, 4, {"a_1": Stage.LIFTED, "c_1": Stage.AT_GOAL}),
         ))  # fmt: skip
+    repeat = tasks[0].episode(0, trial=1)  # a second trial (--vla-repeat): the tallies' pass@k and pass^k
+    writer.add(episode_row(repeat, reason=TerminalReason.TIMEOUT, instruction="again", max_steps=50, worker="gw0"))
     writer.preflight = {"passed": True, "failure": None, "message": "ok", "timings": {"step_s": 0.1}}
     writer.cost = {"total_usd": 0.5, "by_task": {"fam_a": 0.25, "fam_b": 0.25}, "assumptions": ["one GPU"]}
     report = writer.build()
@@ -246,6 +249,19 @@ def _text(value: str) -> str:
     return re.sub("[\ud800-\udfff]", "\ufffd", value)
 
 
+def test_a_repeated_run_shows_pass_at_k_and_names_each_trial(browser, tmp_path, full_report) -> None:
+    report = full_report[0]
+    write_html(report, tmp_path)
+    page, problems = _open(browser, tmp_path / "report.html")
+    assert problems == []
+    at, hat = report["aggregate"]["pass_at_k"], report["aggregate"]["pass_hat_k"]
+    assert page.text_content("#aggregate-count") == (
+        f"{report['aggregate']['n_success']} of 4 episodes succeeded · pass@1 {100 * at['1']:.1f}%, "
+        f"pass@2 {100 * at['2']:.1f}%, pass^2 {100 * hat['2']:.1f}% over 3 init states"
+    )
+    assert page.locator("#episodes tbody td:nth-child(2)").all_text_contents() == ["0", "0 trial 1", "1", "0"]
+
+
 @pytest.mark.parametrize("shift", range(len(PAYLOADS)))
 def test_no_string_of_a_report_becomes_markup_or_script(browser, tmp_path, full_report, shift) -> None:
     report = hostile_strings(full_report[0], shift)
@@ -270,7 +286,7 @@ def test_a_page_renders_whatever_its_numbers_are(browser, tmp_path, full_report,
     write_html(report, tmp_path)
     page, problems = _open(browser, tmp_path / "report.html")
     _inert(page, problems, scripts=3)
-    assert page.locator("#episodes tbody tr").count() == 3 and page.locator("#families tbody tr").count() == 2
+    assert page.locator("#episodes tbody tr").count() == 4 and page.locator("#families tbody tr").count() == 2
     if isinstance(wrong, float):  # shown as such
         assert page.text_content("#aggregate-rate") == str(wrong).replace("inf", "Infinity").replace("nan", "NaN")
     assert page.text_content("#protocol") != ""

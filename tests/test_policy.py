@@ -305,7 +305,7 @@ def test_a_worker_refuses_a_model_replaced_since_the_run_started(tmp_path: Path)
     assert runner._load_policy() is runner._load_policy()  # the export as hashed loads, once
     state_only_export(export, seed=1)  # a trainer overwrites the export in place, hours later
     late = EpisodeRunner(plan, LiberoSuite(), worker="gw1", announce=print, make_policy=lambda: _load(export))
-    row = late.run(TASK, 0)
+    row = late.run(TASK, TASK.episode(0))
     assert row["terminal_reason"] == "adapter_error"
     assert row["error_message"].startswith(f"{(export / 'model.onnx').resolve()}: the export changed during the run")
     assert "\n" not in row["error_message"]

@@ -25,6 +25,7 @@ def _writer(tmp_path: Path) -> ReportWriter:
         seed=7,
         tasks=TASKS,
         num_episodes=2,
+        repeat=1,
         protocol={"settle_steps": 10},
         provider="CPUExecutionProvider",
         workers=2,
@@ -70,6 +71,10 @@ def test_report_tallies_families_and_tasks_and_validates(tmp_path: Path, validat
         "progress_ci95": None,
         "n_side_effects": 0,
         "n_watched": 0,
+        "n_init_states": 3,  # one trial each: every trial counts in the interval
+        "n_effective": 3.0,
+        "pass_at_k": None,  # unrepeated
+        "pass_hat_k": None,
     }
     # At the edges Wilson has closed forms: 2 of 2 -> [2 / (2 + z²), 1], 0 of 1 -> [0, z² / (1 + z²)].
     assert [r["ci95"] for r in report["task_results"]] == [[0.34238, 1.0], [0.0, 0.793451]]

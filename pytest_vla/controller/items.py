@@ -96,7 +96,7 @@ class EpisodeItem(pytest.Item):
             del self.stash[ROW_KEY]
         # pytest-rerunfailures counts attempts on the item; the last attempt's row is the one kept.
         attempt = getattr(self, "execution_count", 1)
-        row = self.stash[ROW_KEY] = _runner(self.config).run(self.task, self.episode.episode_index, attempt)
+        row = self.stash[ROW_KEY] = _runner(self.config).run(self.task, self.episode, attempt)
         if TerminalReason(row["terminal_reason"]).is_harness_error:
             raise EpisodeHarnessError(describe_failure(row))
 
@@ -111,7 +111,7 @@ class EpisodeItem(pytest.Item):
         return str(super().repr_failure(excinfo, style=style))
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
-        return self.path, None, f"{self.task.key} episode {self.episode.episode_index}: {self.task.instruction}"
+        return self.path, None, f"{self.episode.label}: {self.task.instruction}"
 
 
 def preflight_result(config: pytest.Config) -> PreflightResult:

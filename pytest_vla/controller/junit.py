@@ -67,6 +67,8 @@ def finish_junit(path: Path, episodes: Mapping[tuple[str, str], EpisodeRow], fam
 
 def _facts(row: EpisodeRow) -> list[tuple[str, str]]:
     facts = [(name, str(row[name])) for name in PROPERTIES]  # type: ignore[literal-required]
+    if row.get("trial"):  # a repeat (--vla-repeat); trial 0 is the episode an unrepeated run has
+        facts.append(("trial", str(row["trial"])))
     facts += [(name, str(row.get(name))) for name in GOAL_PROPERTIES if row.get(name) is not None]
     disturbed = row.get("side_effects")
     if disturbed is not None:

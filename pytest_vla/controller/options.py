@@ -14,6 +14,7 @@ import pytest
 from pytest_vla.export import DEMO_NAME, resolve_export
 from pytest_vla.policy.choice import DEFAULT_QUERY_TIMEOUT_S, SERVER_PROTOCOLS, PolicyChoice
 from pytest_vla.report.compare import DEFAULT_MARGIN_PP
+from pytest_vla.report.schema import MAX_REPEAT
 from pytest_vla.report.shards import Shard
 from pytest_vla.suites import DEFAULT_SUITE, task_selection
 
@@ -64,6 +65,12 @@ _OPTIONS = (
         "LIST",
     ),
     ("--vla-num-episodes", f"episodes per task, 0..N-1 (default: {DEFAULT_NUM_EPISODES})", "N"),
+    (
+        "--vla-repeat",
+        f"run each episode (task, init state) K times, as K items ep0, ep0-trial1, ...; trial r draws the policy's "
+        f"randomness from seed + r; report.json adds pass@k and pass^k (1..{MAX_REPEAT}, default: 1)",
+        "K",
+    ),
     ("--vla-seed", "environment seed (default: the suite's protocol's)", "N"),
     ("--vla-output", f"directory for report.json and trajectories (default: ./{DEFAULT_OUTPUT})", "DIR"),
     ("--vla-max-steps", "override the suite's policy-step budget per episode (for smoke runs)", "N"),
@@ -170,6 +177,7 @@ class Settings:
     suite: str
     tasks: tuple[str, ...]
     num_episodes: int
+    repeat: int  # trials of each episode
     seed: int | None  # None: the suite's default_seed
     output: Path
     max_steps: int | None
@@ -249,11 +257,15 @@ def read_settings(config: pytest.Config) -> Settings:
     if seed is not None and not 0 <= seed < 2**31:
         raise pytest.UsageError(f"--vla-seed must be in 0..{2**31 - 1}, got {seed}")
     episode_timeout = _float(config, "--vla-episode-timeout", _positive, "a positive number of seconds", None)
+    repeat = _int(config, "--vla-repeat", 1)
+    if not 1 <= repeat <= MAX_REPEAT:
+        raise pytest.UsageError(f"--vla-repeat must be in 1..{MAX_REPEAT}, got {repeat}")
     return Settings(
         policy=policy_choice(config),
         suite=_value(config, "--vla-suite") or DEFAULT_SUITE,
         tasks=task_selection(str(tasks)),
         num_episodes=_int(config, "--vla-num-episodes", DEFAULT_NUM_EPISODES),
+        repeat=repeat,
         seed=seed,
         output=_located_path(config, "--vla-output") or Path(DEFAULT_OUTPUT).resolve(),
         max_steps=max_steps,

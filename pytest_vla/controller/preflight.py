@@ -159,6 +159,7 @@ def run_preflight(
         output=settings.output,
         tasks=tuple(tasks),
         num_episodes=settings.num_episodes,
+        repeat=settings.repeat,
         seed=settings.seed,
         max_steps_override=settings.max_steps,
         save_trajectories=settings.save_trajectories,
@@ -219,6 +220,7 @@ def _checks_beside_the_simulator(
     request = ProbeRequest(
         selection=settings.tasks,
         num_episodes=settings.num_episodes,
+        repeat=settings.repeat,
         shard=settings.shard.to_json() if settings.shard else None,
         cameras=rendered_cameras(policy.cameras, suite.video_camera, settings.video),
         seed=settings.seed,
@@ -262,7 +264,7 @@ def _checks_beside_the_simulator(
 def _prepare_first_env(suite: Suite, settings: Settings, policy: Policy, tasks: list[TaskSpec]) -> PreparedEnv | None:
     """The env of the task this process runs first, as the runner would build it; None where it fails to build
     (the runner builds it again and records the failure in the episode's row)."""
-    episodes = run_episodes(tasks, settings.num_episodes)
+    episodes = run_episodes(tasks, settings.num_episodes, settings.repeat)
     if settings.shard is not None:
         episodes = settings.shard.share(episodes)
     if not episodes:
@@ -377,7 +379,7 @@ def _preflight_facts(
         "suite": [suite.name, source, os.stat(source).st_mtime_ns if source else None],
         "suite_machine": machine_facts() if machine_facts is not None else None,
         "policy": [identity, list(policy.cameras), policy.state.to_json()],
-        "selection": [list(settings.tasks), settings.num_episodes, str(settings.shard), settings.seed],
+        "selection": [list(settings.tasks), settings.num_episodes, settings.repeat, str(settings.shard), settings.seed],
         "video": settings.video,
         "sweep": not settings.cost_preview,
     }

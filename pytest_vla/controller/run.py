@@ -277,14 +277,15 @@ class ControllerRun:
 
     def header_lines(self) -> list[str]:
         plan = self.plan
-        items = f"{len(plan.tasks) * plan.num_episodes} items"
+        items = f"{len(plan.tasks) * plan.num_episodes * plan.repeat} items"
+        trials = f" x {plan.repeat} trials" if plan.repeat > 1 else ""
         if plan.shard:
             items += f" (shard {plan.shard} from {self.settings.shard_source}: {len(plan.episodes())} of them)"
         return [
             *self.notes,
             f"vla: {plan.policy.describe()}"
             + ("" if plan.provider in plan.policy.describe() else f" on {plan.provider}"),
-            f"vla: suite {plan.suite}, {len(plan.tasks)} tasks x {plan.num_episodes} episodes = {items}, "
+            f"vla: suite {plan.suite}, {len(plan.tasks)} tasks x {plan.num_episodes} episodes{trials} = {items}, "
             f"seed {plan.seed}, cameras rendered: {', '.join(plan.cameras) or 'none'}, "
             f"MUJOCO_GL={os.environ.get('MUJOCO_GL', 'osmesa')}",
             *([plan.preflight.line()] if plan.preflight else []),
@@ -298,7 +299,9 @@ class ControllerRun:
             tasks = [task for task in self.plan.tasks if task.family == family]
             budgets = sorted({self.plan.max_steps(task) for task in tasks})
             lines.append(
-                f"vla:   {family}: {len(tasks)} tasks x {self.plan.num_episodes} episodes, "
+                f"vla:   {family}: {len(tasks)} tasks x {self.plan.num_episodes} episodes"
+                + (f" x {self.plan.repeat} trials" if self.plan.repeat > 1 else "")
+                + ", "
                 f"{'/'.join(map(str, budgets))} steps each at most"
             )
         return lines + (
@@ -477,6 +480,7 @@ def _run_info(config: pytest.Config, plan: EvalPlan, suite: Suite) -> RunInfo:
         seed=plan.seed,
         tasks=plan.tasks,
         num_episodes=plan.num_episodes,
+        repeat=plan.repeat,
         protocol=protocol,
         provider=plan.provider,
         workers=_worker_count(config),
@@ -497,6 +501,7 @@ def _record_failed_preflight(
         seed=settings.seed,
         tasks=(),
         num_episodes=settings.num_episodes,
+        repeat=settings.repeat,
         protocol={**suite.protocol(), "seed": settings.seed, "num_episodes_per_task": settings.num_episodes},
         provider="",
         workers=_worker_count(config),

@@ -28,6 +28,7 @@ POLL_S = 0.1
 class ProbeRequest:
     selection: tuple[str, ...]
     num_episodes: int
+    repeat: int
     shard: dict[str, int] | None
     cameras: tuple[str, ...]
     seed: int
@@ -67,6 +68,7 @@ class ProbeProcess:
             suite=str(work / "suite.pickle"),
             selection=list(request.selection),
             num_episodes=request.num_episodes,
+            repeat=request.repeat,
             shard=request.shard,
             cameras=list(request.cameras),
             seed=request.seed,

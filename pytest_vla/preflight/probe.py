@@ -53,6 +53,7 @@ class ProbeSpec:
     suite: str  # the pickled suite object
     selection: list[str]
     num_episodes: int
+    repeat: int
     shard: dict[str, int] | None
     cameras: list[str]  # rendered and checked; empty: physics only
     seed: int
@@ -127,7 +128,7 @@ class Probe:
             suite.observation_shapes(tasks[0])
             suite.objects_of_interest(tasks[0])
         import_s = time.perf_counter() - started
-        firsts = list(_first_episodes(tasks, self.spec.num_episodes, self.spec.shard).values())
+        firsts = list(_first_episodes(tasks, self.spec.num_episodes, self.spec.repeat, self.spec.shard).values())
         state = StateConvention.of(self.spec.state)
         # The first task's physics-only build also imports the simulator: it is timed apart.
         first_task, first_episode = firsts[0]
@@ -352,10 +353,10 @@ def _installed(name: str) -> str | None:
 
 
 def _first_episodes(
-    tasks: Sequence[TaskSpec], num_episodes: int, shard: dict[str, int] | None
+    tasks: Sequence[TaskSpec], num_episodes: int, repeat: int, shard: dict[str, int] | None
 ) -> dict[str, tuple[TaskSpec, int]]:
     """This job's tasks in run order, each with the first of its episodes the job runs."""
-    episodes = run_episodes(tasks, num_episodes)
+    episodes = run_episodes(tasks, num_episodes, repeat)
     if shard is not None:
         episodes = Shard.from_json(shard).share(episodes)
     by_key = {task.key: task for task in tasks}

@@ -1,14 +1,17 @@
 """Is NEW better than BASE? Two reports' episodes paired, then tested per task, per family and overall.
 
-An episode is a function of (export, protocol, seed, task, episode), so two runs of two exports
-under one protocol and seed start every episode from the same state: their outcomes are pairs.
-A perturbed task (LIBERO-PRO) names its clean counterpart in the report, and pairs with it the
-same way, so a clean run against a perturbed one measures the robustness drop.
+An episode is a function of (export, protocol, seed, task, episode, trial), so two runs of two
+exports under one protocol and seed start every episode from the same state: their outcomes are
+pairs. A perturbed task (LIBERO-PRO) names its clean counterpart in the report, and pairs with it
+the same way, so a clean run against a perturbed one measures the robustness drop.
+
+Repeated trials (``--vla-repeat``) pair trial by trial, and the pairs of one init state form a
+cluster: the tests count init states as the independent units, not pairs.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -21,6 +24,7 @@ from pytest_vla.report.stats import (
     ALPHA,
     POWER,
     PairedCounts,
+    clustered_mcnemar_p_value,
     detectable_difference,
     holm,
     mcnemar_p_value,
@@ -35,6 +39,7 @@ DEFAULT_MARGIN_PP = 5.0
 _POLICY_SIDE_KEYS = frozenset({"num_episodes_per_task", "cameras_rendered", "policy_client"})
 
 TaskRef = tuple[str, int]  # (family, task index)
+InitState = tuple[TaskRef, int]  # NEW's (task, episode index): what the pairs of its trials share
 
 
 class Pairing(NamedTuple):
@@ -68,11 +73,12 @@ class ComparisonRow:
     scope: str  # "task", "family" or "overall"
     pairing: Pairing
     counts: PairedCounts
+    init_states: int  # the init states the pairs come from: fewer than the pairs where trials repeat
     interval: tuple[float, float]  # the paired difference's 95% interval
-    p_value: float  # the exact McNemar test's
+    p_value: float  # the exact McNemar test's (its clustered form where trials repeat)
     p_adjusted: float  # after Holm's adjustment over the rows of this scope; the verdict's
     detectable: float  # the smallest difference these pairs find with 80% power
-    pairs_needed: int | None  # pairs that find a difference the size of the margin with 80% power; None at 0
+    pairs_needed: int | None  # pairs (init states where trials repeat) that find the margin with 80% power
     verdict: Verdict
     progress: ProgressDifference | None  # where both sides' suite gives progress
 
@@ -82,6 +88,7 @@ class ComparisonRow:
             "label": self.pairing.label,
             **self.pairing._asdict(),
             "n_pairs": self.counts.n_pairs,
+            "n_init_states": self.init_states,
             "base_successes": self.counts.base_successes,
             "new_successes": self.counts.new_successes,
             "only_base": self.counts.only_base,
@@ -97,6 +104,31 @@ class ComparisonRow:
         }
 
 
+@dataclass
+class PairCell:
+    """The pairs of one comparison row, as counts and per init state (a cluster of correlated trials)."""
+
+    counts: PairedCounts = field(default_factory=lambda: PairedCounts(0, 0, 0, 0))
+    differences: dict[InitState, int] = field(default_factory=dict)  # pairs only NEW won minus only BASE won
+    progress: dict[InitState, list[float]] = field(default_factory=dict)  # NEW's progress minus BASE's, per pair
+
+    def add(self, init_state: InitState, pair: PairedCounts, progress: float | None) -> None:
+        self.counts += pair
+        self.differences[init_state] = self.differences.get(init_state, 0) + pair.only_new - pair.only_base
+        if progress is not None:
+            self.progress.setdefault(init_state, []).append(progress)
+
+    def absorb(self, other: PairCell) -> None:
+        self.counts += other.counts
+        self.differences.update(other.differences)
+        self.progress.update(other.progress)
+
+    @property
+    def repeated(self) -> bool:
+        """Some init state holds several pairs (trials): the tests then count init states, not pairs."""
+        return len(self.differences) < self.counts.n_pairs
+
+
 @dataclass(frozen=True)
 class ProgressDifference:
     """How much further NEW got than BASE on the same pairs: mean paired difference in progress, and its test."""
@@ -106,10 +138,13 @@ class ProgressDifference:
     p_value: float  # two-sided Wilcoxon signed-rank
 
     @classmethod
-    def of(cls, differences: list[float]) -> ProgressDifference | None:
-        if not differences:
+    def of(cls, cell: PairCell) -> ProgressDifference | None:
+        """The pairs' mean difference; the test ranks each init state's mean difference (its trials are one unit)."""
+        pairs = [difference for differences in cell.progress.values() for difference in differences]
+        if not pairs:
             return None
-        return cls(len(differences), sum(differences) / len(differences), signed_rank_p_value(differences))
+        by_init_state = [sum(differences) / len(differences) for differences in cell.progress.values()]
+        return cls(len(pairs), sum(pairs) / len(pairs), signed_rank_p_value(by_init_state))
 
     def to_json(self) -> dict[str, Any]:
         return {"n_pairs": self.n_pairs, "difference": round(self.difference, 6), "p_value": self.p_value}
@@ -136,10 +171,12 @@ class Comparison:
             "margin_pp": round(100 * self.margin, 4),
             "alpha": ALPHA,
             "power": POWER,
-            "test": "exact McNemar (two-sided binomial test of the discordant pairs)",
+            "test": "exact McNemar (two-sided binomial test of the discordant pairs); where trials repeat, its "
+            "clustered form (exact sign-flip test of each init state's difference)",
             "interval": "Bonett-Price adjusted Wald, 95%",
             "adjustment": "Holm, over the task rows and over the family rows",
-            "progress_test": "Wilcoxon signed-rank of the paired progress differences (Pratt's zeros), two-sided",
+            "progress_test": "Wilcoxon signed-rank of the paired progress differences (Pratt's zeros), two-sided; "
+            "of each init state's mean difference where trials repeat",
             "excluded_pairs": self.excluded,
             "unpaired_episodes": self.unpaired,
             "base_episodes_reused": self.reused,
@@ -195,54 +232,45 @@ def check_comparable(base: dict[str, Any], new: dict[str, Any]) -> dict[TaskRef,
 def compare(base: dict[str, Any], new: dict[str, Any], *, margin: float, base_name: str, new_name: str) -> Comparison:
     partners = check_comparable(base, new)
     base_rows = {_ref_episode(row): row for row in base["episodes"]}
-    cells: dict[tuple[TaskRef, TaskRef], PairedCounts] = {}
-    progress: dict[tuple[TaskRef, TaskRef], list[float]] = {}  # NEW's progress minus BASE's, per pair
+    cells: dict[tuple[TaskRef, TaskRef], PairCell] = {}
     excluded = 0
-    partnered: set[tuple[TaskRef, int]] = set()  # BASE's episodes that pair with one of NEW's, or more
+    partnered: set[tuple[TaskRef, int, int]] = set()  # BASE's episodes that pair with one of NEW's, or more
     unpaired = paired = 0
     for row in new["episodes"]:
-        task, episode = (row["task_id"], row["task_index"]), row["episode_index"]
+        task, episode, trial = (row["task_id"], row["task_index"]), row["episode_index"], row.get("trial", 0)
         partner = partners.get(task)
-        base_row = base_rows.get((partner, episode)) if partner else None
-        if base_row is None:
+        base_row = base_rows.get((partner, episode, trial)) if partner else None
+        if partner is None or base_row is None:
             unpaired += 1
             continue
-        partnered.add((partner, episode))
+        partnered.add((partner, episode, trial))
         paired += 1
         if _unmeasured(row) or _unmeasured(base_row):
             excluded += 1
             continue
-        cell = PairedCounts(
+        pair = PairedCounts(
             both=int(row["success"] and base_row["success"]),
             only_base=int(base_row["success"] and not row["success"]),
             only_new=int(row["success"] and not base_row["success"]),
             neither=int(not row["success"] and not base_row["success"]),
         )
-        cells[(task, partner)] = cells.get((task, partner), PairedCounts(0, 0, 0, 0)) + cell
+        progress = None
         if isinstance(row.get("progress"), float | int) and isinstance(base_row.get("progress"), float | int):
-            progress.setdefault((task, partner), []).append(float(row["progress"]) - float(base_row["progress"]))
+            progress = float(row["progress"]) - float(base_row["progress"])
+        cells.setdefault((task, partner), PairCell()).add((task, episode), pair, progress)
     if not cells:
         raise ReportError("no finished episode of NEW has a measured partner in BASE (same task and episode index)")
     unpaired += len(base_rows.keys() - partnered)
-    families: dict[tuple[str, str], PairedCounts] = {}
-    family_progress: dict[tuple[str, str], list[float]] = {}
-    for (task, partner), counts in cells.items():
-        key = (task[0], partner[0])
-        families[key] = families.get(key, PairedCounts(0, 0, 0, 0)) + counts
-        family_progress.setdefault(key, []).extend(progress.get((task, partner), []))
-    overall = sum(cells.values(), PairedCounts(0, 0, 0, 0))
-    task_cells = [
-        (Pairing(*task, *partner), counts, progress.get((task, partner), []))
-        for (task, partner), counts in sorted(cells.items())
-    ]
+    families: dict[tuple[str, str], PairCell] = {}
+    overall = PairCell()
+    for (task, partner), cell in cells.items():
+        families.setdefault((task[0], partner[0]), PairCell()).absorb(cell)
+        overall.absorb(cell)
+    task_cells = [(Pairing(*task, *partner), cell) for (task, partner), cell in sorted(cells.items())]
     rows = _scope_rows("task", task_cells, margin)
-    family_cells = [
-        (Pairing(new_f, None, base_f, None), counts, family_progress[(new_f, base_f)])
-        for (new_f, base_f), counts in families.items()
-    ]
+    family_cells = [(Pairing(new_f, None, base_f, None), cell) for (new_f, base_f), cell in families.items()]
     rows += _scope_rows("family", family_cells, margin)
-    every = [difference for differences in progress.values() for difference in differences]
-    rows += _scope_rows("overall", [(Pairing(None, None, None, None), overall, every)], margin)
+    rows += _scope_rows("overall", [(Pairing(None, None, None, None), overall)], margin)
     return Comparison(base_name, new_name, margin, rows, excluded, unpaired, reused=paired > len(partnered))
 
 
@@ -279,6 +307,11 @@ def comparison_lines(comparison: Comparison) -> list[str]:
             "progress: NEW's mean progress minus BASE's over the pairs where both have one, in pp of the goal; "
             "p: Wilcoxon signed-rank (not Holm-adjusted; the verdict is the success rate's)"
         )
+    if any(row.init_states < row.counts.n_pairs for row in comparison.rows):
+        lines.append(
+            "repeated trials: each init state's pairs count as one unit in p (an exact sign-flip test of its "
+            "trials' difference) and in the power, so correlated trials are not counted as independent evidence"
+        )
     if comparison.excluded or comparison.unpaired:
         lines.append(
             f"left out: {comparison.excluded} pairs with a harness error on either side, "
@@ -302,22 +335,20 @@ def verdict_line(comparison: Comparison) -> str:
     if row.verdict is Verdict.UNDERPOWERED:
         said += f"; these pairs find only a difference of {100 * row.detectable:.0f} pp or more with 80% power"
         if row.pairs_needed is not None:
-            said += (
-                f", about {row.pairs_needed} pairs (episodes on each side) would settle a "
-                f"{100 * comparison.margin:g} pp difference"
-            )
+            units = "init states" if row.init_states < row.counts.n_pairs else "pairs (episodes on each side)"
+            said += f", about {row.pairs_needed} {units} would settle a {100 * comparison.margin:g} pp difference"
     return said
 
 
-def _scope_rows(
-    scope: str, cells: list[tuple[Pairing, PairedCounts, list[float]]], margin: float
-) -> list[ComparisonRow]:
-    """The rows of one scope; every cell holds at least one pair, and its pairs' progress differences."""
-    p_values = [mcnemar_p_value(counts) for _, counts, _ in cells]
+def _scope_rows(scope: str, cells: list[tuple[Pairing, PairCell]], margin: float) -> list[ComparisonRow]:
+    """The rows of one scope; every cell holds at least one pair."""
+    p_values = [_p_value(cell) for _, cell in cells]
     rows = []
-    for (pairing, counts, progress), p_value, p_adjusted in zip(cells, p_values, holm(p_values), strict=True):
-        discordance = counts.discordant / counts.n_pairs
-        detectable = detectable_difference(counts.n_pairs, discordance)
+    for (pairing, cell), p_value, p_adjusted in zip(cells, p_values, holm(p_values), strict=True):
+        counts = cell.counts
+        units, discordant = _units(cell)
+        discordance = discordant / units
+        detectable = detectable_difference(units, discordance)
         interval = paired_difference_interval(counts)
         assert interval is not None  # a cell counts at least one pair
         rows.append(
@@ -325,16 +356,35 @@ def _scope_rows(
                 scope=scope,
                 pairing=pairing,
                 counts=counts,
+                init_states=len(cell.differences),
                 interval=interval,
                 p_value=p_value,
                 p_adjusted=p_adjusted,
                 detectable=detectable,
                 pairs_needed=pairs_needed(margin, discordance) if margin > 0 else None,
                 verdict=verdict(counts, p_adjusted, detectable, margin),
-                progress=ProgressDifference.of(progress),
+                progress=ProgressDifference.of(cell),
             )
         )
     return rows
+
+
+def _p_value(cell: PairCell) -> float:
+    """McNemar's exact test; over init states (its clustered form) where they hold repeated trials."""
+    if cell.repeated:
+        return clustered_mcnemar_p_value(list(cell.differences.values()))
+    return mcnemar_p_value(cell.counts)
+
+
+def _units(cell: PairCell) -> tuple[int, int]:
+    """The independent units the power counts, and how many of them are discordant: pairs, or init states.
+
+    With repeated trials each init state counts as one pair, discordant when its trials' pairs do
+    not cancel out: right when its trials agree, pessimistic when they are independent.
+    """
+    if cell.repeated:
+        return len(cell.differences), sum(1 for difference in cell.differences.values() if difference)
+    return cell.counts.n_pairs, cell.counts.discordant
 
 
 def _row_line(row: ComparisonRow, width: int) -> str:
@@ -374,8 +424,8 @@ def _clean(key: str | None) -> TaskRef | None:
     return family, int(index)
 
 
-def _ref_episode(row: dict[str, Any]) -> tuple[TaskRef, int]:
-    return (row["task_id"], row["task_index"]), row["episode_index"]
+def _ref_episode(row: dict[str, Any]) -> tuple[TaskRef, int, int]:
+    return (row["task_id"], row["task_index"]), row["episode_index"], row.get("trial", 0)
 
 
 def _unmeasured(row: dict[str, Any]) -> bool:

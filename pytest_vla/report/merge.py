@@ -58,6 +58,11 @@ def merge(sources: Sequence[Path], output: Path) -> MergeResult:
         this = run_info(report)
         if [task.key for task in this.tasks] != [task.key for task in info.tasks]:
             raise ReportError(f"{path} ran other tasks than {first_path}: not shards of one run")
+        if (this.num_episodes, this.repeat) != (info.num_episodes, info.repeat):
+            raise ReportError(
+                f"{path} ran {this.num_episodes} episodes x {this.repeat} trials per task, {first_path} "
+                f"{info.num_episodes} x {info.repeat}: not shards of one run"
+            )
         shard = this.shard or Shard(0, 1)
         if shard.count != count:
             raise ReportError(f"{path} is shard {shard}, {first_path} is one of {count}: not shards of one run")
@@ -71,7 +76,7 @@ def merge(sources: Sequence[Path], output: Path) -> MergeResult:
                 )
             rows.setdefault(episode, (row, path))
 
-    everything = run_episodes(info.tasks, info.num_episodes)
+    everything = run_episodes(info.tasks, info.num_episodes, info.repeat)
     expected = rows.keys() | set().union(*missing.values())
     unfinished = []
     for index in range(count):

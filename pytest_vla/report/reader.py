@@ -119,11 +119,13 @@ def _inconsistencies(report: dict[str, Any]) -> Iterator[str]:
     for position, row in enumerate(report["episodes"]):
         episode = EpisodeId.of_row(row)
         if episode in seen:
-            yield f"/episodes/{position}: repeats the episode of /episodes/{seen[episode]} ({_named(episode)})"
+            yield f"/episodes/{position}: repeats the episode of /episodes/{seen[episode]} ({episode.label})"
             continue
         seen[episode] = position
         if (episode.family, episode.task_index) not in tasks:
             yield f"/episodes/{position}: its task {episode.task_key} is not in task_results"
+        if episode.trial >= (repeat := report.get("repeat", 1)):
+            yield f"/episodes/{position}/trial: {episode.trial} is not below the report's repeat {repeat}"
     rows = [report["episodes"][position] for position in seen.values()]
     by_family: dict[str, list[EpisodeRow]] = {}
     by_task: dict[tuple[str, int], list[EpisodeRow]] = {}
@@ -136,7 +138,7 @@ def _inconsistencies(report: dict[str, Any]) -> Iterator[str]:
     for position, result in enumerate(report["task_results"]):
         key = (result["task_id"], result["task_index"])
         yield from _tally_problems(f"/task_results/{position}", result, by_task.get(key, []))
-    planned = len(tasks) * report["num_episodes_per_task"]
+    planned = len(tasks) * report["num_episodes_per_task"] * report.get("repeat", 1)
     if planned > MAX_RUN_EPISODES:
         yield f"/num_episodes_per_task: a run of {planned} episodes, more than {MAX_RUN_EPISODES} are not read"
     shard = report["shard"]
@@ -157,10 +159,6 @@ def _tally_problems(pointer: str, tally: dict[str, Any], rows: list[EpisodeRow])
         yield f"{pointer}/success_rate: {tally['success_rate']} is not {n_success}/{len(rows)}"
 
 
-def _named(episode: EpisodeId) -> str:
-    return f"{episode.task_key} episode {episode.episode_index}"
-
-
 def run_info(report: dict[str, Any]) -> RunInfo:
     """What a loaded ``report`` says about its run besides the rows, as the writer took it."""
     invocation = report["invocation"]
@@ -178,6 +176,7 @@ def run_info(report: dict[str, Any]) -> RunInfo:
             for result in report["task_results"]
         ),
         num_episodes=report["num_episodes_per_task"],
+        repeat=report.get("repeat", 1),
         protocol=report["protocol"],
         provider=report["execution_provider"],
         workers=report["workers"],

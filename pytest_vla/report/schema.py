@@ -17,6 +17,10 @@ def task_key(family: str, task_index: int) -> str:
     return f"{family}:{task_index}"
 
 
+TRIAL_SEPARATOR = "-trial"  # ep2-trial1: episode 2's second trial
+MAX_REPEAT = 100  # trials of one episode (--vla-repeat); the report's schemas bound them too
+
+
 def is_number(text: str) -> bool:
     """A task, episode or shard number as ids and options write it: ASCII digits only.
 
@@ -37,20 +41,35 @@ def task_nodeid(suite: str, key: str) -> str:
 
 @dataclass(frozen=True, order=True)
 class EpisodeId:
-    """(family, task index, episode index): what identifies an episode across runs, workers and reports."""
+    """(family, task index, episode index, trial): what identifies an episode across runs, workers and reports.
+
+    The episode index is the init state; ``trial`` counts the repeats of it (``--vla-repeat``), 0 for
+    the first, which is the episode an unrepeated run has: its ids and files read as they always did.
+    """
 
     family: str
     task_index: int
     episode_index: int
+    trial: int = 0
 
     @property
     def task_key(self) -> str:
         return task_key(self.family, self.task_index)
 
     @property
+    def init_state(self) -> tuple[str, int, int]:
+        """(family, task index, episode index): what an episode's trials share, making their outcomes correlated."""
+        return self.family, self.task_index, self.episode_index
+
+    @property
+    def label(self) -> str:
+        """The episode in messages: ``libero_object:3 episode 2``, ``... episode 2 trial 1`` for a repeat."""
+        return f"{self.task_key} episode {self.episode_index}" + (f" trial {self.trial}" if self.trial else "")
+
+    @property
     def item_name(self) -> str:
-        """The episode item's name under its task's collector: ``ep2``."""
-        return f"ep{self.episode_index}"
+        """The episode item's name under its task's collector: ``ep2``, and ``ep2-trial1`` for a repeat."""
+        return f"ep{self.episode_index}" + (f"{TRIAL_SEPARATOR}{self.trial}" if self.trial else "")
 
     def nodeid(self, suite: str) -> str:
         """``libero/libero_object:3::ep2``: the episode item under its task's collector."""
@@ -62,22 +81,31 @@ class EpisodeId:
         task, _, name = nodeid.partition("::")
         in_suite, _, key = task.partition("/")
         family, _, index = key.rpartition(":")
-        episode = name.removeprefix("ep")
+        episode, separator, trial = name.removeprefix("ep").partition(TRIAL_SEPARATOR)
         if not (in_suite == suite and family and is_number(index) and name.startswith("ep") and is_number(episode)):
             return None
-        return cls(family, int(index), int(episode))
+        if separator and not (is_number(trial) and int(trial) > 0):
+            return None
+        return cls(family, int(index), int(episode), int(trial) if separator else 0)
 
     @property
     def file_stem(self) -> str:
-        """Per-episode artefacts: ``libero_object_task3_episode_2``."""
-        return f"{self.family}_task{self.task_index}_episode_{self.episode_index}"
+        """Per-episode artefacts: ``libero_object_task3_episode_2``, ``..._episode_2_trial_1`` for a repeat."""
+        stem = f"{self.family}_task{self.task_index}_episode_{self.episode_index}"
+        return stem + (f"_trial_{self.trial}" if self.trial else "")
 
     @classmethod
     def of_row(cls, row: EpisodeRow | dict[str, Any]) -> EpisodeId:
-        return cls(row["task_id"], row["task_index"], row["episode_index"])
+        """A row's episode; a row from before repeated trials is its episode's first trial."""
+        return cls(row["task_id"], row["task_index"], row["episode_index"], row.get("trial", 0))
 
     def to_json(self) -> dict[str, Any]:
-        return {"task_id": self.family, "task_index": self.task_index, "episode_index": self.episode_index}
+        return {
+            "task_id": self.family,
+            "task_index": self.task_index,
+            "episode_index": self.episode_index,
+            "trial": self.trial,
+        }
 
 
 @dataclass(frozen=True)
@@ -95,8 +123,8 @@ class TaskSpec:
     def key(self) -> str:
         return task_key(self.family, self.index)
 
-    def episode(self, episode_index: int) -> EpisodeId:
-        return EpisodeId(self.family, self.index, episode_index)
+    def episode(self, episode_index: int, trial: int = 0) -> EpisodeId:
+        return EpisodeId(self.family, self.index, episode_index, trial)
 
 
 # The kinds of policy report.json's ``env.policy`` names (its ``kind``); a plugin's policy names its own.
@@ -208,7 +236,7 @@ class EpisodeRow(TypedDict):
     """One ``episodes[]`` entry of report.json: schema v1 fields first, then pytest-vla's."""
 
     task_id: str  # the family (v1 calls it the task)
-    episode_index: int
+    episode_index: int  # the init state
     success: bool
     terminal_reason: str  # a TerminalReason value
     wall_clock_s: float
@@ -216,6 +244,7 @@ class EpisodeRow(TypedDict):
     video_path: str | None
     error_message: str | None
     task_index: int
+    trial: int  # the repeat of this init state, 0..K-1 under --vla-repeat K
     instruction: str
     max_steps: int
     worker: str
@@ -260,6 +289,7 @@ def episode_row(
         "video_path": video_path,
         "error_message": error_message,
         "task_index": episode.task_index,
+        "trial": episode.trial,
         "instruction": instruction,
         "max_steps": max_steps,
         "worker": worker,

@@ -14,9 +14,9 @@ from typing import Any
 from pytest_vla.report.schema import EpisodeId, TaskSpec, is_number
 
 
-def run_episodes(tasks: Sequence[TaskSpec], num_episodes: int) -> list[EpisodeId]:
-    """Every episode of a run, all shards together, in run order: a task's episodes together."""
-    return [task.episode(index) for task in tasks for index in range(num_episodes)]
+def run_episodes(tasks: Sequence[TaskSpec], num_episodes: int, repeat: int) -> list[EpisodeId]:
+    """Every episode of a run, all shards together, in run order: a task's episodes together, an episode's trials."""
+    return [task.episode(index, trial) for task in tasks for index in range(num_episodes) for trial in range(repeat)]
 
 
 @dataclass(frozen=True)

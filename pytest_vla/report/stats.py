@@ -9,6 +9,10 @@ or of zero width.
 Two policies run on the same (task, init state, seed) give paired outcomes: the exact McNemar test
 of the discordant pairs has far more power than comparing two rates, and its power says how large
 a difference a run could have found at all.
+
+Repeated trials of one init state (``--vla-repeat``) are correlated: a policy that fails an init
+state once mostly fails it again. Their intervals and tests count init states as the independent
+units (clusters), so K repeats of a deterministic policy are worth no more than one trial.
 """
 
 from __future__ import annotations
@@ -44,6 +48,65 @@ def wilson_interval(n_success: int, n_total: int) -> tuple[float, float] | None:
         return None
     interval = scipy_stats().binomtest(n_success, n_total).proportion_ci(confidence_level=CONFIDENCE, method="wilson")
     return float(interval.low), float(interval.high)
+
+
+def clustered_interval(clusters: Sequence[tuple[int, int]]) -> tuple[float, float, float] | None:
+    """The 95% interval of a success rate pooled over clusters of correlated trials, and its effective size.
+
+    ``clusters`` holds (successes, trials) per init state. The rate is successes over trials; its
+    interval is Wilson's at the Kish effective sample size: trials divided by the design effect,
+    the cluster-robust (ratio-estimator) variance of the rate over the binomial one, kept within
+    [init states, trials]. It is the plain Wilson interval when each init state has one trial, the
+    Wilson interval over init states when their trials all agree, closed form and deterministic
+    (a cluster bootstrap is random and, like a beta-binomial fit, collapses at a rate of 0 or 1).
+    At a rate of 0 or 1 the correlation cannot be estimated: init states count, the safe side.
+    ``None`` when nothing was counted.
+    """
+    m = len(clusters)
+    total = sum(trials for _, trials in clusters)
+    if total == 0:
+        return None
+    successes = sum(success for success, _ in clusters)
+    rate = successes / total
+    if total == m:
+        low, high = wilson_interval(successes, total) or (0.0, 1.0)
+        return low, high, float(total)
+    if m == 1 or rate in (0.0, 1.0):
+        effective = float(m)
+    else:
+        variance = m / (m - 1) * math.fsum((success - rate * trials) ** 2 for success, trials in clusters) / total**2
+        design_effect = variance / (rate * (1 - rate) / total)
+        effective = min(max(total / design_effect, float(m)), float(total)) if design_effect > 0 else float(total)
+    low, high = _wilson(rate, effective)
+    return low, high, effective
+
+
+def _wilson(rate: float, n: float) -> tuple[float, float]:
+    """Wilson's score interval at a real-valued sample size (an effective one), which scipy's takes only as counts."""
+    z = float(scipy_stats().norm.ppf(1 - ALPHA / 2))
+    centre = (rate + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(rate * (1 - rate) / n + z * z / (4 * n * n))
+    return max(centre - half, 0.0), min(centre + half, 1.0)
+
+
+def pass_at_k(clusters: Sequence[tuple[int, int]], k: int) -> float | None:
+    """The chance that at least one of k trials of an init state succeeds, averaged over init states.
+
+    The unbiased estimator 1 - C(n-c, k)/C(n, k) per init state of c successes in n >= k trials
+    (Chen et al. 2021); init states with fewer than k trials are left out, ``None`` without any.
+    """
+    estimates = [1 - math.comb(n - c, k) / math.comb(n, k) for c, n in clusters if n >= k]
+    return math.fsum(estimates) / len(estimates) if estimates else None
+
+
+def pass_hat_k(clusters: Sequence[tuple[int, int]], k: int) -> float | None:
+    """The chance that all k trials of an init state succeed (pass^k), averaged over init states.
+
+    The unbiased estimator C(c, k)/C(n, k) per init state of c successes in n >= k trials (Yao et
+    al. 2024, tau-bench); init states with fewer than k trials are left out, ``None`` without any.
+    """
+    estimates = [math.comb(c, k) / math.comb(n, k) for c, n in clusters if n >= k]
+    return math.fsum(estimates) / len(estimates) if estimates else None
 
 
 def mean_interval(values: Sequence[float]) -> tuple[float, float] | None:
@@ -121,6 +184,37 @@ def mcnemar_p_value(counts: PairedCounts) -> float:
     if counts.discordant == 0:
         return 1.0
     return float(scipy_stats().binomtest(counts.only_new, counts.discordant, 0.5).pvalue)
+
+
+def clustered_mcnemar_p_value(differences: Sequence[int]) -> float:
+    """McNemar's exact test over clusters of pairs: an exact sign-flip test of each init state's difference.
+
+    ``differences`` holds, per init state, the pairs only NEW succeeded in minus those only BASE
+    did, over its trials. Under no difference each init state's sign is a fair coin, so the
+    p-value is the share of the 2^m sign patterns whose total is at least as far from 0 as the
+    one seen, computed exactly (a convolution per distinct size). With one pair per init state it
+    is exactly :func:`mcnemar_p_value`; with repeated trials it does not count correlated pairs
+    as independent evidence, as McNemar's test of all pairs would.
+    """
+    sizes: dict[int, int] = {}
+    for difference in differences:
+        if difference:
+            sizes[abs(difference)] = sizes.get(abs(difference), 0) + 1
+    if not sizes:
+        return 1.0
+    import numpy as np
+
+    binom = scipy_stats().binom
+    # The distribution of X, the total size of the init states whose sign is +: the statistic is 2X - T.
+    distribution = np.ones(1)
+    for size, count in sizes.items():
+        spread = np.zeros(size * count + 1)
+        spread[::size] = binom.pmf(np.arange(count + 1), count, 0.5)
+        distribution = np.convolve(distribution, spread)
+    total = sum(size * count for size, count in sizes.items())
+    observed = abs(sum(differences))
+    statistic = np.abs(2 * np.arange(total + 1) - total)
+    return float(min(1.0, distribution[statistic >= observed].sum()))
 
 
 def paired_difference_interval(counts: PairedCounts) -> tuple[float, float] | None:

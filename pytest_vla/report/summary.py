@@ -19,6 +19,7 @@ def summary_lines(report: dict[str, Any], report_path: Path) -> list[str]:
     lines.append("")
     lines.extend(f"{result['task_id']:<15} {'all':<8} {_rate(result)}" for result in report["results"])
     lines.append(f"{'aggregate':<15} {'':<8} {_rate(report['aggregate'])}")
+    lines.extend(_repeated_trials(report))
     stopped = _stages_of_failures(report["episodes"])
     if stopped:
         lines.append(f"failed episodes by the furthest stage reached: {stopped}")
@@ -41,6 +42,23 @@ def _rate(tally: dict[str, Any]) -> str:
     interval = tally.get("ci95")
     spread = f" [{100 * interval[0]:5.1f}, {100 * interval[1]:5.1f}]" if interval else " " * 15
     return f"{fraction:>7}  {100 * tally['success_rate']:5.1f}%{spread}{_progress(tally)}"
+
+
+def _repeated_trials(report: dict[str, Any]) -> list[str]:
+    """``repeated trials: ... pass@1 40.0%  pass@3 80.0%  pass^3 10.0%``, per family and overall, when trials repeat."""
+    lines = []
+    tallies = [*((result["task_id"], result) for result in report["results"]), ("aggregate", report["aggregate"])]
+    for name, tally in tallies:
+        at, hat = tally.get("pass_at_k"), tally.get("pass_hat_k")
+        if not at or not hat:
+            continue
+        most = max(at, key=int)
+        lines.append(
+            f"{name:<15} {'trials':<8} pass@1 {100 * at['1']:5.1f}%  pass@{most} {100 * at[most]:5.1f}%  "
+            f"pass^{most} {100 * hat[most]:5.1f}%   over {tally['n_init_states']} init states "
+            f"(the interval counts {tally['n_effective']:g} of {tally['n_total']} trials as independent)"
+        )
+    return lines
 
 
 def _progress(tally: dict[str, Any]) -> str:

@@ -23,7 +23,7 @@ from pytest_vla.report.environment import machine, package_version, utc_now
 from pytest_vla.report.layout import OutputLayout
 from pytest_vla.report.schema import EpisodeId, EpisodeRow, TaskSpec, success_rate
 from pytest_vla.report.shards import Shard
-from pytest_vla.report.stats import mean_interval, wilson_interval
+from pytest_vla.report.stats import clustered_interval, mean_interval, pass_at_k, pass_hat_k
 
 SCHEMA_VERSION = 1
 REWRITE_EVERY_S = 5.0  # a rewrite costs O(rows): thousands of rows, one every few seconds, not one per episode
@@ -48,7 +48,8 @@ class RunInfo:
     suite: str
     seed: int
     tasks: tuple[TaskSpec, ...]
-    num_episodes: int
+    num_episodes: int  # init states per task
+    repeat: int  # trials of each init state (--vla-repeat)
     protocol: dict[str, Any]  # the suite's protocol and the run's settings that change outcomes
     provider: str
     workers: int
@@ -119,10 +120,12 @@ class ReportWriter:
     def build(self) -> dict[str, Any]:
         info = self.info
         order = {task.key: position for position, task in enumerate(info.tasks)}
-        episodes = sorted(
-            self._rows.values(),
-            key=lambda row: (order.get(EpisodeId.of_row(row).task_key, len(order)), row["episode_index"]),
-        )
+
+        def run_order(row: EpisodeRow) -> tuple[int, int, int]:
+            episode = EpisodeId.of_row(row)
+            return order.get(episode.task_key, len(order)), episode.episode_index, episode.trial
+
+        episodes = sorted(self._rows.values(), key=run_order)
         families = info.families
         missing = self.missing
         # Grouped in one pass: a run of thousands of episodes rebuilds the report every few seconds.
@@ -144,6 +147,7 @@ class ReportWriter:
             "wall_clock_s": round(time.monotonic() - self._started, 3),
             "tasks": families,
             "num_episodes_per_task": info.num_episodes,
+            "repeat": info.repeat,
             "aggregate": tally(episodes),
             "results": [{"task_id": family, **tally(by_family.get(family, []))} for family in families],
             "task_results": [
@@ -179,7 +183,9 @@ class ReportWriter:
 
 def tally(rows: list[EpisodeRow]) -> dict[str, Any]:
     n_success = sum(1 for row in rows if row["success"])
-    interval = wilson_interval(n_success, len(rows))
+    clusters = init_state_outcomes(rows)
+    pooled = clustered_interval(clusters)
+    most_trials = max((trials for _, trials in clusters), default=0)
     # Rows of a suite that reports no goal conditions, or of an earlier report, have no progress.
     progress = [row["progress"] for row in rows if row.get("progress") is not None]
     progress_interval = mean_interval(progress)
@@ -188,8 +194,14 @@ def tally(rows: list[EpisodeRow]) -> dict[str, Any]:
         "success_rate": round(success_rate(rows), 6),
         "n_success": n_success,
         "n_total": len(rows),
-        # The 95% Wilson interval of the rate, [low, high]; null before any episode of it finished.
-        "ci95": [round(bound, 6) for bound in interval] if interval else None,
+        # The 95% Wilson interval of the rate, [low, high], at the effective number of trials (init states
+        # count as clusters of repeated trials); null before any episode of it finished.
+        "ci95": [round(bound, 6) for bound in pooled[:2]] if pooled else None,
+        "n_init_states": len(clusters),
+        "n_effective": round(pooled[2], 3) if pooled else 0.0,
+        # Of an init state's trials (--vla-repeat K): at least one of k succeeds, all k do; null unrepeated.
+        "pass_at_k": _by_k(pass_at_k, clusters, most_trials),
+        "pass_hat_k": _by_k(pass_hat_k, clusters, most_trials),
         "mean_progress": round(math.fsum(progress) / len(progress), 6) if progress else None,
         "n_progress": len(progress),
         "progress_ci95": [round(bound, 6) for bound in progress_interval] if progress_interval else None,
@@ -197,6 +209,29 @@ def tally(rows: list[EpisodeRow]) -> dict[str, Any]:
         "n_side_effects": sum(1 for row in watched if row["side_effects"]),
         "n_watched": len(watched),
     }
+
+
+def init_state_outcomes(rows: list[EpisodeRow]) -> list[tuple[int, int]]:
+    """(successes, trials) of each init state among ``rows``: the clusters repeated trials form."""
+    outcomes: dict[tuple[str, int, int], list[int]] = {}
+    for row in rows:
+        cell = outcomes.setdefault(EpisodeId.of_row(row).init_state, [0, 0])
+        cell[0] += row["success"]
+        cell[1] += 1
+    return [(successes, trials) for successes, trials in outcomes.values()]
+
+
+def reported_ks(most_trials: int) -> list[int]:
+    """The k of pass@k and pass^k a tally gives: 1..10, and the most trials any init state had."""
+    return sorted({*range(1, min(most_trials, 10) + 1), most_trials})
+
+
+def _by_k(
+    estimate: Callable[[list[tuple[int, int]], int], float | None], clusters: list[tuple[int, int]], most_trials: int
+) -> dict[str, float] | None:
+    if most_trials < 2:
+        return None
+    return {str(k): round(value, 6) for k in reported_ks(most_trials) if (value := estimate(clusters, k)) is not None}
 
 
 def write_json_atomically(path: Path, data: dict[str, Any]) -> None:

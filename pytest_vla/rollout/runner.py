@@ -22,6 +22,7 @@ from pytest_vla.report.layout import OutputLayout
 from pytest_vla.report.reader import policy_difference
 from pytest_vla.report.schema import (
     ONNX_EXPORT,
+    EpisodeId,
     EpisodeRow,
     TaskSpec,
     TerminalReason,
@@ -70,8 +71,8 @@ class EpisodeRunner:
         self._env_task: TaskSpec | None = None
         self._watchdog = Watchdog(OutputLayout(plan.output).watchdog_note(worker), announce, plan.run_id)
 
-    def run(self, task: TaskSpec, episode_index: int, attempt: int = 1) -> EpisodeRow:
-        """Run one episode and return its report row; harness problems end up in the row, not raised."""
+    def run(self, task: TaskSpec, episode: EpisodeId, attempt: int = 1) -> EpisodeRow:
+        """Run one episode (one trial of it) and return its report row; harness problems end up in the row."""
         env_construction_s = 0.0
         recorder: VideoRecorder | None = None
         video_problem: str | None = None
@@ -84,13 +85,13 @@ class EpisodeRunner:
                     self._watchdog.arm("env_build", f"building the env of {task.key}", ENV_BUILD_ALLOWANCE_S)
                     env_construction_s = self._switch_env(task)
                 assert self._env is not None
-                policy.begin_episode(self.plan.seed, task, episode_index)
+                policy.begin_episode(self.plan.trial_seed(episode.trial), task, episode.episode_index)
                 timeout = self.plan.episode_timeout(task)
                 max_steps = self.plan.max_steps(task)
-                recorder, video_problem = self._start_video(task, episode_index, max_steps)
-                self._watchdog.arm("episode", f"{task.key} episode {episode_index}", timeout)
+                recorder, video_problem = self._start_video(episode, max_steps)
+                self._watchdog.arm("episode", episode.label, timeout)
                 watch = _filming(recorder, self.suite)
-                outcome = run_episode(self._env, policy, episode_index, max_steps, timeout, watch)
+                outcome = run_episode(self._env, policy, episode.episode_index, max_steps, timeout, watch)
             end_problem = _end_episode(policy, outcome)
         except EnvFailure as exc:
             outcome = EpisodeOutcome(exc.terminal_reason, 0, 0.0, str(exc))
@@ -107,15 +108,13 @@ class EpisodeRunner:
         trajectory = None
         if self.plan.save_trajectories:
             try:
-                path = save_trajectory(
-                    self.plan.output, task.episode(episode_index), outcome, self.suite.action_dim, self.suite.state_dim
-                )
+                path = save_trajectory(self.plan.output, episode, outcome, self.suite.action_dim, self.suite.state_dim)
                 trajectory = str(path)
             except Exception as exc:  # a full disk must not cost the episode's result
                 problem = "; ".join(filter(None, (problem, f"trajectory not saved: {one_line(exc)}")))
         goal = goal_record(outcome.goal_at_end, outcome.goal_best, outcome.goal_best_step, outcome.furthest_stages)
         return episode_row(
-            task.episode(episode_index),
+            episode,
             reason=outcome.terminal_reason,
             instruction=task.instruction,
             max_steps=self.plan.max_steps(task),
@@ -179,13 +178,10 @@ class EpisodeRunner:
         if difference is not None:
             raise PolicyError(f"the policy changed during the run: this process got {difference}")
 
-    def _start_video(
-        self, task: TaskSpec, episode_index: int, max_steps: int
-    ) -> tuple[VideoRecorder | None, str | None]:
+    def _start_video(self, episode: EpisodeId, max_steps: int) -> tuple[VideoRecorder | None, str | None]:
         if self.plan.video is None:
             return None, None
         try:
-            episode = task.episode(episode_index)
             return VideoRecorder(self.plan.output, episode, max_steps + 1, self.suite.control_hz), None
         except Exception as exc:  # no ffmpeg, a full disk: the episode still runs
             return None, f"video not saved: {one_line(exc)}"
