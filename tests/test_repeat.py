@@ -16,7 +16,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+import scipy.stats
 
 from pytest_vla.export.manifest import NoiseInput
 from pytest_vla.policy.feeds import noise_tensor
@@ -27,6 +29,7 @@ from pytest_vla.report.stats import (
     clustered_interval,
     clustered_mcnemar_p_value,
     mcnemar_p_value,
+    mean_interval,
     pass_at_k,
     pass_hat_k,
     wilson_interval,
@@ -75,6 +78,13 @@ def test_the_pooled_interval_counts_init_states_when_their_trials_agree() -> Non
     every = clustered_interval([(5, 5)] * 10)
     assert every[2] == 10 and every[:2] == pytest.approx(wilson_interval(10, 10))  # 100%: nothing to estimate from
     assert clustered_interval([]) is None
+    # Progress likewise: the t interval of one value per init state, which K equal repeats do not narrow.
+    values = [1.0, 0.5, 0.25, 0.5, 0.75, 0.5]
+    once = scipy.stats.t.interval(0.95, len(values) - 1, loc=np.mean(values), scale=scipy.stats.sem(values))
+    assert 0 < once[0] < once[1] < 1  # unclipped
+    assert mean_interval([[value] for value in values]) == pytest.approx(once)
+    assert mean_interval([[value] * 4 for value in values]) == pytest.approx(once)
+    assert mean_interval([[0.5, 1.0]]) is None  # one init state says nothing of the spread between them
 
 
 def test_the_clustered_mcnemar_test_is_mcnemars_with_one_pair_per_init_state() -> None:

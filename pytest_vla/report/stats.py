@@ -109,18 +109,22 @@ def pass_hat_k(clusters: Sequence[tuple[int, int]], k: int) -> float | None:
     return math.fsum(estimates) / len(estimates) if estimates else None
 
 
-def mean_interval(values: Sequence[float]) -> tuple[float, float] | None:
-    """The 95% Student t interval of the mean of values in [0, 1] (progress), clipped to [0, 1].
+def mean_interval(clusters: Sequence[Sequence[float]]) -> tuple[float, float] | None:
+    """The 95% t interval of the mean of values in [0, 1] (progress), clipped to [0, 1], over clusters of them.
 
-    ``None`` under two values. Of zero width when all are equal: read the success rate's
+    ``clusters`` holds each init state's values: one each without repeated trials, where this is
+    the Student t interval. With repeats the variance is the cluster-robust one of the pooled mean
+    (init states as clusters, m - 1 degrees of freedom), so correlated trials do not narrow it.
+    ``None`` under two init states. Of zero width when all are equal: read the success rate's
     interval then (a run where every episode got equally far is mostly all successes or all none).
     """
-    n = len(values)
-    if n < 2:
+    m = len(clusters)
+    if m < 2:
         return None
-    mean = math.fsum(values) / n
-    sd = math.sqrt(math.fsum((value - mean) ** 2 for value in values) / (n - 1))
-    half = _t_quantile(n - 1) * sd / math.sqrt(n)
+    total = sum(len(values) for values in clusters)
+    mean = math.fsum(value for values in clusters for value in values) / total
+    variance = m / (m - 1) * math.fsum((math.fsum(values) - mean * len(values)) ** 2 for values in clusters) / total**2
+    half = _t_quantile(m - 1) * math.sqrt(variance)
     return max(mean - half, 0.0), min(mean + half, 1.0)
 
 

@@ -183,12 +183,17 @@ class ReportWriter:
 
 def tally(rows: list[EpisodeRow]) -> dict[str, Any]:
     n_success = sum(1 for row in rows if row["success"])
-    clusters = init_state_outcomes(rows)
+    # Repeated trials of one init state are correlated: the intervals and pass@k count init states.
+    init_states = by_init_state(rows)
+    clusters = [(sum(1 for row in trials if row["success"]), len(trials)) for trials in init_states]
     pooled = clustered_interval(clusters)
     most_trials = max((trials for _, trials in clusters), default=0)
     # Rows of a suite that reports no goal conditions, or of an earlier report, have no progress.
-    progress = [row["progress"] for row in rows if row.get("progress") is not None]
-    progress_interval = mean_interval(progress)
+    progress_clusters = [
+        values for trials in init_states if (values := [row["progress"] for row in trials if _has_progress(row)])
+    ]
+    progress = [value for values in progress_clusters for value in values]
+    progress_interval = mean_interval(progress_clusters)
     watched = [row for row in rows if row.get("side_effects") is not None]
     return {
         "success_rate": round(success_rate(rows), 6),
@@ -211,14 +216,16 @@ def tally(rows: list[EpisodeRow]) -> dict[str, Any]:
     }
 
 
-def init_state_outcomes(rows: list[EpisodeRow]) -> list[tuple[int, int]]:
-    """(successes, trials) of each init state among ``rows``: the clusters repeated trials form."""
-    outcomes: dict[tuple[str, int, int], list[int]] = {}
+def _has_progress(row: EpisodeRow) -> bool:
+    return row.get("progress") is not None
+
+
+def by_init_state(rows: list[EpisodeRow]) -> list[list[EpisodeRow]]:
+    """``rows`` grouped by init state (task, episode): the clusters repeated trials form."""
+    groups: dict[tuple[str, int, int], list[EpisodeRow]] = {}
     for row in rows:
-        cell = outcomes.setdefault(EpisodeId.of_row(row).init_state, [0, 0])
-        cell[0] += row["success"]
-        cell[1] += 1
-    return [(successes, trials) for successes, trials in outcomes.values()]
+        groups.setdefault(EpisodeId.of_row(row).init_state, []).append(row)
+    return list(groups.values())
 
 
 def reported_ks(most_trials: int) -> list[int]:
