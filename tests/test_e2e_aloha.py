@@ -30,6 +30,26 @@ def test_the_demo_solves_both_tasks_on_two_workers(pytester: pytest.Pytester, va
     assert report["env"]["policy"]["kind"] == "scripted"
     saved = np.load(pytester.path / "eval_output" / "trajectories" / "aloha_task0_episode_0.npz")
     assert saved["actions"].shape[1] == 14 and saved["states"].shape[1] == 14
+    # gym-aloha's staged reward reached its last level: every condition held, every object at its goal.
+    assert {(row["progress"], row["stage"]) for row in report["episodes"]} == {(1.0, "at_goal")}
+    assert [row["side_effects"] for row in report["episodes"]] == [[]] * 4  # the scenes hold nothing else
+
+
+def test_a_demo_cut_short_stops_at_the_stage_its_reward_reached(pytester: pytest.Pytester, validate_report) -> None:
+    # 200 steps: the scripted transfer has lifted the cube (reward 2 of 4), the insertion touched nothing yet.
+    result = pytester.runpytest_subprocess(
+        "--vla-suite", "aloha", "--vla-policy", "demo", "--vla-num-episodes", "1", "--vla-max-steps", "200",
+        "-p", "no:xdist",
+    )  # fmt: skip
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    report = validate_report(pytester.path / "eval_output" / "report.json")
+    insertion, transfer = report["episodes"]
+    assert (insertion["progress"], insertion["stage"], insertion["goal"]["most_satisfied"]) == (0.0, "untouched", [])
+    assert (transfer["progress"], transfer["stage"]) == (0.5, "lifted")
+    lifted = ["right gripper touches red_box", "red_box lifted by the right gripper"]
+    assert transfer["goal"]["most_satisfied"] == lifted
+    assert transfer["goal"]["furthest_stages"] == {"red_box": "lifted"}
+    result.stdout.fnmatch_lines(["failed episodes by the furthest stage reached: untouched 1, lifted 1"])
 
 
 def test_an_export_reads_the_top_camera_and_the_video_plays_at_50_fps(

@@ -15,6 +15,7 @@ import numpy as np
 
 from pytest_vla.errors import EnvFailure, one_line
 from pytest_vla.report.schema import TerminalReason
+from pytest_vla.suites.aloha.goal import StagedGoal
 from pytest_vla.suites.base import Observation
 from pytest_vla.suites.mujoco_gl import about_rendering
 
@@ -65,31 +66,35 @@ def _physics(env: Any) -> Any:
 
 
 class AlohaEnv:
-    def __init__(self, env: Any, cameras: tuple[str, ...], seed: int) -> None:
+    def __init__(self, env: Any, cameras: tuple[str, ...], seed: int, goal: StagedGoal) -> None:
         self._env = env
         self._cameras = cameras
         self._seed = seed
+        self._goal = goal
 
     def reset(self, episode_index: int) -> Observation:
         with _simulator("resetting"):
             # gym-aloha seeds the objects' poses and its task's RNG from this; None would draw OS entropy.
             raw, _ = self._env.reset(seed=self._seed + episode_index)
-        return self._observation(raw)
+            reward = self._env.unwrapped._env.task.get_reward(_physics(self._env))  # the reset's own level
+        return self._observation(raw, reward)
 
     def step(self, action: np.ndarray) -> tuple[Observation, bool]:
         with _simulator("stepping"):
-            raw, _, _, _, info = self._env.step(np.asarray(action, dtype=np.float32))  # as LeRobot's policies give them
-        return self._observation(raw), bool(info["is_success"])
+            # As LeRobot's policies give them; the reward is gym-aloha's staged one, 0..4.
+            raw, reward, _, _, info = self._env.step(np.asarray(action, dtype=np.float32))
+        return self._observation(raw, reward), bool(info["is_success"])
 
     def close(self) -> None:
         close_env(self._env)
 
-    def _observation(self, raw: dict[str, Any]) -> Observation:
+    def _observation(self, raw: dict[str, Any], reward: float) -> Observation:
         images = {CAMERA: raw["pixels"][CAMERA]} if CAMERA in self._cameras else {}
         return Observation(
             images=images,
             state=np.asarray(raw["agent_pos"], dtype=np.float32),
             raw={"agent_pos": raw["agent_pos"], QPOS_KEY: _physics(self._env).data.qpos.copy()},
+            goal=self._goal.reading(reward),
         )
 
 

@@ -11,6 +11,7 @@ from pytest_vla.errors import EnvFailure, SuiteError, one_line
 from pytest_vla.report.environment import package_version
 from pytest_vla.report.schema import TaskSpec, TerminalReason, is_number
 from pytest_vla.suites.aloha.env import CAMERA, ENV_IDS, QPOS_KEY, RENDER_SIZE, STATE_DIM, AlohaEnv, build_env
+from pytest_vla.suites.aloha.goal import GOALS
 from pytest_vla.suites.base import Camera, StateConvention
 from pytest_vla.suites.mujoco_gl import about_rendering, configure_rendering
 
@@ -83,7 +84,8 @@ class AlohaSuite:
         configure_rendering()
         try:
             # Long enough for any --vla-max-steps: the harness counts the steps.
-            return AlohaEnv(build_env(TASKS[task.index], tuple(cameras), max_steps=2**31 - 1), tuple(cameras), seed)
+            name = TASKS[task.index]
+            return AlohaEnv(build_env(name, tuple(cameras), max_steps=2**31 - 1), tuple(cameras), seed, GOALS[name])
         except Exception as exc:
             reason = TerminalReason.RENDERING_FAILURE if about_rendering(exc) else TerminalReason.ENV_BUILD_FAILURE
             raise EnvFailure(reason, f"building the env for {task.key}: {one_line(exc)}") from exc
