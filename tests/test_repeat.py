@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pytest
 import scipy.stats
+from junitparser.xunit2 import JUnitXml
 
 from pytest_vla.export.manifest import NoiseInput
 from pytest_vla.policy.feeds import noise_tensor
@@ -34,6 +35,7 @@ from pytest_vla.report.stats import (
     pass_hat_k,
     wilson_interval,
 )
+from tests.junit_xml import episode_facts
 from tests.merging import run_merge, stable_rows
 from tests.models import privileged_policy, write_export
 from tests.reports import written
@@ -172,7 +174,7 @@ def test_repeated_trials_run_as_items_through_xdist_with_pass_at_k(
 ) -> None:
     expected = _expected()
     assert len(set(expected.values())) == 2  # some trials succeed and some fail: the test can tell them apart
-    result = noisy(NOISY, *RUN, "-n", "2", "-v")
+    result = noisy(NOISY, *RUN, "-n", "2", "-v", "--junitxml", "junit.xml")
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines(["*vla: suite fake, 2 tasks x 2 episodes x 3 trials = 12 items*"])
     result.stdout.fnmatch_lines(["*fake/fake:1::ep1-trial2*"])
@@ -191,6 +193,10 @@ def test_repeated_trials_run_as_items_through_xdist_with_pass_at_k(
         )
     assert aggregate["n_init_states"] == 4 and 4 <= aggregate["n_effective"] <= 12
     result.stdout.fnmatch_lines([f"aggregate*trials*pass@1*pass@3 {100 * aggregate['pass_at_k']['3']:5.1f}%*"])
+    cases = {(case.classname, case.name): episode_facts(case)
+             for suite in JUnitXml.fromfile(str(pytester.path / "junit.xml")) for case in suite}  # fmt: skip
+    assert len(cases) == 12 and cases["fake.fake:1", "ep1-trial2"]["trial"] == "2"
+    assert "trial" not in cases["fake.fake:1", "ep1"]
 
 
 def test_resume_runs_only_the_trials_not_yet_run(noisy, pytester: pytest.Pytester, validate_report) -> None:
