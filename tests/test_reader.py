@@ -102,6 +102,10 @@ def _set(pointer: str, value: Any):
         (_set("/num_episodes_per_task", 10**9), "/num_episodes_per_task: a run of 2000000000 episodes, more than"),
         (_set("/repeat", 101), "/repeat: 101 is greater than the maximum of 100"),
         (_set("/episodes/1/trial", 1), "/episodes/1/trial: 1 is not below the report's repeat 1"),
+        (
+            _set("/missing_episodes", [{"task_id": "libero_object", "task_index": 0, "episode_index": 0, "trial": 7}]),
+            "/missing_episodes/0/trial: 7 is not below the report's repeat 1",
+        ),
         (_set("/invocation", {"args": "-p evil", "cwd": "/"}), "/invocation/args: '-p evil' is not of type 'array'"),
         (_set("/env/export_files", KeyError), "/env: 'export_files' is a required property"),
         (_set("/aggregate/n_success", 3), "/aggregate: says 3/4, its episodes are 2/4"),

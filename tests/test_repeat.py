@@ -23,6 +23,7 @@ from junitparser.xunit2 import JUnitXml
 
 from pytest_vla.export.manifest import NoiseInput
 from pytest_vla.policy.feeds import noise_tensor
+from pytest_vla.report import stats
 from pytest_vla.report.compare import compare
 from pytest_vla.report.schema import EpisodeId, TaskSpec
 from pytest_vla.report.stats import (
@@ -101,6 +102,13 @@ def test_the_clustered_mcnemar_test_is_mcnemars_with_one_pair_per_init_state() -
     assert clustered_mcnemar_p_value([0, 0]) == 1.0
 
 
+def test_a_large_clustered_test_goes_through_the_fft_and_agrees(monkeypatch: pytest.MonkeyPatch) -> None:
+    differences = list(np.random.default_rng(3).integers(-6, 7, 400))
+    exact = clustered_mcnemar_p_value(differences)
+    monkeypatch.setattr(stats, "FFT_ABOVE", 0)
+    assert clustered_mcnemar_p_value(differences) == pytest.approx(exact, rel=1e-9)
+
+
 def _repeated(outcomes: dict[str, list[list[bool]]]) -> dict[str, Any]:
     """A written report of ``{"family:index": [[success per trial] per episode]}``."""
     tasks, episodes = [], []
@@ -124,6 +132,15 @@ def test_compare_pairs_trial_by_trial_and_tests_init_states() -> None:
     row = compare(base, new, margin=0.05, base_name="a", new_name="b").overall
     assert (row.counts.n_pairs, row.init_states, row.counts.only_new, row.counts.only_base) == (32, 8, 28, 4)
     assert row.p_value == pytest.approx(mcnemar_p_value(PairedCounts(0, 1, 7, 0)))
+    # ... and the interval is the one of 8 pairs, not the 4x narrower one of 32.
+    once = compare(
+        _repeated({"libero_object:0": [[False]] * 7 + [[True]]}),
+        _repeated({"libero_object:0": [[True]] * 7 + [[False]]}),
+        margin=0.05,
+        base_name="a",
+        new_name="b",
+    )
+    assert row.interval == pytest.approx(once.overall.interval)  # fmt: skip
     assert row.verdict.value == "UNDERPOWERED"  # 8 init states cannot find 5 pp
     # Trial 2 of an init state pairs with trial 2: a NEW that lost only its trial 1s loses 8 pairs.
     later = _repeated({"libero_object:0": [[False, True, False, False]] * 8})

@@ -26,6 +26,7 @@ from pytest_vla.report.stats import (
     PairedCounts,
     clustered_mcnemar_p_value,
     detectable_difference,
+    effective_pairs,
     holm,
     mcnemar_p_value,
     paired_difference_interval,
@@ -110,17 +111,20 @@ class PairCell:
 
     counts: PairedCounts = field(default_factory=lambda: PairedCounts(0, 0, 0, 0))
     differences: dict[InitState, int] = field(default_factory=dict)  # pairs only NEW won minus only BASE won
+    pairs: dict[InitState, int] = field(default_factory=dict)  # how many pairs it holds
     progress: dict[InitState, list[float]] = field(default_factory=dict)  # NEW's progress minus BASE's, per pair
 
     def add(self, init_state: InitState, pair: PairedCounts, progress: float | None) -> None:
         self.counts += pair
         self.differences[init_state] = self.differences.get(init_state, 0) + pair.only_new - pair.only_base
+        self.pairs[init_state] = self.pairs.get(init_state, 0) + 1
         if progress is not None:
             self.progress.setdefault(init_state, []).append(progress)
 
     def absorb(self, other: PairCell) -> None:
         self.counts += other.counts
         self.differences.update(other.differences)
+        self.pairs.update(other.pairs)
         self.progress.update(other.progress)
 
     @property
@@ -173,7 +177,7 @@ class Comparison:
             "power": POWER,
             "test": "exact McNemar (two-sided binomial test of the discordant pairs); where trials repeat, its "
             "clustered form (exact sign-flip test of each init state's difference)",
-            "interval": "Bonett-Price adjusted Wald, 95%",
+            "interval": "Bonett-Price adjusted Wald, 95%; where trials repeat, at the effective number of pairs",
             "adjustment": "Holm, over the task rows and over the family rows",
             "progress_test": "Wilcoxon signed-rank of the paired progress differences (Pratt's zeros), two-sided; "
             "of each init state's mean difference where trials repeat",
@@ -349,7 +353,7 @@ def _scope_rows(scope: str, cells: list[tuple[Pairing, PairCell]], margin: float
         units, discordant = _units(cell)
         discordance = discordant / units
         detectable = detectable_difference(units, discordance)
-        interval = paired_difference_interval(counts)
+        interval = paired_difference_interval(counts, _effective_pairs(cell))
         assert interval is not None  # a cell counts at least one pair
         rows.append(
             ComparisonRow(
@@ -374,6 +378,13 @@ def _p_value(cell: PairCell) -> float:
     if cell.repeated:
         return clustered_mcnemar_p_value(list(cell.differences.values()))
     return mcnemar_p_value(cell.counts)
+
+
+def _effective_pairs(cell: PairCell) -> float | None:
+    """Where trials repeat, the independent pairs the interval counts; None: every pair."""
+    if not cell.repeated:
+        return None
+    return effective_pairs(cell.counts, [(cell.differences[key], cell.pairs[key]) for key in cell.differences])
 
 
 def _units(cell: PairCell) -> tuple[int, int]:

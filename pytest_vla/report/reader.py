@@ -126,6 +126,9 @@ def _inconsistencies(report: dict[str, Any]) -> Iterator[str]:
             yield f"/episodes/{position}: its task {episode.task_key} is not in task_results"
         if episode.trial >= (repeat := report.get("repeat", 1)):
             yield f"/episodes/{position}/trial: {episode.trial} is not below the report's repeat {repeat}"
+    for position, entry in enumerate(report["missing_episodes"]):
+        if entry.get("trial", 0) >= (repeat := report.get("repeat", 1)):
+            yield f"/missing_episodes/{position}/trial: {entry['trial']} is not below the report's repeat {repeat}"
     rows = [report["episodes"][position] for position in seen.values()]
     by_family: dict[str, list[EpisodeRow]] = {}
     by_task: dict[tuple[str, int], list[EpisodeRow]] = {}

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 CONFIDENCE = 0.95
 ALPHA = 1 - CONFIDENCE
 POWER = 0.8  # the power at which a difference counts as detectable
+FFT_ABOVE = 10**7  # a convolution of more products than this goes through the FFT
 
 
 def scipy_stats() -> ModuleType:
@@ -207,6 +208,7 @@ def clustered_mcnemar_p_value(differences: Sequence[int]) -> float:
     if not sizes:
         return 1.0
     import numpy as np
+    from scipy.signal import fftconvolve
 
     binom = scipy_stats().binom
     # The distribution of X, the total size of the init states whose sign is +: the statistic is 2X - T.
@@ -214,27 +216,53 @@ def clustered_mcnemar_p_value(differences: Sequence[int]) -> float:
     for size, count in sizes.items():
         spread = np.zeros(size * count + 1)
         spread[::size] = binom.pmf(np.arange(count + 1), count, 0.5)
-        distribution = np.convolve(distribution, spread)
+        # Exact sums while small; past that the FFT's (errors of 1e-16, far below any alpha), or the
+        # cost grows with the square of the total (a report's rows are anyone's).
+        if len(distribution) * len(spread) <= FFT_ABOVE:
+            distribution = np.convolve(distribution, spread)
+        else:
+            distribution = np.clip(fftconvolve(distribution, spread), 0.0, None)
     total = sum(size * count for size, count in sizes.items())
     observed = abs(sum(differences))
     statistic = np.abs(2 * np.arange(total + 1) - total)
     return float(min(1.0, distribution[statistic >= observed].sum()))
 
 
-def paired_difference_interval(counts: PairedCounts) -> tuple[float, float] | None:
+def paired_difference_interval(counts: PairedCounts, effective: float | None = None) -> tuple[float, float] | None:
     """The 95% interval of the paired difference: Bonett and Price's adjusted Wald interval (2012).
 
     One pseudo-pair is added to each discordant cell, so the interval keeps a width when no pair
     is discordant, where the Wald interval and Newcombe's score-based one collapse to a point;
-    Bonett and Price show it keeps its coverage down to a few pairs.
+    Bonett and Price show it keeps its coverage down to a few pairs. ``effective`` (from
+    :func:`effective_pairs`) stands in for the pairs where trials repeat: the cells are scaled to it.
     """
     if counts.n_pairs == 0:
         return None
-    n = counts.n_pairs + 2
-    only_new, only_base = (counts.only_new + 1) / n, (counts.only_base + 1) / n
+    scale = (effective or counts.n_pairs) / counts.n_pairs
+    n = scale * counts.n_pairs + 2
+    only_new, only_base = (scale * counts.only_new + 1) / n, (scale * counts.only_base + 1) / n
     centre = only_new - only_base
     half = float(scipy_stats().norm.ppf(1 - ALPHA / 2)) * math.sqrt((only_new + only_base - centre**2) / n)
     return max(centre - half, -1.0), min(centre + half, 1.0)
+
+
+def effective_pairs(counts: PairedCounts, clusters: Sequence[tuple[int, int]]) -> float:
+    """How many independent pairs ``counts`` are worth when they come in clusters of correlated trials.
+
+    ``clusters`` holds (NEW-only minus BASE-only pairs, pairs) per init state. As for a success rate
+    (:func:`clustered_interval`): the pairs over the design effect, the cluster-robust variance of
+    the mean difference over the one of independent pairs, kept within [init states, pairs]; init
+    states where no pair is discordant (nothing to estimate a correlation from).
+    """
+    m, total = len(clusters), counts.n_pairs
+    if total == m:
+        return float(total)
+    difference = counts.difference
+    independent = ((counts.only_new + counts.only_base) / total - difference**2) / total
+    if m == 1 or independent <= 0:
+        return float(m)
+    robust = m / (m - 1) * math.fsum((d - difference * n) ** 2 for d, n in clusters) / total**2
+    return min(max(total * independent / robust, float(m)), float(total)) if robust > 0 else float(total)
 
 
 def mcnemar_power(difference: float, n_pairs: int, discordance: float) -> float:
