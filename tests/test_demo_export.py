@@ -137,3 +137,80 @@ def test_the_demo_script_shows_its_expected_failure_and_exits_0_on_its_gate(tmp_
     (failed,) = [row for row in rows if not row["success"]]
     assert failed["progress"] == 0.0 and failed["goal"]["satisfied_at_end"] == []  # the cheese never in the basket
     assert failed["stage"] in ("touched", "grasped", "lifted")  # the fingers found it and lost it (docs/demo.md)
+
+
+DROPPING_POLICY = '''
+import json
+
+import numpy as np
+
+from pytest_vla.export import resolve_export
+from pytest_vla.export.manifest import load_manifest
+from pytest_vla.policy.onnx import OnnxPolicy
+
+DROP_AT = 50  # the demo has lifted the soup by then (docs/demo.md): from here the gripper opens, the arm stays
+
+
+class DroppingDemo:
+    """The demo export until DROP_AT steps, then an open gripper and no motion: it grasps, lifts and drops."""
+
+    def __init__(self):
+        self.demo = OnnxPolicy(load_manifest(resolve_export("demo")))
+        self.cameras, self.state, self.provider = self.demo.cameras, self.demo.state, self.demo.provider
+        self.taken = 0
+        self.heights = {}  # the soup's height (objects_of_interest) when asked at a step count
+
+    def identity(self):
+        return {"kind": "dropping-demo", **self.demo.identity()}
+
+    def check(self, suite, tasks):
+        return self.demo.check(suite, tasks)
+
+    def begin_episode(self, seed, task, episode_index):
+        self.taken, self.heights = 0, {}
+        self.demo.begin_episode(seed, task, episode_index)
+
+    def act(self, observation):
+        self.heights[self.taken] = float(observation.objects_of_interest[0][2])
+        if self.taken >= DROP_AT:
+            self.taken += 1
+            return np.array([[0.0, 0.0, 0.0, 0.0, 0.0, 0.0, -1.0]])
+        chunk = self.demo.act(observation)[: DROP_AT - self.taken]
+        self.taken += len(chunk)
+        return chunk
+
+    def end_episode(self, success, n_steps):
+        self.demo.end_episode(success, n_steps)
+        if n_steps:  # not the preflight's query
+            with open("heights.json", "w") as out:
+                json.dump(self.heights, out)
+
+    def close(self):
+        self.demo.close()
+
+
+def pytest_vla_make_policy(config, name, suite):
+    return DroppingDemo() if name == "dropping-demo" else None
+'''
+
+
+@pytest.mark.libero
+def test_a_policy_that_grasps_lifts_and_drops_keeps_the_furthest_stage_it_reached(
+    pytester: pytest.Pytester, validate_report
+) -> None:
+    pytester.makeconftest(DROPPING_POLICY)
+    result = pytester.runpytest_subprocess(
+        "--vla-policy", "dropping-demo", "--vla-tasks", "libero_object:0", "--vla-num-episodes", "1",
+        "--vla-max-steps", "90", "-p", "no:xdist",
+    )  # fmt: skip
+    assert result.ret == pytest.ExitCode.TESTS_FAILED, result.stdout.str()[-3000:]
+    (row,) = validate_report(pytester.path / "eval_output" / "report.json")["episodes"]
+    # The soup was lifted and let go: it ends where no goal condition holds, and the row still says how
+    # far it got (the stage is the furthest of the episode, not the last observation's).
+    assert (row["success"], row["n_steps"], row["progress"], row["stage"]) == (False, 90, 0.0, "lifted")
+    assert row["goal"]["furthest_stages"] == {"alphabet_soup_1": "lifted"}
+    assert row["goal"]["satisfied_at_end"] == [] and row["goal"]["most_satisfied"] == []
+    heights = {int(step): z for step, z in json.loads((pytester.path / "heights.json").read_text()).items()}
+    rest, held, last = heights[0], heights[50], heights[max(heights)]
+    assert held > rest + 0.02 and last < held - 0.02  # it was lifted, then it fell
+    result.stdout.fnmatch_lines(["failed episodes by the furthest stage reached: lifted 1"])
