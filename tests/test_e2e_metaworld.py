@@ -34,6 +34,27 @@ def test_the_demo_solves_tasks_on_two_workers_and_records_the_protocol(
     assert protocol["seeding"] == "env.seed(seed + episode_index) before every reset"
     assert report["env"]["policy"]["kind"] == "scripted"
     validate_junit(pytester.path / "junit.xml")
+    # MetaWorld's goal is its success; the object reached it. Which other objects it leaves alone is not known.
+    assert {(row["progress"], row["stage"]) for row in report["episodes"]} == {(1.0, "at_goal")}
+    assert {row["side_effects"] is None for row in report["episodes"]} == {True}
+    assert report["aggregate"]["n_watched"] == 0
+
+
+def test_experts_cut_short_stop_at_the_stage_they_reached(pytester: pytest.Pytester, validate_report) -> None:
+    # 45 steps of MetaWorld's experts: the block is lifted, the door handle grasped, the puck touched,
+    # and the reach (which never touches its object) untouched; none has succeeded yet.
+    result = pytester.runpytest_subprocess(
+        "--vla-suite", "metaworld", "--vla-policy", "demo", "--vla-tasks",
+        "pick-place-v3,door-open-v3,plate-slide-v3,reach-v3", "--vla-num-episodes", "1", "--vla-max-steps", "45",
+        "-p", "no:xdist",
+    )  # fmt: skip
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    rows = validate_report(pytester.path / "eval_output" / "report.json")["episodes"]
+    # In the order of --vla-tasks: pick-place, door-open, plate-slide, reach.
+    assert [(row["progress"], row["goal"]["furthest_stages"]) for row in rows] == [
+        (0.0, {"obj": "lifted"}), (0.0, {"door_link": "grasped"}), (0.0, {"puck": "touched"}),
+        (0.0, {"obj": "untouched"}),
+    ]  # fmt: skip
 
 
 def test_an_episode_is_the_same_alone_after_others_and_on_another_worker(

@@ -103,3 +103,18 @@ def test_tasks_are_selected_by_family_index_and_name() -> None:
     twice = suite.resolve_tasks(["metaworld_hard", "metaworld", "push-v3"])
     assert len(twice) == 50 and len({task.name for task in twice}) == 50
     assert [task.key for task in twice[:6]] == [f"metaworld_hard:{i}" for i in range(6)]
+
+
+def test_every_mt50_task_names_an_object_its_model_has() -> None:
+    from pytest_vla.suites.metaworld.env import build_env
+    from pytest_vla.suites.metaworld.goal import OBJECTS, GoalReader
+    from pytest_vla.suites.metaworld.tasks import MT50
+
+    assert set(OBJECTS) == set(MT50)
+    for name in MT50:
+        env = build_env(name, render=False)
+        try:
+            reader = GoalReader.of(env.model, name)
+            assert reader.geoms.any() and not (reader.geoms & reader.hand).any(), name
+        finally:
+            env.close()

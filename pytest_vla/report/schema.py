@@ -163,6 +163,8 @@ class Stage(str, Enum):
 
 # The stages' values in order: the summary's and report.html's order of the groups.
 STAGE_ORDER = tuple(stage.value for stage in Stage)
+# How far above where the reset left it an object must be to count as lifted.
+LIFTED_M = 0.02
 
 
 class GoalRecord(TypedDict):
@@ -206,10 +208,13 @@ class SideEffect(TypedDict):
 
 
 def side_effects(
-    goal: GoalRecord | None, moves: Mapping[str, float], drops: Mapping[str, float]
+    goal: GoalRecord | None, moves: Mapping[str, float] | None, drops: Mapping[str, float] | None
 ) -> list[SideEffect] | None:
-    """The row's ``side_effects``: what the episode disturbed of the objects its goal does not name (None: no goal)."""
-    if goal is None:
+    """The row's ``side_effects``: what the episode disturbed of the objects its goal does not name.
+
+    None where there is no goal, or the suite does not tell what else moved (``moves`` None).
+    """
+    if goal is None or moves is None or drops is None:
         return None
     return [
         {"object": name, "moved_m": round(moved, 4), "fell": drops.get(name, 0.0) < -FELL_M}

@@ -38,9 +38,9 @@ class EpisodeOutcome:
     goal_best_step: int = 0  # policy steps taken when goal_best was observed (0: the reset's observation)
     furthest_stages: dict[str, Stage] = field(default_factory=dict)  # per object the goal acts on
     # Per object the goal does not name: the furthest it got from where the reset left it, and its
-    # lowest height against that (negative: below), in metres.
-    bystander_moves: dict[str, float] = field(default_factory=dict)
-    bystander_drops: dict[str, float] = field(default_factory=dict)
+    # lowest height against that (negative: below), in metres; None where the suite tells none.
+    bystander_moves: dict[str, float] | None = None
+    bystander_drops: dict[str, float] | None = None
 
     @property
     def success(self) -> bool:
@@ -57,9 +57,13 @@ class EpisodeOutcome:
         for name, stage in reading.stages.items():
             if name not in self.furthest_stages or stage.rank > self.furthest_stages[name].rank:
                 self.furthest_stages[name] = stage
+        if reading.bystanders is None:
+            return
+        moves, drops = self.bystander_moves or {}, self.bystander_drops or {}
         for name, displacement in reading.bystanders.items():
-            self.bystander_moves[name] = max(self.bystander_moves.get(name, 0.0), float(np.linalg.norm(displacement)))
-            self.bystander_drops[name] = min(self.bystander_drops.get(name, 0.0), float(displacement[2]))
+            moves[name] = max(moves.get(name, 0.0), float(np.linalg.norm(displacement)))
+            drops[name] = min(drops.get(name, 0.0), float(displacement[2]))
+        self.bystander_moves, self.bystander_drops = moves, drops
 
 
 def run_episode(

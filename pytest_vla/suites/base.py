@@ -48,8 +48,9 @@ class GoalReading:
 
     conditions: Mapping[str, bool]  # each condition of the goal, as the suite writes it -> whether it holds
     stages: Mapping[str, Stage]  # each object the goal acts on -> the stage it is at
-    # Each object the goal does not name -> how far it is from where the reset left it, (3,) in metres.
-    bystanders: Mapping[str, np.ndarray]
+    # Each object the goal does not name -> how far it is from where the reset left it, (3,) in metres;
+    # None where the suite cannot tell which objects those are (no side effects are then read).
+    bystanders: Mapping[str, np.ndarray] | None
 
 
 @dataclass

@@ -12,14 +12,12 @@ from typing import Any
 
 import numpy as np
 
-from pytest_vla.report.schema import Stage
+from pytest_vla.report.schema import LIFTED_M, Stage
 from pytest_vla.suites.base import GoalReading
 
 # The surfaces LIBERO scenes stand on (each problem class's `workspace_name`): a goal region on one
 # of them is a place of its own, not a part of an object.
 WORKSPACES = frozenset({"main_table", "kitchen_table", "living_room_table", "study_table", "coffee_table", "floor"})
-# How far above where the reset left it an object must be to count as lifted.
-LIFTED_M = 0.02
 
 
 def goal_objects(problem: Mapping[str, Any]) -> tuple[str, ...]:

@@ -11,6 +11,7 @@ import numpy as np
 from pytest_vla.errors import EnvFailure, one_line
 from pytest_vla.report.schema import TerminalReason
 from pytest_vla.suites.base import Observation
+from pytest_vla.suites.metaworld.goal import GoalReader
 from pytest_vla.suites.mujoco_gl import about_rendering
 
 CAMERA = "corner2"
@@ -49,28 +50,32 @@ def build_env(task_name: str, render: bool) -> Any:
 
 
 class MetaworldEnv:
-    def __init__(self, env: Any, cameras: tuple[str, ...], seed: int) -> None:
+    def __init__(self, env: Any, cameras: tuple[str, ...], seed: int, goal: GoalReader) -> None:
         self._env = env
         self._cameras = cameras
         self._seed = seed
+        self._goal = goal
+        self._rest_height = 0.0  # the object's, where the reset left it
 
     def reset(self, episode_index: int) -> Observation:
         with _simulator("resetting"):
             seed = self._seed + episode_index
             self._env.seed(seed)  # SawyerXYZEnv.reset ignores its seed argument: seed() re-creates its RNG
             raw, _ = self._env.reset(seed=seed)
-        return self._observation(raw)
+        self._rest_height = self._goal.height(self._env.data)
+        return self._observation(raw, success=False)
 
     def step(self, action: np.ndarray) -> tuple[Observation, bool]:
         with _simulator("stepping"):
             # float32, as LeRobot's policies hand actions over: MetaWorld scales them in their own precision.
             raw, _, _, _, info = self._env.step(np.asarray(action, dtype=np.float32))
-        return self._observation(raw), bool(info["success"])
+        success = bool(info["success"])
+        return self._observation(raw, success), success
 
     def close(self) -> None:
         self._env.close()
 
-    def _observation(self, raw: np.ndarray) -> Observation:
+    def _observation(self, raw: np.ndarray, success: bool) -> Observation:
         images = {}
         if self._cameras:
             with _simulator("rendering"):
@@ -80,6 +85,7 @@ class MetaworldEnv:
             images=images,
             state=np.asarray(raw[:STATE_DIM], dtype=np.float32),
             raw={OBSERVATION_KEY: raw},
+            goal=self._goal.read(self._env.data, success, self._rest_height),
         )
 
 

@@ -21,6 +21,7 @@ from pytest_vla.suites.metaworld.env import (
     MetaworldEnv,
     build_env,
 )
+from pytest_vla.suites.metaworld.goal import GoalReader
 from pytest_vla.suites.metaworld.tasks import DIFFICULTY, INSTRUCTIONS, MT50
 from pytest_vla.suites.mujoco_gl import about_rendering, configure_rendering
 
@@ -89,7 +90,13 @@ class MetaworldSuite:
     def make_env(self, task: TaskSpec, cameras: Sequence[str], seed: int, state: StateConvention) -> MetaworldEnv:
         configure_rendering()
         try:
-            return MetaworldEnv(build_env(task_name(task), render=bool(cameras)), tuple(cameras), seed)
+            name = task_name(task)
+            env = build_env(name, render=bool(cameras))
+            try:
+                return MetaworldEnv(env, tuple(cameras), seed, GoalReader.of(env.model, name))
+            except BaseException:
+                env.close()
+                raise
         except Exception as exc:
             reason = TerminalReason.RENDERING_FAILURE if about_rendering(exc) else TerminalReason.ENV_BUILD_FAILURE
             raise EnvFailure(reason, f"building the env for {task.key}: {one_line(exc)}") from exc

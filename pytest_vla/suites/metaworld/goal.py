@@ -1,0 +1,149 @@
+"""Where a MetaWorld episode stands with its goal: its success, and how far the gripper got with the task's object.
+
+MetaWorld's goal is one condition, its own ``info["success"]`` (a task-specific threshold, mostly on
+the object's distance to its target), so a row's progress is its success and its stage says how far
+it got. MetaWorld's own ``_get_id_main_object`` fails on 33 of the 50 tasks in 3.0.0 (mujoco-py's
+``geom_name2id``, an ``objGeom`` the scene lacks, None) and several of its main geoms are visual only,
+never in contact; so each task names its object here by the body that carries the object's joint,
+and contacts count on every geom under that body (measured on all 50 with MetaWorld's experts:
+docs/metaworld.md). Reading them changes nothing in the simulation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+
+from pytest_vla.report.schema import LIFTED_M, Stage
+from pytest_vla.suites.base import GoalReading
+
+SUCCESS = "(success)"  # the goal's one condition: MetaWorld's info["success"]
+_FREE_JOINT = 0  # mujoco's mjJNT_FREE
+
+# Each MT50 task -> (the object's name in rows, the body carrying its joint or, where that body has
+# no name, "joint:NAME").
+OBJECTS = MappingProxyType(
+    {
+        "assembly-v3": ("RoundNut", "RoundNut"),
+        "basketball-v3": ("bsktball", "bsktball"),
+        "bin-picking-v3": ("obj", "obj"),
+        "box-close-v3": ("boxbodytop", "boxbodytop"),
+        "button-press-topdown-v3": ("button", "button"),
+        "button-press-topdown-wall-v3": ("button", "button"),
+        "button-press-v3": ("button", "button"),
+        "button-press-wall-v3": ("button", "button"),
+        "coffee-button-v3": ("cmbutton", "cmbutton"),
+        "coffee-pull-v3": ("obj", "obj"),
+        "coffee-push-v3": ("obj", "obj"),
+        "dial-turn-v3": ("dial", "joint:knob_Joint_1"),
+        "disassemble-v3": ("RoundNut", "RoundNut"),
+        "door-close-v3": ("door_link", "door_link"),
+        "door-lock-v3": ("lock_link", "lock_link"),
+        "door-open-v3": ("door_link", "door_link"),
+        "door-unlock-v3": ("lock_link", "lock_link"),
+        "drawer-close-v3": ("drawer_link", "drawer_link"),
+        "drawer-open-v3": ("drawer_link", "drawer_link"),
+        "faucet-close-v3": ("faucet_link2", "faucet_link2"),
+        "faucet-open-v3": ("faucet_link2", "faucet_link2"),
+        "hammer-v3": ("hammerbody", "hammerbody"),
+        "hand-insert-v3": ("obj", "obj"),
+        "handle-press-side-v3": ("handle_link", "handle_link"),
+        "handle-press-v3": ("handle_link", "handle_link"),
+        "handle-pull-side-v3": ("handle_link", "handle_link"),
+        "handle-pull-v3": ("handle_link", "handle_link"),
+        "lever-pull-v3": ("lever_link1", "lever_link1"),
+        "peg-insert-side-v3": ("peg", "peg"),
+        "peg-unplug-side-v3": ("plug1", "plug1"),
+        "pick-out-of-hole-v3": ("obj", "obj"),
+        "pick-place-v3": ("obj", "obj"),
+        "pick-place-wall-v3": ("obj", "obj"),
+        "plate-slide-back-side-v3": ("puck", "joint:goal_slidex"),
+        "plate-slide-back-v3": ("puck", "joint:goal_slidex"),
+        "plate-slide-side-v3": ("puck", "joint:goal_slidex"),
+        "plate-slide-v3": ("puck", "joint:goal_slidex"),
+        "push-back-v3": ("obj", "obj"),
+        "push-v3": ("obj", "obj"),
+        "push-wall-v3": ("obj", "obj"),
+        "reach-v3": ("obj", "obj"),
+        "reach-wall-v3": ("obj", "obj"),
+        "shelf-place-v3": ("obj", "obj"),
+        "soccer-v3": ("soccer_ball", "soccer_ball"),
+        "stick-pull-v3": ("stick", "stick"),
+        "stick-push-v3": ("stick", "stick"),
+        "sweep-into-v3": ("obj", "obj"),
+        "sweep-v3": ("obj", "obj"),
+        "window-close-v3": ("windowb_a", "windowb_a"),
+        "window-open-v3": ("windowb_a", "windowb_a"),
+    }
+)
+
+
+def _subtree(model: Any, root: int) -> np.ndarray:
+    """A mask over geom ids: the geoms of body ``root`` and of every body under it."""
+    inside = np.zeros(model.nbody, dtype=bool)
+    inside[root] = True
+    for body in range(root + 1, model.nbody):  # mujoco numbers a body after its parent
+        inside[body] = inside[model.body_parentid[body]]
+    return inside[model.geom_bodyid]
+
+
+@dataclass(frozen=True)
+class GoalReader:
+    """One task's object and the gripper's geoms, resolved once per env; :meth:`read` after every step."""
+
+    name: str
+    body: int  # the body carrying the object's joint
+    lifts: bool  # a free object, which can be lifted (an articulated one cannot)
+    geoms: np.ndarray  # mask: the object's geoms
+    hand: np.ndarray  # mask: every geom of the gripper (the right_hand subtree)
+    pads: tuple[np.ndarray, np.ndarray]  # masks: the left and the right finger pad
+
+    @classmethod
+    def of(cls, model: Any, task_name: str) -> GoalReader:
+        name, where = OBJECTS[task_name]
+        kind, _, joint = where.partition(":")
+        body = int(model.jnt_bodyid[model.joint(joint).id]) if kind == "joint" else int(model.body(where).id)
+        first = model.body_jntadr[body]
+        lifts = bool(model.body_jntnum[body]) and int(model.jnt_type[first]) == _FREE_JOINT
+
+        def geom(name: str) -> np.ndarray:
+            mask = np.zeros(model.ngeom, dtype=bool)
+            mask[model.geom(name).id] = True
+            return mask
+
+        return cls(
+            name, body, lifts, _subtree(model, body), _subtree(model, model.body("right_hand").id),
+            (geom("leftpad_geom"), geom("rightpad_geom")),
+        )  # fmt: skip
+
+    def height(self, data: Any) -> float:
+        return float(data.xpos[self.body][2])
+
+    def read(self, data: Any, success: bool, rest_height: float) -> GoalReading:
+        """The goal now. Grasped is MetaWorld's ``touching_object``: both pads on it with a positive force.
+
+        Lifted: a free object more than LIFTED_M above where the reset left it while the gripper
+        touches it (some objects settle a few centimetres after the reset on their own).
+        """
+        pairs = data.contact.geom[: data.ncon]
+        forces = data.efc_force[data.contact.efc_address[: data.ncon]]
+        touched = bool(np.any(_joins(pairs, self.hand, self.geoms)))
+        if success:
+            stage = Stage.AT_GOAL
+        elif touched and self.lifts and self.height(data) - rest_height > LIFTED_M:
+            stage = Stage.LIFTED
+        elif all(np.any(_joins(pairs, pad, self.geoms) & (forces > 0)) for pad in self.pads):
+            stage = Stage.GRASPED
+        else:
+            stage = Stage.TOUCHED if touched else Stage.UNTOUCHED
+        # Which other objects a task's goal leaves alone is not known: no side effects are read.
+        return GoalReading({SUCCESS: success}, {self.name: stage}, None)
+
+
+def _joins(pairs: np.ndarray, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """Per contact: whether it joins a geom of mask ``first`` to one of mask ``second``, either way round."""
+    one, other = pairs[:, 0], pairs[:, 1]
+    return (first[one] & second[other]) | (first[other] & second[one])
