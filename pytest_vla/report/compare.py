@@ -83,6 +83,11 @@ class ComparisonRow:
     verdict: Verdict
     progress: ProgressDifference | None  # where both sides' suite gives progress
 
+    @property
+    def repeated(self) -> bool:
+        """Its pairs come from repeated trials: p, the power and the interval count init states."""
+        return self.init_states < self.counts.n_pairs
+
     def to_json(self) -> dict[str, Any]:
         return {
             "scope": self.scope,
@@ -311,7 +316,7 @@ def comparison_lines(comparison: Comparison) -> list[str]:
             "progress: NEW's mean progress minus BASE's over the pairs where both have one, in pp of the goal; "
             "p: Wilcoxon signed-rank (not Holm-adjusted; the verdict is the success rate's)"
         )
-    if any(row.init_states < row.counts.n_pairs for row in comparison.rows):
+    if any(row.repeated for row in comparison.rows):
         lines.append(
             "repeated trials: each init state's pairs count as one unit in p (an exact sign-flip test of its "
             "trials' difference) and in the power, so correlated trials are not counted as independent evidence"
@@ -339,7 +344,7 @@ def verdict_line(comparison: Comparison) -> str:
     if row.verdict is Verdict.UNDERPOWERED:
         said += f"; these pairs find only a difference of {100 * row.detectable:.0f} pp or more with 80% power"
         if row.pairs_needed is not None:
-            units = "init states" if row.init_states < row.counts.n_pairs else "pairs (episodes on each side)"
+            units = "init states" if row.repeated else "pairs (episodes on each side)"
             said += f", about {row.pairs_needed} {units} would settle a {100 * comparison.margin:g} pp difference"
     return said
 
