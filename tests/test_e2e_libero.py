@@ -374,3 +374,72 @@ def test_the_goal_reading_sees_contacts_as_robosuite_does_and_a_bystander_moved_
     assert set(effects) - {bystander} <= touched  # anything else disturbed, the arm pushed
     # The goal puts the salad dressing in the basket; the arm came down on it.
     assert goal["furthest_stages"] == {"salad_dressing_1": "touched" if "salad_dressing_1" in touched else "untouched"}
+
+
+@pytest.mark.parametrize(
+    ("selection", "fixture"), [("libero_goal:0", "wooden_cabinet_1"), ("libero_goal:7", "flat_stove_1")]
+)
+def test_a_jointed_fixture_is_moved_a_quarter_of_the_way_and_at_goal_where_libero_says_so(
+    selection: str, fixture: str
+) -> None:
+    from pytest_vla.report.schema import Stage
+    from pytest_vla.rollout.loop import EpisodeOutcome
+    from pytest_vla.suites.base import StateConvention
+    from pytest_vla.suites.libero import LiberoSuite
+
+    # Open the middle drawer (its joint goes down to open, a drawer region of the cabinet) and turn
+    # on the stove (its knob goes up, the fixture itself): each joint set by hand, then one step.
+    suite = LiberoSuite()
+    (task,) = suite.resolve_tasks([selection])
+    env = suite.make_env(task, (), SEED, StateConvention())
+    outcome = EpisodeOutcome(terminal_reason=None, n_steps=0, wall_clock_s=0.0)  # type: ignore[arg-type]
+    seen = []
+    try:
+        outcome.see_goal(env.reset(0))
+        problem = env._env.env
+        (joint,) = env._at_reset.joints[fixture]
+        for share in (0.0, 0.15, 0.4, 1.1):
+            problem.sim.data.qpos[joint.addresses] = joint.start + share * (joint.threshold - joint.start)
+            problem.sim.forward()
+            observation, done = env.step(np.zeros(7))
+            outcome.n_steps += 1
+            outcome.see_goal(observation)
+            seen.append((observation.goal.stages[fixture].value, done))
+    finally:
+        env.close()
+    # Done is LIBERO's own success: the threshold the stage counts the way to is LIBERO's.
+    assert seen == [("untouched", False), ("untouched", False), ("moved", False), ("at_goal", True)]
+    assert outcome.furthest_stages == {fixture: Stage.AT_GOAL}
+
+
+def test_every_libero_articulated_object_opens_closes_and_turns_where_its_threshold_says() -> None:
+    import inspect
+
+    from libero.libero.envs.objects import articulated_objects
+
+    from pytest_vla.suites.libero.goal import ARTICULATED, joint_threshold
+
+    methods = {"open": "is_open", "close": "is_close", "turnon": "turn_on", "turnoff": "turn_off"}
+    checked = set()
+    for name, kind in inspect.getmembers(articulated_objects, inspect.isclass):
+        if not issubclass(kind, articulated_objects.ArticulatedObject) or kind is articulated_objects.ArticulatedObject:
+            continue
+        found = kind()
+        for predicate in ARTICULATED:
+            holds = getattr(found, methods[predicate], None)
+            threshold = joint_threshold(found.object_properties["articulation"], predicate)
+            if threshold is None:
+                if holds is not None:  # only where LIBERO cannot evaluate the predicate on this object either
+                    with pytest.raises(NotImplementedError):
+                        holds(0.0)
+                continue
+            at, direction = threshold
+            assert (holds(at - direction * 1e-3), holds(at + direction * 1e-3)) == (False, True), (name, predicate)
+            checked.add((name, predicate))
+    # Both ways round: drawers that open downwards and upwards, the microwave, the stoves' knobs.
+    assert {
+        ("WoodenCabinet", "open"),
+        ("ShortCabinet", "open"),
+        ("Microwave", "close"),
+        ("FlatStove", "turnon"),
+    } <= checked

@@ -41,20 +41,24 @@ def test_the_demo_solves_tasks_on_two_workers_and_records_the_protocol(
 
 
 def test_experts_cut_short_stop_at_the_stage_they_reached(pytester: pytest.Pytester, validate_report) -> None:
-    # 45 steps of MetaWorld's experts: the block is lifted, the door handle grasped, the puck touched,
-    # and the reach (which never touches its object) untouched; none has succeeded yet.
+    # 45 steps of MetaWorld's experts: the block is lifted, the door to close pushed a third of its
+    # way, the door to open grasped by its handle, the puck touched, and the reach (which never
+    # touches its object) untouched; none has succeeded yet.
     result = pytester.runpytest_subprocess(
         "--vla-suite", "metaworld", "--vla-policy", "demo", "--vla-tasks",
-        "pick-place-v3,door-open-v3,plate-slide-v3,reach-v3", "--vla-num-episodes", "1", "--vla-max-steps", "45",
-        "-p", "no:xdist",
+        "pick-place-v3,door-close-v3,door-open-v3,plate-slide-v3,reach-v3", "--vla-num-episodes", "1",
+        "--vla-max-steps", "45", "-p", "no:xdist",
     )  # fmt: skip
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     rows = validate_report(pytester.path / "eval_output" / "report.json")["episodes"]
-    # In the order of --vla-tasks: pick-place, door-open, plate-slide, reach.
+    # In the order of --vla-tasks.
     assert [(row["progress"], row["goal"]["furthest_stages"]) for row in rows] == [
-        (0.0, {"obj": "lifted"}), (0.0, {"door_link": "grasped"}), (0.0, {"puck": "touched"}),
-        (0.0, {"obj": "untouched"}),
+        (0.0, {"obj": "lifted"}), (0.0, {"door_link": "moved"}), (0.0, {"door_link": "grasped"}),
+        (0.0, {"puck": "touched"}), (0.0, {"obj": "untouched"}),
     ]  # fmt: skip
+    result.stdout.fnmatch_lines(
+        ["failed episodes by the furthest stage reached: untouched 1, touched 1, grasped 1, moved 1, lifted 1"]
+    )
 
 
 def test_an_episode_is_the_same_alone_after_others_and_on_another_worker(

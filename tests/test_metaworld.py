@@ -118,3 +118,28 @@ def test_every_mt50_task_names_an_object_its_model_has() -> None:
             assert reader.geoms.any() and not (reader.geoms & reader.hand).any(), name
         finally:
             env.close()
+
+
+@pytest.mark.filterwarnings("ignore:Constant\\(s\\) may be too high")
+def test_every_jointed_object_is_moved_by_its_expert_before_success_and_not_by_doing_nothing() -> None:
+    from pytest_vla.suites.metaworld.goal import OBJECTS
+
+    suite = MetaworldSuite()
+    jointed = {name: found for name, found in OBJECTS.items() if found.travel is not None}
+    assert len(jointed) == 21  # the buttons, dial, doors, drawers, faucets, handles, lever and windows
+    for name, found in jointed.items():
+        (task,) = suite.resolve_tasks([name])
+        env = suite.make_env(task, (), SEED, StateConvention())
+        try:
+            observation, expert, seen = env.reset(0), _expert(name), []
+            for _ in range(200):
+                observation, done = env.step(np.asarray(expert({"raw": observation.raw["observation"]})))
+                seen.append(observation.goal.stages[found.name].value)
+                if done:
+                    break
+            assert seen[-1] == "at_goal" and "moved" in seen, (name, seen)
+            env.reset(0)
+            idle = {env.step(np.zeros(4))[0].goal.stages[found.name].value for _ in range(100)}
+            assert "moved" not in idle, name
+        finally:
+            env.close()

@@ -153,6 +153,9 @@ class Stage(str, Enum):
     UNTOUCHED = "untouched"
     TOUCHED = "touched"  # the gripper touched it
     GRASPED = "grasped"  # both fingers on it at once (robosuite's grasp check)
+    # A jointed object (a door, drawer, knob, switch) moved a quarter of the way toward its goal
+    # state; a free object is lifted instead: the two are the same step for either kind of object.
+    MOVED = "moved"
     LIFTED = "lifted"  # more than 2 cm above where the reset left it
     AT_GOAL = "at_goal"  # a goal condition naming it held
 
@@ -165,6 +168,8 @@ class Stage(str, Enum):
 STAGE_ORDER = tuple(stage.value for stage in Stage)
 # How far above where the reset left it an object must be to count as lifted.
 LIFTED_M = 0.02
+# How much of the way from where the reset left it to its goal state a jointed object must go to count as moved.
+MOVED_SHARE = 0.25
 
 
 class GoalRecord(TypedDict):

@@ -1,23 +1,39 @@
 """A LIBERO task's goal, read from its parsed BDDL: the objects it names, its conditions, their stages.
 
 Everything here reads the simulation and writes none of it: the same predicate functions LIBERO's
-``_check_success`` evaluates after every step, and robosuite's contact checks.
+``_check_success`` evaluates after every step, robosuite's contact checks, and the joint positions
+LIBERO's articulated predicates compare with their objects' ranges.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
 
-from pytest_vla.report.schema import LIFTED_M, Stage
+from pytest_vla.report.schema import LIFTED_M, MOVED_SHARE, Stage
 from pytest_vla.suites.base import GoalReading
 
 # The surfaces LIBERO scenes stand on (each problem class's `workspace_name`): a goal region on one
 # of them is a place of its own, not a part of an object.
 WORKSPACES = frozenset({"main_table", "kitchen_table", "living_room_table", "study_table", "coffee_table", "floor"})
+
+
+# Each articulated predicate -> the articulation ranges (an object's ``object_properties["articulation"]``)
+# of the state it asks for and of the opposite one.
+ARTICULATED = MappingProxyType(
+    {
+        "open": ("default_open_ranges", "default_close_ranges"),
+        "close": ("default_close_ranges", "default_open_ranges"),
+        "turnon": ("default_turnon_ranges", "default_turnoff_ranges"),
+        "turnoff": ("default_turnoff_ranges", "default_turnon_ranges"),
+    }
+)
+# The predicates that hold when every joint of the object is in the state (the others: any joint).
+EVERY_JOINT = frozenset({"close", "turnoff"})
 
 
 def goal_objects(problem: Mapping[str, Any]) -> tuple[str, ...]:
@@ -55,6 +71,61 @@ def goal_state(env: Any) -> dict[str, bool]:
     }
 
 
+def joint_threshold(articulation: Mapping[str, Any], predicate: str) -> tuple[float, float] | None:
+    """Where an articulated predicate starts to hold on one joint, and which way: ``(threshold, +1.0 or -1.0)``.
+
+    LIBERO's objects test ``qpos > min(goal range)`` where the asked-for state's range lies above the
+    opposite one's, and ``qpos < max(goal range)`` where it lies below. None where the object gives
+    no ranges for it (an object of another package) or they overlap.
+    """
+    wanted, opposite = (articulation.get(key) or () for key in ARTICULATED[predicate])
+    if not wanted or not opposite:
+        return None
+    if min(wanted) >= max(opposite):
+        return float(min(wanted)), 1.0
+    if max(wanted) <= min(opposite):
+        return float(max(wanted)), -1.0
+    return None
+
+
+@dataclass(frozen=True)
+class JointGoal:
+    """An articulated goal condition's joints, where the reset left them and where the condition holds."""
+
+    addresses: np.ndarray  # the joints' qpos addresses
+    start: np.ndarray  # their positions after the reset
+    threshold: float
+    direction: float  # +1.0: the condition holds above the threshold; -1.0: below
+    every: bool  # the condition needs every joint there (close, turn off), not any (open, turn on)
+
+    @classmethod
+    def of(cls, env: Any, predicate: list[str]) -> JointGoal | None:
+        """The condition's joints as LIBERO's object states find them; None where it is not articulated."""
+        if predicate[0] not in ARTICULATED or len(predicate) != 2:
+            return None
+        from libero.libero.envs.object_states.base_object_states import SiteObjectState
+
+        state = env.object_states_dict[predicate[1]]
+        if isinstance(state, SiteObjectState):  # a drawer: a region with its own joints, its cabinet's ranges
+            joints = env.object_sites_dict[predicate[1]].joints
+            articulation = env.get_object(state.parent_name).object_properties["articulation"]
+        else:
+            found = env.get_object(predicate[1])
+            joints, articulation = found.joints, found.object_properties["articulation"]
+        threshold = joint_threshold(articulation, predicate[0])
+        if threshold is None or not joints:
+            return None
+        addresses = np.array([env.sim.model.get_joint_qpos_addr(joint) for joint in joints], dtype=np.intp)
+        return cls(addresses, env.sim.data.qpos[addresses].copy(), *threshold, predicate[0] in EVERY_JOINT)
+
+    def share(self, qpos: np.ndarray) -> float:
+        """How much of the way from the reset to the threshold the joints have gone (1.0: the way was none)."""
+        way = (self.threshold - self.start) * self.direction
+        gone = (qpos[self.addresses] - self.start) * self.direction
+        shares = np.where(way > 0, gone / np.where(way > 0, way, 1.0), 1.0)
+        return float(shares.min() if self.every else shares.max())
+
+
 @dataclass(frozen=True)
 class ContactGeoms:
     """The geoms of the contact checks as masks over the model's geom ids, made once per reset."""
@@ -89,13 +160,19 @@ class AtReset:
     """What the goal reading measures against, taken once a reset has settled."""
 
     rest_heights: dict[str, float]  # each moved object that can be lifted (not a fixture) -> its height
+    joints: dict[str, list[JointGoal]]  # each moved object with articulated conditions -> their joints
     bystanders: np.ndarray  # where each object the goal does not name stands, (n, 3)
     geoms: ContactGeoms  # of this reset's model
 
     @classmethod
     def take(cls, env: Any, moved: Mapping[str, list[str]], bystanders: list[str]) -> AtReset:
         heights = {name: _height(env, name) for name in moved if name in env.objects_dict}
-        return cls(heights, object_positions(env, bystanders), ContactGeoms.of(env, moved))
+        joints: dict[str, list[JointGoal]] = {}
+        for predicate in env.parsed_problem["goal_state"]:
+            found = JointGoal.of(env, predicate)
+            if found is not None:
+                joints.setdefault(_owner(env.parsed_problem, predicate[1]), []).append(found)
+        return cls(heights, joints, object_positions(env, bystanders), ContactGeoms.of(env, moved))
 
 
 def read_goal(env: Any, moved: Mapping[str, list[str]], bystanders: list[str], at_reset: AtReset) -> GoalReading:
@@ -109,14 +186,17 @@ def read_goal(env: Any, moved: Mapping[str, list[str]], bystanders: list[str], a
 
 
 def stages(env: Any, moved: Mapping[str, list[str]], goal: Mapping[str, bool], at_reset: AtReset) -> dict[str, Stage]:
-    """The stage each moved object is at now: at its goal, lifted, grasped, touched by the gripper, or not.
+    """The stage each moved object is at now: at its goal, lifted or moved, grasped, touched by the gripper, or not.
 
-    Lifted: above where the reset left it (fixtures are not lifted). Touched and grasped are
+    Lifted: above where the reset left it (fixtures are not lifted). Moved: the joints of one of
+    its articulated conditions MOVED_SHARE of the way from the reset to where the condition
+    starts to hold (LIBERO's own threshold). Touched and grasped are
     robosuite's ``check_contact`` and ``_check_grasp`` (both finger pads on the object), on the
     step's contacts by geom id instead of by name: a tenth of the time.
     """
     rest_heights, geoms = at_reset.rest_heights, at_reset.geoms
     data = env.sim.data._data
+    qpos = env.sim.data.qpos
     pairs = data.contact.geom[: data.ncon]
     now: dict[str, Stage] = {}
     for name, conditions in moved.items():
@@ -124,6 +204,8 @@ def stages(env: Any, moved: Mapping[str, list[str]], goal: Mapping[str, bool], a
             now[name] = Stage.AT_GOAL
         elif name in rest_heights and _height(env, name) - rest_heights[name] > LIFTED_M:
             now[name] = Stage.LIFTED
+        elif any(joint.share(qpos) >= MOVED_SHARE for joint in at_reset.joints.get(name, ())):
+            now[name] = Stage.MOVED
         elif name not in geoms.objects:
             now[name] = Stage.UNTOUCHED  # a region of the workspace: nothing to touch
         elif all(_touching(pairs, pad, geoms.objects[name]) for pad in geoms.fingerpads):

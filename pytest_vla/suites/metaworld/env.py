@@ -11,7 +11,7 @@ import numpy as np
 from pytest_vla.errors import EnvFailure, one_line
 from pytest_vla.report.schema import TerminalReason
 from pytest_vla.suites.base import Observation
-from pytest_vla.suites.metaworld.goal import GoalReader
+from pytest_vla.suites.metaworld.goal import GoalReader, Rest
 from pytest_vla.suites.mujoco_gl import about_rendering
 
 CAMERA = "corner2"
@@ -55,14 +55,14 @@ class MetaworldEnv:
         self._cameras = cameras
         self._seed = seed
         self._goal = goal
-        self._rest_height = 0.0  # the object's, where the reset left it
+        self._rest = Rest(0.0, 0.0)  # the object's, where the reset left it
 
     def reset(self, episode_index: int) -> Observation:
         with _simulator("resetting"):
             seed = self._seed + episode_index
             self._env.seed(seed)  # SawyerXYZEnv.reset ignores its seed argument: seed() re-creates its RNG
             raw, _ = self._env.reset(seed=seed)
-        self._rest_height = self._goal.height(self._env.data)
+        self._rest = self._goal.rest(self._env.data)
         return self._observation(raw, success=False)
 
     def step(self, action: np.ndarray) -> tuple[Observation, bool]:
@@ -85,7 +85,7 @@ class MetaworldEnv:
             images=images,
             state=np.asarray(raw[:STATE_DIM], dtype=np.float32),
             raw={OBSERVATION_KEY: raw},
-            goal=self._goal.read(self._env.data, success, self._rest_height),
+            goal=self._goal.read(self._env.data, success, self._rest),
         )
 
 
