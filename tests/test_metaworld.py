@@ -111,13 +111,19 @@ def test_every_mt50_task_names_an_object_its_model_has() -> None:
     from pytest_vla.suites.metaworld.tasks import MT50
 
     assert set(OBJECTS) == set(MT50)
+    bystanders = {}
     for name in MT50:
         env = build_env(name, render=False)
         try:
             reader = GoalReader.of(env.model, name)
             assert reader.geoms.any() and not (reader.geoms & reader.hand).any(), name
+            assert all((pad <= reader.hand).all() for pad in reader.pads), name  # a grasp is a touch
+            bystanders.update({name: set(reader.bystanders)} if reader.bystanders else {})
         finally:
             env.close()
+    # Only the coffee machine's scenes hold another object that can move: the mug below the button,
+    # the button above the mug (the hammer's nail and the stick's container are what they move).
+    assert bystanders == {"coffee-button-v3": {"obj"}, "coffee-pull-v3": {"cmbutton"}, "coffee-push-v3": {"cmbutton"}}
 
 
 @pytest.mark.filterwarnings("ignore:Constant\\(s\\) may be too high")
@@ -143,3 +149,33 @@ def test_every_jointed_object_is_moved_by_its_expert_before_success_and_not_by_d
             assert "moved" not in idle, name
         finally:
             env.close()
+
+
+def test_a_bystander_is_watched_from_where_the_reset_left_it_and_one_pushed_by_hand_is_a_side_effect() -> None:
+    from pytest_vla.report.schema import goal_record, side_effects
+    from pytest_vla.rollout.loop import EpisodeOutcome
+
+    suite = MetaworldSuite()
+    effects = {}
+    for name, push in (("coffee-push-v3", 0.0), ("coffee-button-v3", 0.12)):
+        (task,) = suite.resolve_tasks([name])
+        env = suite.make_env(task, (), SEED, StateConvention())
+        outcome = EpisodeOutcome(terminal_reason=None, n_steps=0, wall_clock_s=0.0)  # type: ignore[arg-type]
+        try:
+            outcome.see_goal(env.reset(0))
+            for step in range(20):
+                if step == 10 and push:  # the mug beside the button, pushed along x by its free joint
+                    model = env._env.model
+                    env._env.data.qpos[model.jnt_qposadr[model.body_jntadr[env._goal.bystanders["obj"]]]] += push
+                observation, _ = env.step(np.zeros(4))
+                outcome.n_steps += 1
+                outcome.see_goal(observation)
+        finally:
+            env.close()
+        goal = goal_record(outcome.goal_at_end, outcome.goal_best, outcome.goal_best_step, outcome.furthest_stages)
+        effects[name] = side_effects(goal, outcome.bystander_moves, outcome.bystander_drops)
+    # coffee-push's reset moves the coffee machine 6 cm without computing where its button now is:
+    # measured from there, the button still stands where the reset left it.
+    assert effects["coffee-push-v3"] == []
+    (effect,) = effects["coffee-button-v3"]
+    assert (effect["object"], effect["fell"]) == ("obj", False) and effect["moved_m"] == pytest.approx(0.12, abs=0.01)

@@ -10,7 +10,7 @@ import numpy as np
 
 from pytest_vla.errors import EnvFailure, one_line
 from pytest_vla.report.schema import TerminalReason
-from pytest_vla.suites.base import Observation
+from pytest_vla.suites.base import GoalReading, Observation
 from pytest_vla.suites.metaworld.goal import GoalReader, Rest
 from pytest_vla.suites.mujoco_gl import about_rendering
 
@@ -55,27 +55,27 @@ class MetaworldEnv:
         self._cameras = cameras
         self._seed = seed
         self._goal = goal
-        self._rest = Rest(0.0, 0.0)  # the object's, where the reset left it
+        self._rest = Rest(0.0, 0.0, np.zeros((0, 3)))  # where the last reset left things
 
     def reset(self, episode_index: int) -> Observation:
         with _simulator("resetting"):
             seed = self._seed + episode_index
             self._env.seed(seed)  # SawyerXYZEnv.reset ignores its seed argument: seed() re-creates its RNG
             raw, _ = self._env.reset(seed=seed)
-        self._rest = self._goal.rest(self._env.data)
-        return self._observation(raw, success=False)
+        self._rest, goal = self._goal.at_reset(self._env.model, self._env.data)
+        return self._observation(raw, goal)
 
     def step(self, action: np.ndarray) -> tuple[Observation, bool]:
         with _simulator("stepping"):
             # float32, as LeRobot's policies hand actions over: MetaWorld scales them in their own precision.
             raw, _, _, _, info = self._env.step(np.asarray(action, dtype=np.float32))
         success = bool(info["success"])
-        return self._observation(raw, success), success
+        return self._observation(raw, self._goal.read(self._env.data, success, self._rest)), success
 
     def close(self) -> None:
         self._env.close()
 
-    def _observation(self, raw: np.ndarray, success: bool) -> Observation:
+    def _observation(self, raw: np.ndarray, goal: GoalReading) -> Observation:
         images = {}
         if self._cameras:
             with _simulator("rendering"):
@@ -85,7 +85,7 @@ class MetaworldEnv:
             images=images,
             state=np.asarray(raw[:STATE_DIM], dtype=np.float32),
             raw={OBSERVATION_KEY: raw},
-            goal=self._goal.read(self._env.data, success, self._rest),
+            goal=goal,
         )
 
 

@@ -9,11 +9,15 @@ and contacts count on every geom under that body (measured on all 50 with MetaWo
 docs/metaworld.md). A jointed object's goal state is where its joint stands when the task
 succeeds, which MetaWorld's success (a distance of a handle, a button or a dial's tip to a target)
 does not say in joint terms: so the table gives each one's travel to success, measured with the
-experts. Reading them changes nothing in the simulation.
+experts. The other objects that can move (the coffee machine's mug or button: each body with a
+joint of its own, outside the robot) are what the goal leaves alone, where the task's object is
+not a tool for moving them (the hammer's nail, the stick's container). Reading them changes
+nothing in the simulation.
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, NamedTuple
@@ -35,9 +39,11 @@ class TaskObject(NamedTuple):
     # A jointed object: how far its one joint goes from the reset to the task's success (radians or
     # metres, signed), the mean over 10 episodes of MetaWorld's experts (docs/metaworld.md).
     travel: float | None = None
+    # What the object is a tool for moving, as ``where`` names a body: the goal acts on it too.
+    tool_for: str | None = None
 
 
-# Each MT50 task -> (name, where[, travel]), as TaskObject.
+# Each MT50 task -> (name, where[, travel[, tool_for]]), as TaskObject.
 OBJECTS = MappingProxyType(
     {
         task: TaskObject(*entry)
@@ -63,7 +69,7 @@ OBJECTS = MappingProxyType(
             "drawer-open-v3": ("drawer_link", "drawer_link", -0.164),
             "faucet-close-v3": ("faucet_link2", "faucet_link2", -1.29),
             "faucet-open-v3": ("faucet_link2", "faucet_link2", 1.4),
-            "hammer-v3": ("hammerbody", "hammerbody"),
+            "hammer-v3": ("hammerbody", "hammerbody", None, "nail_link"),
             "hand-insert-v3": ("obj", "obj"),
             "handle-press-side-v3": ("handle_link", "handle_link", -0.0796),
             "handle-press-v3": ("handle_link", "handle_link", -0.0801),
@@ -86,8 +92,8 @@ OBJECTS = MappingProxyType(
             "reach-wall-v3": ("obj", "obj"),
             "shelf-place-v3": ("obj", "obj"),
             "soccer-v3": ("soccer_ball", "soccer_ball"),
-            "stick-pull-v3": ("stick", "stick"),
-            "stick-push-v3": ("stick", "stick"),
+            "stick-pull-v3": ("stick", "stick", None, "joint:obj_slidex"),
+            "stick-push-v3": ("stick", "stick", None, "joint:obj_slidex"),
             "sweep-into-v3": ("obj", "obj"),
             "sweep-v3": ("obj", "obj"),
             "window-close-v3": ("windowb_a", "windowb_a", -0.163),
@@ -97,21 +103,29 @@ OBJECTS = MappingProxyType(
 )
 
 
+def _body(model: Any, where: str) -> int:
+    """The body a table entry names: by its name, or ``joint:NAME`` by the joint it carries."""
+    kind, _, joint = where.partition(":")
+    return int(model.jnt_bodyid[model.joint(joint).id]) if kind == "joint" else int(model.body(where).id)
+
+
 def _subtree(model: Any, root: int) -> np.ndarray:
-    """A mask over geom ids: the geoms of body ``root`` and of every body under it."""
+    """A mask over body ids: body ``root`` and every body under it."""
     inside = np.zeros(model.nbody, dtype=bool)
     inside[root] = True
     for body in range(root + 1, model.nbody):  # mujoco numbers a body after its parent
         inside[body] = inside[model.body_parentid[body]]
-    return inside[model.geom_bodyid]
+    return inside
 
 
 @dataclass(frozen=True)
 class Rest:
-    """Where the reset left the object: its height, and its joint's position (0.0 where it has no travel)."""
+    """Where the reset left things: the object's height and joint position (0.0 where it has no
+    travel), and each bystander's position, (n, 3)."""
 
     height: float
     joint: float
+    bystanders: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -126,12 +140,12 @@ class GoalReader:
     geoms: np.ndarray  # mask: the object's geoms
     hand: np.ndarray  # mask: every geom of the gripper (the right_hand subtree)
     pads: tuple[np.ndarray, np.ndarray]  # masks: the left and the right finger pad
+    bystanders: dict[str, int]  # each other body with a joint of its own, outside the robot, by name -> body
 
     @classmethod
     def of(cls, model: Any, task_name: str) -> GoalReader:
-        name, where, travel = OBJECTS[task_name]
-        kind, _, joint = where.partition(":")
-        body = int(model.jnt_bodyid[model.joint(joint).id]) if kind == "joint" else int(model.body(where).id)
+        name, where, travel, tool_for = OBJECTS[task_name]
+        body = _body(model, where)
         first = model.body_jntadr[body]
         lifts = bool(model.body_jntnum[body]) and int(model.jnt_type[first]) == _FREE_JOINT
 
@@ -140,14 +154,34 @@ class GoalReader:
             mask[model.geom(name).id] = True
             return mask
 
+        acted_on = _subtree(model, body) | _subtree(model, model.body("base").id)  # the object's and the robot's
+        if tool_for is not None:
+            acted_on |= _subtree(model, _body(model, tool_for))
+        bystanders = {
+            model.body(other).name or f"joint:{model.joint(model.body_jntadr[other]).name}": other
+            for other in range(1, model.nbody)
+            if model.body_jntnum[other] and not acted_on[other]
+        }
         return cls(
             name, body, lifts, int(model.jnt_qposadr[first]) if travel is not None else -1, travel,
-            _subtree(model, body), _subtree(model, model.body("right_hand").id),
-            (geom("leftpad_geom"), geom("rightpad_geom")),
+            _subtree(model, body)[model.geom_bodyid], _subtree(model, model.body("right_hand").id)[model.geom_bodyid],
+            (geom("leftpad_geom"), geom("rightpad_geom")), bystanders,
         )  # fmt: skip
 
-    def rest(self, data: Any) -> Rest:
-        return Rest(float(data.xpos[self.body][2]), float(data.qpos[self.joint]) if self.travel is not None else 0.0)
+    def at_reset(self, model: Any, data: Any) -> tuple[Rest, GoalReading]:
+        """Where the reset left things, and the goal there, read on a copy brought up to date: MetaWorld's
+        resets move bodies (the coffee machine, the window) without computing where they now are,
+        which its next step does."""
+        import mujoco
+
+        placed = copy.copy(data)  # mujoco's copy of the whole MjData
+        mujoco.mj_forward(model, placed)
+        rest = Rest(
+            float(placed.xpos[self.body][2]),
+            float(placed.qpos[self.joint]) if self.travel is not None else 0.0,
+            placed.xpos[list(self.bystanders.values())].copy(),
+        )
+        return rest, self.read(placed, False, rest)
 
     def read(self, data: Any, success: bool, rest: Rest) -> GoalReading:
         """The goal now. Grasped is MetaWorld's ``touching_object``: both pads on it with a positive force.
@@ -158,7 +192,6 @@ class GoalReader:
         fifth of the way shut).
         """
         pairs = data.contact.geom[: data.ncon]
-        forces = data.efc_force[data.contact.efc_address[: data.ncon]]
         touched = bool(np.any(_joins(pairs, self.hand, self.geoms)))
         if success:
             stage = Stage.AT_GOAL
@@ -166,12 +199,17 @@ class GoalReader:
             stage = Stage.LIFTED
         elif touched and self.travel is not None and (data.qpos[self.joint] - rest.joint) / self.travel >= MOVED_SHARE:
             stage = Stage.MOVED
-        elif all(np.any(_joins(pairs, pad, self.geoms) & (forces > 0)) for pad in self.pads):
+        elif touched and all(np.any(_joins(pairs, pad, self.geoms) & _pushing(data)) for pad in self.pads):
             stage = Stage.GRASPED
         else:
             stage = Stage.TOUCHED if touched else Stage.UNTOUCHED
-        # Which other objects a task's goal leaves alone is not known: no side effects are read.
-        return GoalReading({SUCCESS: success}, {self.name: stage}, None)
+        moved = data.xpos[list(self.bystanders.values())] - rest.bystanders
+        return GoalReading({SUCCESS: success}, {self.name: stage}, dict(zip(self.bystanders, moved, strict=True)))
+
+
+def _pushing(data: Any) -> np.ndarray:
+    """Per contact: whether it pushes (a positive normal force)."""
+    return data.efc_force[data.contact.efc_address[: data.ncon]] > 0
 
 
 def _joins(pairs: np.ndarray, first: np.ndarray, second: np.ndarray) -> np.ndarray:
