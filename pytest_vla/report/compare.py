@@ -111,31 +111,37 @@ class ComparisonRow:
 
 
 @dataclass
+class InitStatePairs:
+    """The pairs of one init state in a row: its trials, correlated with each other."""
+
+    pairs: int = 0
+    difference: int = 0  # pairs only NEW won minus pairs only BASE won
+    progress: list[float] = field(default_factory=list)  # NEW's progress minus BASE's, per pair that has both
+
+
+@dataclass
 class PairCell:
-    """The pairs of one comparison row, as counts and per init state (a cluster of correlated trials)."""
+    """The pairs of one comparison row, as counts and per init state."""
 
     counts: PairedCounts = field(default_factory=lambda: PairedCounts(0, 0, 0, 0))
-    differences: dict[InitState, int] = field(default_factory=dict)  # pairs only NEW won minus only BASE won
-    pairs: dict[InitState, int] = field(default_factory=dict)  # how many pairs it holds
-    progress: dict[InitState, list[float]] = field(default_factory=dict)  # NEW's progress minus BASE's, per pair
+    init_states: dict[InitState, InitStatePairs] = field(default_factory=dict)
 
     def add(self, init_state: InitState, pair: PairedCounts, progress: float | None) -> None:
         self.counts += pair
-        self.differences[init_state] = self.differences.get(init_state, 0) + pair.only_new - pair.only_base
-        self.pairs[init_state] = self.pairs.get(init_state, 0) + 1
+        cluster = self.init_states.setdefault(init_state, InitStatePairs())
+        cluster.pairs += 1
+        cluster.difference += pair.only_new - pair.only_base
         if progress is not None:
-            self.progress.setdefault(init_state, []).append(progress)
+            cluster.progress.append(progress)
 
     def absorb(self, other: PairCell) -> None:
         self.counts += other.counts
-        self.differences.update(other.differences)
-        self.pairs.update(other.pairs)
-        self.progress.update(other.progress)
+        self.init_states.update(other.init_states)
 
     @property
     def repeated(self) -> bool:
         """Some init state holds several pairs (trials): the tests then count init states, not pairs."""
-        return len(self.differences) < self.counts.n_pairs
+        return len(self.init_states) < self.counts.n_pairs
 
 
 @dataclass(frozen=True)
@@ -149,10 +155,11 @@ class ProgressDifference:
     @classmethod
     def of(cls, cell: PairCell) -> ProgressDifference | None:
         """The pairs' mean difference; the test ranks each init state's mean difference (its trials are one unit)."""
-        pairs = [difference for differences in cell.progress.values() for difference in differences]
+        progress = [cluster.progress for cluster in cell.init_states.values() if cluster.progress]
+        pairs = [difference for differences in progress for difference in differences]
         if not pairs:
             return None
-        by_init_state = [sum(differences) / len(differences) for differences in cell.progress.values()]
+        by_init_state = [sum(differences) / len(differences) for differences in progress]
         return cls(len(pairs), sum(pairs) / len(pairs), signed_rank_p_value(by_init_state))
 
     def to_json(self) -> dict[str, Any]:
@@ -365,7 +372,7 @@ def _scope_rows(scope: str, cells: list[tuple[Pairing, PairCell]], margin: float
                 scope=scope,
                 pairing=pairing,
                 counts=counts,
-                init_states=len(cell.differences),
+                init_states=len(cell.init_states),
                 interval=interval,
                 p_value=p_value,
                 p_adjusted=p_adjusted,
@@ -381,7 +388,7 @@ def _scope_rows(scope: str, cells: list[tuple[Pairing, PairCell]], margin: float
 def _p_value(cell: PairCell) -> float:
     """McNemar's exact test; over init states (its clustered form) where they hold repeated trials."""
     if cell.repeated:
-        return clustered_mcnemar_p_value(list(cell.differences.values()))
+        return clustered_mcnemar_p_value([cluster.difference for cluster in cell.init_states.values()])
     return mcnemar_p_value(cell.counts)
 
 
@@ -389,7 +396,7 @@ def _effective_pairs(cell: PairCell) -> float | None:
     """Where trials repeat, the independent pairs the interval counts; None: every pair."""
     if not cell.repeated:
         return None
-    return effective_pairs(cell.counts, [(cell.differences[key], cell.pairs[key]) for key in cell.differences])
+    return effective_pairs(cell.counts, [(cluster.difference, cluster.pairs) for cluster in cell.init_states.values()])
 
 
 def _units(cell: PairCell) -> tuple[int, int]:
@@ -399,7 +406,7 @@ def _units(cell: PairCell) -> tuple[int, int]:
     not cancel out: right when its trials agree, pessimistic when they are independent.
     """
     if cell.repeated:
-        return len(cell.differences), sum(1 for difference in cell.differences.values() if difference)
+        return len(cell.init_states), sum(1 for cluster in cell.init_states.values() if cluster.difference)
     return cell.counts.n_pairs, cell.counts.discordant
 
 
