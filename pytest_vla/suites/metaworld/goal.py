@@ -199,17 +199,17 @@ class GoalReader:
             stage = Stage.LIFTED
         elif touched and self.travel is not None and (data.qpos[self.joint] - rest.joint) / self.travel >= MOVED_SHARE:
             stage = Stage.MOVED
-        elif touched and all(np.any(_joins(pairs, pad, self.geoms) & _pushing(data)) for pad in self.pads):
+        elif touched and self._grasped(pairs, data):
             stage = Stage.GRASPED
         else:
             stage = Stage.TOUCHED if touched else Stage.UNTOUCHED
         moved = data.xpos[list(self.bystanders.values())] - rest.bystanders
         return GoalReading({SUCCESS: success}, {self.name: stage}, dict(zip(self.bystanders, moved, strict=True)))
 
-
-def _pushing(data: Any) -> np.ndarray:
-    """Per contact: whether it pushes (a positive normal force)."""
-    return data.efc_force[data.contact.efc_address[: data.ncon]] > 0
+    def _grasped(self, pairs: np.ndarray, data: Any) -> bool:
+        """Both pads on the object, each contact pushing (a positive normal force)."""
+        pushing = data.efc_force[data.contact.efc_address[: data.ncon]] > 0
+        return all(np.any(_joins(pairs, pad, self.geoms) & pushing) for pad in self.pads)
 
 
 def _joins(pairs: np.ndarray, first: np.ndarray, second: np.ndarray) -> np.ndarray:
